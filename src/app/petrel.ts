@@ -1,0 +1,144 @@
+/**
+ * The composition root: builds every part from the configuration and wires them explicitly
+ * (no registries, no import-time side effects). `petrel serve` and the tests start Petrel here.
+ */
+import type { PetrelConfig } from "../config/schema.js";
+import { compileTrustedNetworks } from "../config/schema.js";
+import { UsageError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { AuthThrottle } from "../policy/auth-throttle.js";
+import { Spool } from "../queue/spool.js";
+import { BindError, SmtpServer } from "../smtp/server.js";
+import type { ListenerSpec } from "../smtp/types.js";
+import { openStore } from "../store/open.js";
+import type { Store } from "../store/types.js";
+import { loadCertificate } from "./certificate.js";
+import { createSubmissionHooks, type Submitter } from "./submission.js";
+
+export interface RunningPetrel {
+  readonly store: Store;
+  readonly spool: Spool;
+  readonly smtp: SmtpServer<Submitter>;
+  /** Stops accepting, lets DATA transactions finish within the grace period, closes the store. */
+  close(): Promise<void>;
+}
+
+/** Where to change a listener's port, for the one-line bind error. */
+const PORT_OPTIONS: Record<string, string> = {
+  submission: "--submission-port, smtp.submission.port or PETREL_SMTP__SUBMISSION__PORT",
+  submissions: "--tls-port, smtp.submissions.port or PETREL_SMTP__SUBMISSIONS__PORT",
+  alternate: "--alternate-port, smtp.alternate.port or PETREL_SMTP__ALTERNATE__PORT",
+};
+
+const KEY_USE_FLUSH_MS = 30_000;
+
+export async function startPetrel(config: PetrelConfig, logger: Logger): Promise<RunningPetrel> {
+  const store = await openStore(config);
+  try {
+    return await startWithStore(config, logger, store);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}
+
+async function startWithStore(config: PetrelConfig, logger: Logger, store: Store): Promise<RunningPetrel> {
+  const trusted = [];
+  for (const network of compileTrustedNetworks(config)) {
+    const account = await store.getAccount(network.account);
+    if (!account) {
+      throw new UsageError(
+        `auth.trustedNetworks: no account named ${network.account} (create it with: petrel accounts create ${network.account})`,
+      );
+    }
+    trusted.push({ ...network, accountId: account.id });
+  }
+  const certificate = await loadCertificate(config, logger);
+  const spool = new Spool(store, { maxBatch: config.queue.maxBatch });
+  const throttle = new AuthThrottle({
+    maxFailures: config.auth.maxFailures,
+    windowMs: config.auth.failureWindowMs,
+    lockoutMs: config.auth.lockoutMs,
+  });
+
+  // "Last used" is bookkeeping, not worth an fsync per AUTH: coalesce and write every 30 s.
+  const keyUses = new Map<number, number>();
+  const flushKeyUses = async () => {
+    if (keyUses.size === 0) return;
+    const uses = [...keyUses].map(([id, at]) => ({ id, at }));
+    keyUses.clear();
+    await store
+      .recordApiKeyUse(uses)
+      .catch((err: unknown) => logger.warn({ err }, "could not record key use"));
+  };
+  const housekeeping = setInterval(() => {
+    throttle.sweep();
+    void flushKeyUses();
+  }, KEY_USE_FLUSH_MS);
+  housekeeping.unref();
+
+  const hooks = createSubmissionHooks({
+    config,
+    store,
+    spool,
+    throttle,
+    trusted,
+    logger,
+    onKeyUsed: (id, at) => keyUses.set(id, at),
+  });
+  const listeners: ListenerSpec[] = [];
+  const { host } = config.smtp;
+  if (config.smtp.submission.enabled)
+    listeners.push({ name: "submission", host, port: config.smtp.submission.port, mode: "starttls" });
+  if (config.smtp.submissions.enabled)
+    listeners.push({ name: "submissions", host, port: config.smtp.submissions.port, mode: "implicit" });
+  if (config.smtp.alternate.enabled)
+    listeners.push({ name: "alternate", host, port: config.smtp.alternate.port, mode: "starttls" });
+  if (listeners.length === 0)
+    throw new UsageError("no SMTP listener is enabled (smtp.submission, smtp.submissions, smtp.alternate)");
+
+  const smtp = new SmtpServer<Submitter>({
+    hostname: config.hostname,
+    listeners,
+    tls: { key: certificate.key, cert: certificate.cert, minVersion: config.smtp.tls.minVersion },
+    allowInsecureAuth: config.smtp.allowInsecureAuth,
+    limits: config.smtp.limits,
+    hooks,
+    logger,
+  });
+  try {
+    await smtp.listen();
+  } catch (err) {
+    if (err instanceof BindError) {
+      const why =
+        err.code === "EADDRINUSE"
+          ? "the port is already in use"
+          : err.code === "EACCES"
+            ? "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+            : err.code;
+      throw new UsageError(
+        `cannot listen on ${err.host}:${err.port} for ${err.listener}: ${why}; change it with ${PORT_OPTIONS[err.listener] ?? "the configuration"}`,
+      );
+    }
+    throw err;
+  }
+  for (const a of smtp.addresses) logger.info({ listener: a.name, port: a.port }, "listening");
+
+  let closing: Promise<void> | undefined;
+  return {
+    store,
+    spool,
+    smtp,
+    close() {
+      closing ??= (async () => {
+        clearInterval(housekeeping);
+        await smtp.close(config.smtp.shutdownGraceMs);
+        await spool.drain();
+        await flushKeyUses();
+        await store.close();
+        logger.info("stopped");
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,183 @@
+/**
+ * The submission service: the answers the SMTP layer's hooks get. It joins the pieces —
+ * API keys and trusted networks (who is this?), sender policy (may they send as this?), header
+ * completion, and the spool (make it durable, then say 250).
+ *
+ * Invariants: "250 ... queued as ID" is sent only after Spool.enqueue() resolved, i.e. after the
+ * durable commit; a failed commit answers 451 4.3.0 and keeps nothing. Unauthenticated sessions
+ * never get past MAIL (the SMTP layer answers 530 without a user).
+ * Security: API keys are hashed before lookup and never logged; the log shows the key's name.
+ */
+
+import { hashApiKey } from "../auth/api-keys.js";
+import type { PetrelConfig, TrustedNetwork } from "../config/schema.js";
+import type { Logger } from "../log.js";
+import { addTraceFields, headerSenders, readHeaderSection } from "../message/headers.js";
+import type { AuthThrottle } from "../policy/auth-throttle.js";
+import { checkEnvelopeSender, checkHeaderSenders } from "../policy/sender.js";
+import type { Verdict } from "../policy/verdict.js";
+import { newQueueId, type Spool } from "../queue/spool.js";
+import type { HookVerdict, SessionHooks, SessionInfo, SmtpReply } from "../smtp/types.js";
+import type { SenderIdentities, Store } from "../store/types.js";
+
+/** Who is submitting: an account, through an API key or a trusted network. */
+export interface Submitter {
+  readonly accountId: number;
+  readonly accountName: string;
+  readonly apiKeyId: number | null;
+  /** What the log shows: the key's name, or the trusted network. */
+  readonly label: string;
+}
+
+export interface SubmissionDeps {
+  readonly config: PetrelConfig;
+  readonly store: Store;
+  readonly spool: Spool;
+  readonly throttle: AuthThrottle;
+  /** Trusted networks with their account ids resolved at start. */
+  readonly trusted: ReadonlyArray<TrustedNetwork & { readonly accountId: number }>;
+  readonly logger: Logger;
+  /** Called with (keyId, time) on each successful AUTH, to record "last used" lazily. */
+  readonly onKeyUsed: (keyId: number, at: number) => void;
+}
+
+const AUTH_INVALID: SmtpReply = { code: 535, enhanced: "5.7.8", text: "Authentication credentials invalid" };
+const LOCKED_OUT: SmtpReply = {
+  code: 421,
+  enhanced: "4.7.0",
+  text: "Too many failed authentication attempts, try again later",
+};
+
+export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submitter> {
+  const { config, store, spool, throttle, trusted, logger } = deps;
+  // Identities read at MAIL FROM are reused for the header check at the end of the same DATA.
+  const identitiesBySession = new WeakMap<SessionInfo<Submitter>, SenderIdentities>();
+
+  return {
+    async onConnect(session) {
+      if (throttle.isLocked(session.remoteAddress)) return { ok: false, reply: LOCKED_OUT };
+      const family = session.remoteAddress.includes(":") ? "ipv6" : "ipv4";
+      const network = trusted.find((t) => t.list.check(session.remoteAddress, family));
+      if (!network) return { ok: true };
+      return {
+        ok: true,
+        user: {
+          accountId: network.accountId,
+          accountName: network.account,
+          apiKeyId: null,
+          label: `network:${network.network}`,
+        },
+      };
+    },
+
+    async onAuth(session, credentials) {
+      const key =
+        credentials.username.toLowerCase() === "apikey"
+          ? await store.findActiveApiKey(hashApiKey(credentials.password))
+          : undefined;
+      if (key) {
+        deps.onKeyUsed(key.id, Date.now());
+        logger.info({ session: session.id, ip: session.remoteAddress, key: key.name }, "auth ok");
+        return {
+          ok: true,
+          user: { accountId: key.accountId, accountName: key.accountName, apiKeyId: key.id, label: key.name },
+        };
+      }
+      const locked = throttle.recordFailure(session.remoteAddress);
+      logger.warn(
+        {
+          session: session.id,
+          ip: session.remoteAddress,
+          username: credentials.username.slice(0, 64),
+          locked,
+        },
+        "auth failed",
+      );
+      return locked ? { ok: false, reply: LOCKED_OUT, close: true } : { ok: false, reply: AUTH_INVALID };
+    },
+
+    async onMailFrom(session, envelope) {
+      const user = session.user!;
+      const identities = await store.getSenderIdentities(user.accountId);
+      identitiesBySession.set(session, identities);
+      return toHookVerdict(checkEnvelopeSender(identities, envelope.mailFrom), session, logger);
+    },
+
+    async onRcptTo() {
+      return { ok: true };
+    },
+
+    async onData(session, envelope, content) {
+      const user = session.user!;
+      const identities =
+        identitiesBySession.get(session) ?? (await store.getSenderIdentities(user.accountId));
+      const section = readHeaderSection(content);
+      const verdict = checkHeaderSenders(identities, headerSenders(section));
+      if (verdict.kind !== "accept") return toReply(verdict, session, logger);
+
+      const queueId = newQueueId();
+      const now = new Date();
+      const prepared = addTraceFields(content, section, {
+        queueId,
+        hostname: config.hostname,
+        heloName: session.heloName,
+        clientIp: session.remoteAddress,
+        protocol: protocolKeyword(session),
+        tls: session.secure ? `using ${session.tlsProtocol} with cipher ${session.tlsCipher}` : undefined,
+        date: now,
+      });
+      try {
+        await spool.enqueue({
+          id: queueId,
+          accountId: user.accountId,
+          apiKeyId: user.apiKeyId,
+          mailFrom: envelope.mailFrom,
+          recipients: envelope.rcptTo,
+          content: prepared,
+          clientIp: session.remoteAddress,
+          receivedAt: now.getTime(),
+          expiresAt: now.getTime() + config.queue.maxLifetimeMs,
+        });
+      } catch (err) {
+        logger.error({ err, session: session.id, queueId }, "spool commit failed");
+        return { code: 451, enhanced: "4.3.0", text: "Temporary local problem, try again later" };
+      }
+      logger.info(
+        {
+          queueId,
+          session: session.id,
+          ip: session.remoteAddress,
+          key: user.label,
+          from: envelope.mailFrom,
+          rcpts: envelope.rcptTo.length,
+          size: prepared.length,
+        },
+        "queued",
+      );
+      return { code: 250, enhanced: "2.0.0", text: `Ok: queued as ${queueId}` };
+    },
+  };
+}
+
+/** RFC 3848: S for TLS, A for an authenticated client. */
+function protocolKeyword(session: SessionInfo<Submitter>): string {
+  if (!session.esmtp) return "SMTP";
+  return `ESMTP${session.secure ? "S" : ""}${session.authMethod ? "A" : ""}`;
+}
+
+function toReply(
+  verdict: Exclude<Verdict, { kind: "accept" }>,
+  session: SessionInfo<Submitter>,
+  logger: Logger,
+): SmtpReply {
+  logger.info(
+    { session: session.id, ip: session.remoteAddress, key: session.user?.label, reason: verdict.reason },
+    "rejected",
+  );
+  return { code: verdict.smtpCode, enhanced: verdict.enhancedCode, text: verdict.message };
+}
+
+function toHookVerdict(verdict: Verdict, session: SessionInfo<Submitter>, logger: Logger): HookVerdict {
+  if (verdict.kind === "accept") return { ok: true };
+  return { ok: false, reply: toReply(verdict, session, logger) };
+}

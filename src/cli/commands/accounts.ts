@@ -1,0 +1,31 @@
+/**
+ * `petrel accounts`: an account owns keys, sender domains and single senders; one account's key
+ * can never send as another account's domain. A `default` account exists from the first start.
+ */
+import type { Command } from "commander";
+import { type CommonOptions, withCommonOptions, withStore } from "../context.js";
+import { isoTime, printJson, printTable } from "../output.js";
+
+export function registerAccounts(program: Command): void {
+  const accounts = program.command("accounts").description("create and list accounts");
+  withCommonOptions(
+    accounts.command("create").description("create an account").argument("<name>", "account name"),
+  ).action(async (name: string, options: CommonOptions) => {
+    await withStore(options, async (store) => {
+      const account = await store.createAccount(name);
+      process.stdout.write(`Created account ${account.name}\n`);
+    });
+  });
+  withCommonOptions(
+    accounts.command("list").description("list accounts").option("--json", "print JSON"),
+  ).action(async (options: CommonOptions & { json?: boolean }) => {
+    await withStore(options, async (store) => {
+      const list = await store.listAccounts();
+      if (options.json) return printJson(list);
+      printTable(
+        ["NAME", "CREATED"],
+        list.map((a) => [a.name, isoTime(a.createdAt)]),
+      );
+    });
+  });
+}

@@ -1,0 +1,99 @@
+/**
+ * `petrel queue`: inspect the spool — what is queued, for whom, in which state.
+ */
+import type { Command } from "commander";
+import { UsageError } from "../../errors.js";
+import type { RecipientState } from "../../store/types.js";
+import { type CommonOptions, withCommonOptions, withStore } from "../context.js";
+import { age, isoTime, printJson, printTable } from "../output.js";
+
+const STATES: readonly RecipientState[] = [
+  "queued",
+  "delivering",
+  "deferred",
+  "delivered",
+  "bounced",
+  "expired",
+  "dropped",
+  "held",
+];
+
+export function registerQueue(program: Command): void {
+  const queue = program.command("queue").description("inspect queued messages");
+  withCommonOptions(
+    queue
+      .command("list")
+      .description("list queued messages (ID, age, from, recipients, state)")
+      .option("-s, --state <state>", `only messages with a recipient in this state (${STATES.join(", ")})`)
+      .option("-l, --limit <n>", "at most this many messages", (v) => Number.parseInt(v, 10), 1000)
+      .option("--json", "print JSON"),
+  ).action(async (options: CommonOptions & { state?: string; limit: number; json?: boolean }) => {
+    if (options.state && !STATES.includes(options.state as RecipientState))
+      throw new UsageError(`unknown state ${options.state}; one of ${STATES.join(", ")}`);
+    await withStore(options, async (store) => {
+      const list = await store.listMessages({
+        state: options.state as RecipientState | undefined,
+        limit: options.limit,
+      });
+      if (options.json) return printJson(list);
+      if (list.length === 0) {
+        process.stdout.write("The queue is empty.\n");
+        return;
+      }
+      printTable(
+        ["ID", "AGE", "SIZE", "FROM", "RCPTS", "STATE", "RECIPIENTS"],
+        list.map((m) => [
+          m.id,
+          age(m.receivedAt),
+          m.size,
+          m.mailFrom,
+          m.recipientCount,
+          stateSummary(m.states),
+          abbreviate(m.recipients),
+        ]),
+      );
+    });
+  });
+  withCommonOptions(
+    queue
+      .command("show")
+      .description("show one message: envelope and each recipient's state")
+      .argument("<id>", "queue ID")
+      .option("--json", "print JSON"),
+  ).action(async (id: string, options: CommonOptions & { json?: boolean }) => {
+    await withStore(options, async (store) => {
+      const message = await store.getMessage(id);
+      if (!message) throw new UsageError(`no message ${id}`);
+      if (options.json) return printJson(message);
+      const out = process.stdout;
+      out.write(
+        `ID:        ${message.id}\nAccount:   ${message.accountName}\nKey:       ${message.apiKeyName ?? "(trusted network)"}\n`,
+      );
+      out.write(
+        `Client:    ${message.clientIp}\nFrom:      ${message.mailFrom}\nSize:      ${message.size}\n`,
+      );
+      out.write(`Received:  ${isoTime(message.receivedAt)}\nExpires:   ${isoTime(message.expiresAt)}\n\n`);
+      printTable(
+        ["RECIPIENT", "STATE", "ATTEMPTS", "NEXT ATTEMPT", "LAST REPLY"],
+        message.recipientDetails.map((r) => [
+          r.address,
+          r.state,
+          r.attempts,
+          isoTime(r.nextAttemptAt),
+          r.lastReply ?? "-",
+        ]),
+      );
+    });
+  });
+}
+
+function stateSummary(states: Partial<Record<RecipientState, number>>): string {
+  const entries = Object.entries(states);
+  return entries.length === 1 ? entries[0]![0] : entries.map(([s, n]) => `${s}:${n}`).join(",");
+}
+
+function abbreviate(recipients: readonly string[]): string {
+  return recipients.length <= 2
+    ? recipients.join(", ")
+    : `${recipients.slice(0, 2).join(", ")} +${recipients.length - 2}`;
+}

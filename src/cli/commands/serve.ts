@@ -1,0 +1,63 @@
+/**
+ * `petrel serve`: runs the relay until SIGTERM/SIGINT, then shuts down gracefully
+ * (stop accepting, let DATA transactions finish within smtp.shutdownGraceMs, close the store).
+ */
+import type { Command } from "commander";
+import { startPetrel } from "../../app/petrel.js";
+import { createLogger } from "../../log.js";
+import { configFrom, withCommonOptions } from "../context.js";
+
+interface ServeOptions {
+  config?: string;
+  dataDir?: string;
+  host?: string;
+  hostname?: string;
+  submissionPort?: number;
+  tlsPort?: number;
+  alternatePort?: number;
+}
+
+const toPort = (value: string) => Number.parseInt(value, 10);
+
+export function registerServe(program: Command): void {
+  withCommonOptions(
+    program
+      .command("serve")
+      .description("run the relay: SMTP submission on 587 (STARTTLS) and 465 (implicit TLS)")
+      .option("--host <address>", "address to listen on (smtp.host)")
+      .option("--hostname <name>", "name in the greeting and Received headers (hostname)")
+      .option(
+        "--submission-port <port>",
+        "STARTTLS submission port (smtp.submission.port, default 587)",
+        toPort,
+      )
+      .option("--tls-port <port>", "implicit TLS port (smtp.submissions.port, default 465)", toPort)
+      .option(
+        "--alternate-port <port>",
+        "enable the alternate STARTTLS listener on this port (e.g. 2525)",
+        toPort,
+      ),
+  ).action(async (options: ServeOptions) => {
+    const config = configFrom(options, {
+      "smtp.host": options.host,
+      hostname: options.hostname,
+      "smtp.submission.port": options.submissionPort,
+      "smtp.submissions.port": options.tlsPort,
+      "smtp.alternate.port": options.alternatePort,
+      "smtp.alternate.enabled": options.alternatePort === undefined ? undefined : true,
+    });
+    const logger = createLogger(config);
+    const petrel = await startPetrel(config, logger);
+    logger.info({ dataDir: config.dataDir, store: petrel.store.kind }, "petrel is running");
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        logger.info({ signal }, "shutting down");
+        process.off("SIGTERM", stop).off("SIGINT", stop);
+        resolve();
+      };
+      process.on("SIGTERM", stop).on("SIGINT", stop);
+    });
+    await petrel.close();
+    logger.flush();
+  });
+}

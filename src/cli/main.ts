@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+/**
+ * The `petrel` command. Each subcommand lives in its own module under commands/ and is thin over
+ * the same services `serve` uses.
+ */
+import { Command, CommanderError } from "commander";
+import { UsageError } from "../errors.js";
+import { StoreConflictError } from "../store/types.js";
+import { registerAccounts } from "./commands/accounts.js";
+import { registerConfig } from "./commands/config.js";
+import { registerIdentities } from "./commands/identities.js";
+import { registerKeys } from "./commands/keys.js";
+import { registerQueue } from "./commands/queue.js";
+import { registerSend } from "./commands/send.js";
+import { registerServe } from "./commands/serve.js";
+
+export function buildProgram(): Command {
+  const program = new Command()
+    .name("petrel")
+    .description(
+      "Petrel: a self-hosted SMTP smart host. Apps submit with an API key; Petrel spools, signs and delivers.",
+    )
+    .version("0.1.0")
+    .showHelpAfterError()
+    .exitOverride();
+  registerServe(program);
+  registerKeys(program);
+  registerAccounts(program);
+  registerIdentities(program);
+  registerQueue(program);
+  registerSend(program);
+  registerConfig(program);
+  return program;
+}
+
+async function main(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof UsageError || err instanceof StoreConflictError) {
+      process.stderr.write(`petrel: ${err.message}\n`);
+      return 1;
+    }
+    const e = err as { response?: string; code?: string; message?: string };
+    // SMTP errors from `petrel send` carry the server's reply.
+    if (e.response) {
+      process.stderr.write(`petrel: ${e.response}\n`);
+      return 1;
+    }
+    if (e.code === "ECONNREFUSED" || e.code === "ESOCKET") {
+      process.stderr.write(`petrel: ${e.message} (is petrel serve running?)\n`);
+      return 1;
+    }
+    process.stderr.write(`petrel: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv);

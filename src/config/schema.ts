@@ -1,0 +1,169 @@
+/**
+ * The one configuration schema. Every field has a doc comment and a default, so an empty
+ * file (or none) runs Petrel on the embedded defaults. Sources, later winning:
+ * defaults < YAML file (--config / PETREL_CONFIG) < PETREL_* environment < command-line flags.
+ * Unknown keys are errors (strict objects): a typo must fail at start, not be ignored.
+ */
+import { BlockList, isIP } from "node:net";
+import { hostname } from "node:os";
+import { z } from "zod";
+
+const port = z.number().int().min(0).max(65535);
+
+const cidr = z
+  .string()
+  .refine(isCidr, { message: "expected an IPv4 or IPv6 network like 10.0.0.0/8 or ::1/128" });
+
+function isCidr(value: string): boolean {
+  const [address, bits, ...rest] = value.split("/");
+  if (rest.length > 0 || address === undefined) return false;
+  const family = isIP(address);
+  if (family === 0) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return Number.isInteger(n) && n >= 0 && n <= (family === 4 ? 32 : 128) && /^\d+$/.test(bits);
+}
+
+const listener = (defaultPort: number, defaultEnabled: boolean) =>
+  z
+    .strictObject({
+      /** Whether this listener is started. */
+      enabled: z.boolean().default(defaultEnabled),
+      /** TCP port to listen on. */
+      port: port.default(defaultPort),
+    })
+    .prefault({});
+
+export const configSchema = z
+  .strictObject({
+    /** Directory for the database, the generated TLS certificate and other state. */
+    dataDir: z.string().min(1).default("./data"),
+    /** Name used in the SMTP greeting, EHLO replies, Received headers and Message-IDs. */
+    hostname: z.string().min(1).default(hostname()),
+    log: z
+      .strictObject({
+        /** pino level: trace, debug, info, warn, error, fatal, silent. */
+        level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+        /** "auto" is human-readable on a terminal and JSON otherwise. */
+        format: z.enum(["auto", "json", "pretty"]).default("auto"),
+      })
+      .prefault({}),
+    smtp: z
+      .strictObject({
+        /** Address the submission listeners bind to. */
+        host: z.string().default("0.0.0.0"),
+        /** Submission with STARTTLS (RFC 6409). */
+        submission: listener(587, true),
+        /** Submission with implicit TLS (RFC 8314). */
+        submissions: listener(465, true),
+        /** Extra STARTTLS listener for networks where 587 is blocked (SendGrid's 2525). */
+        alternate: listener(2525, false),
+        tls: z
+          .strictObject({
+            /** PEM certificate chain; empty = a self-signed one generated into dataDir/tls. */
+            certFile: z.string().default(""),
+            /** PEM private key for certFile. */
+            keyFile: z.string().default(""),
+            /** Lowest TLS version accepted. */
+            minVersion: z.enum(["TLSv1.2", "TLSv1.3"]).default("TLSv1.2"),
+          })
+          .prefault({}),
+        limits: z
+          .strictObject({
+            /** Largest message accepted, in bytes (advertised in EHLO SIZE). */
+            maxMessageSize: z
+              .number()
+              .int()
+              .positive()
+              .default(30 * 1024 * 1024),
+            /** Recipients per message. */
+            maxRecipients: z.number().int().positive().default(1000),
+            /** Concurrent connections in total. */
+            maxConnections: z.number().int().positive().default(2000),
+            /** Concurrent connections from one IP address. */
+            maxConnectionsPerIp: z.number().int().positive().default(200),
+            /** Close a connection that sends nothing for this long (RFC 5321 §4.5.3.2 asks for ≥ 5 min). */
+            idleTimeoutMs: z.number().int().positive().default(300_000),
+            /** Close any connection after this long, whatever it does (slowloris). */
+            sessionTimeoutMs: z.number().int().positive().default(1_800_000),
+            /** Close after this many invalid commands in a row. */
+            maxInvalidCommands: z.number().int().positive().default(10),
+            /** Longest text line in a message, in octets without CRLF (RFC 5322 §2.1.1); 0 = no limit. */
+            maxLineLength: z.number().int().min(0).default(998),
+          })
+          .prefault({}),
+        /** Let AUTH work without TLS. Only for testing: the key would cross the network in clear. */
+        allowInsecureAuth: z.boolean().default(false),
+        /** How long SIGTERM waits for transactions in DATA before answering 421 4.3.2. */
+        shutdownGraceMs: z.number().int().min(0).default(30_000),
+      })
+      .prefault({}),
+    auth: z
+      .strictObject({
+        /** Networks that may submit without AUTH, each acting as an account (Postfix's mynetworks). */
+        trustedNetworks: z
+          .array(
+            z.strictObject({
+              /** CIDR, e.g. 10.1.0.0/16 or 127.0.0.1/32. */
+              network: cidr,
+              /** The account whose senders and limits apply to mail from this network. */
+              account: z.string().min(1).default("default"),
+            }),
+          )
+          .default([]),
+        /** Failed AUTH attempts from one IP within failureWindowMs before it is locked out. */
+        maxFailures: z.number().int().positive().default(5),
+        /** Window for counting failed AUTH attempts. */
+        failureWindowMs: z.number().int().positive().default(300_000),
+        /** How long an IP that reached maxFailures is refused with 421 4.7.0. */
+        lockoutMs: z.number().int().positive().default(300_000),
+      })
+      .prefault({}),
+    queue: z
+      .strictObject({
+        /** How long a message may stay queued before it expires. */
+        maxLifetimeMs: z
+          .number()
+          .int()
+          .positive()
+          .default(72 * 3600_000),
+        /** Most messages committed in one group commit. */
+        maxBatch: z.number().int().positive().default(512),
+      })
+      .prefault({}),
+    store: z
+      .strictObject({
+        /** Storage backend. "sqlite" is embedded: one file in dataDir. */
+        driver: z.enum(["sqlite"]).default("sqlite"),
+        sqlite: z
+          .strictObject({
+            /** Database file; relative paths are inside dataDir. */
+            file: z.string().default("petrel.db"),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
+export type PetrelConfig = z.infer<typeof configSchema>;
+
+/** Compiled form of auth.trustedNetworks for fast per-connection lookups. */
+export interface TrustedNetwork {
+  readonly network: string;
+  readonly account: string;
+  readonly list: BlockList;
+}
+
+export function compileTrustedNetworks(config: PetrelConfig): TrustedNetwork[] {
+  return config.auth.trustedNetworks.map(({ network, account }) => {
+    const [address, bits] = network.split("/") as [string, string | undefined];
+    const type = isIP(address) === 6 ? "ipv6" : "ipv4";
+    const list = new BlockList();
+    list.addSubnet(address, bits === undefined ? (type === "ipv4" ? 32 : 128) : Number(bits), type);
+    return { network, account, list };
+  });
+}
+
+/** Paths whose values are secrets, masked by `petrel config`. */
+export const SECRET_PATHS: readonly string[] = [];

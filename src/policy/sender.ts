@@ -1,0 +1,48 @@
+/**
+ * May this account send as this address? An account sends only as its sender domains (any local
+ * part) and its single sender addresses. The same rule applies to the envelope sender at MAIL
+ * FROM and to every address in the From and Sender header fields at the end of DATA, so that a
+ * key can never put another account's domain in front of a recipient.
+ */
+import { domainOf, normalizeAddress } from "../address.js";
+import type { SenderIdentities } from "../store/types.js";
+import { ACCEPT, reject, type Verdict } from "./verdict.js";
+
+export function isVerifiedSender(identities: SenderIdentities, address: string): boolean {
+  const domain = domainOf(address);
+  if (domain === "") return false;
+  return identities.domains.has(domain) || identities.addresses.has(normalizeAddress(address));
+}
+
+export function checkEnvelopeSender(identities: SenderIdentities, mailFrom: string): Verdict {
+  if (mailFrom === "") {
+    // Bounces are Petrel's own job; a submitting application has no reason to send a null sender.
+    return reject(550, "5.7.1", "Sender address not verified", "null reverse-path from a submission client");
+  }
+  if (isVerifiedSender(identities, mailFrom)) return ACCEPT;
+  return reject(550, "5.7.1", "Sender address not verified", `envelope sender ${mailFrom} is not verified`);
+}
+
+export interface HeaderSenders {
+  /** Addresses of every From field (one field expected, RFC 5322 §3.6). */
+  readonly from: readonly string[];
+  /** Number of From fields found. */
+  readonly fromFields: number;
+  readonly sender: readonly string[];
+}
+
+export function checkHeaderSenders(identities: SenderIdentities, headers: HeaderSenders): Verdict {
+  if (headers.fromFields === 0 || headers.from.length === 0) {
+    return reject(550, "5.6.0", "Message has no From address", "no From header field with an address");
+  }
+  if (headers.fromFields > 1) {
+    // RFC 5322 §3.6 allows one From field; DMARC receivers reject more (RFC 7489 §6.6.1).
+    return reject(550, "5.6.0", "Message has more than one From header field", "several From fields");
+  }
+  for (const address of [...headers.from, ...headers.sender]) {
+    if (!isVerifiedSender(identities, address)) {
+      return reject(550, "5.7.1", "Sender address not verified", `header sender ${address} is not verified`);
+    }
+  }
+  return ACCEPT;
+}

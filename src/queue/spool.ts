@@ -1,0 +1,95 @@
+/**
+ * The spool's front door: enqueue() resolves once a message is durable, and many concurrent
+ * submissions share one commit (group commit, as Postfix's cleanup cannot and databases do).
+ *
+ * Invariants: a promise from enqueue() resolves only after the store committed the batch that
+ * holds the message; if the commit fails, every message of that batch is rejected and none is
+ * kept (the store's transaction is all or nothing). Batches never interleave: one commit at a time,
+ * and whatever arrives meanwhile forms the next batch.
+ */
+import { monotonicFactory } from "ulidx";
+import type { NewMessage, Store } from "../store/types.js";
+
+interface Pending {
+  readonly message: NewMessage;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+}
+
+export interface SpoolOptions {
+  /** Most messages in one commit; bounds the commit's latency and memory. */
+  readonly maxBatch: number;
+}
+
+export interface SpoolStats {
+  commits: number;
+  messages: number;
+  largestBatch: number;
+}
+
+export class Spool {
+  private readonly store: Store;
+  private readonly maxBatch: number;
+  private pending: Pending[] = [];
+  private committing = false;
+  private scheduled = false;
+  private idleWaiters: Array<() => void> = [];
+  readonly stats: SpoolStats = { commits: 0, messages: 0, largestBatch: 0 };
+
+  constructor(store: Store, options: SpoolOptions) {
+    this.store = store;
+    this.maxBatch = options.maxBatch;
+  }
+
+  enqueue(message: NewMessage): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ message, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  /** Resolves when nothing is pending or being committed (for shutdown). */
+  async drain(): Promise<void> {
+    if (!this.committing && this.pending.length === 0) return;
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.committing) return;
+    this.scheduled = true;
+    // setImmediate runs after the poll phase: every submission whose final dot arrived in this
+    // turn of the event loop is already pending, so they all share the commit.
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.commitPending();
+    });
+  }
+
+  private async commitPending(): Promise<void> {
+    if (this.committing) return;
+    this.committing = true;
+    try {
+      while (this.pending.length > 0) {
+        const batch = this.pending.splice(0, this.maxBatch);
+        try {
+          await this.store.enqueueMessages(batch.map((p) => p.message));
+        } catch (err) {
+          for (const p of batch) p.reject(err);
+          continue;
+        }
+        this.stats.commits++;
+        this.stats.messages += batch.length;
+        if (batch.length > this.stats.largestBatch) this.stats.largestBatch = batch.length;
+        for (const p of batch) p.resolve();
+      }
+    } finally {
+      this.committing = false;
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+}
+
+/** Queue IDs: ULIDs (time-sortable, unique, 26 characters), monotonic within this process. */
+export const newQueueId: () => string = monotonicFactory();

@@ -1,0 +1,80 @@
+/**
+ * Versioned schema for the SQLite store. Each entry runs once, in order, inside a transaction;
+ * the applied version is kept in `PRAGMA user_version`. Never edit a released migration: add one.
+ */
+
+export const MIGRATIONS: readonly string[] = [
+  // 1: accounts, keys, sender identities, the spool.
+  `
+  CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+  );
+  INSERT INTO accounts (name, created_at) VALUES ('default', CAST(unixepoch('subsec') * 1000 AS INTEGER));
+
+  CREATE TABLE api_keys (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER,
+    revoked_at INTEGER
+  );
+  -- A name identifies one active key; revoked keys keep their name for the record.
+  CREATE UNIQUE INDEX api_keys_active_name ON api_keys(name) WHERE revoked_at IS NULL;
+
+  CREATE TABLE sender_domains (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    domain TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL DEFAULT 'unverified',
+    created_at INTEGER NOT NULL,
+    last_checked_at INTEGER
+  );
+
+  CREATE TABLE single_senders (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    address TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+  );
+  CREATE INDEX single_senders_account ON single_senders(account_id);
+
+  CREATE TABLE messages (
+    id TEXT PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    api_key_id INTEGER REFERENCES api_keys(id),
+    mail_from TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    client_ip TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+
+  -- Content apart from the envelope so that listing the queue never reads message bodies.
+  CREATE TABLE message_contents (
+    message_id TEXT PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+    content BLOB NOT NULL
+  ) WITHOUT ROWID;
+
+  CREATE TABLE recipients (
+    id INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    address TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    lease_owner TEXT,
+    lease_expires_at INTEGER,
+    last_reply TEXT,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE INDEX recipients_message ON recipients(message_id);
+  -- Delivery workers look for due work: queued/deferred recipients by next attempt time.
+  CREATE INDEX recipients_due ON recipients(state, next_attempt_at);
+  `,
+];

@@ -1,0 +1,405 @@
+/**
+ * The embedded store: one SQLite file in the data directory, through better-sqlite3.
+ *
+ * Durability: WAL journal with synchronous=FULL, so a committed transaction survives kill -9 and
+ * power loss (the WAL is fsync'd at every commit). The queue layer batches messages into one
+ * enqueueMessages() call per group commit, so one fsync covers many messages.
+ * Several processes may open the same file (`petrel serve` plus admin commands); SQLite's locking
+ * and busy_timeout serialise the writers.
+ * better-sqlite3 is synchronous; methods are async only to honour the Store interface, which a
+ * network backend needs.
+ */
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import { domainOf, normalizeAddress } from "../../address.js";
+import type {
+  Account,
+  ApiKey,
+  MessageDetail,
+  MessageFilter,
+  MessageSummary,
+  NewApiKey,
+  NewMessage,
+  RecipientDetail,
+  RecipientState,
+  SenderDomain,
+  SenderIdentities,
+  SingleSender,
+  Store,
+} from "../types.js";
+import { StoreConflictError } from "../types.js";
+import { MIGRATIONS } from "./migrations.js";
+
+type Row = Record<string, unknown>;
+
+export interface SqliteStoreOptions {
+  readonly file: string;
+  /** How long a writer waits for another process's lock before failing. */
+  readonly busyTimeoutMs?: number;
+}
+
+export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
+  mkdirSync(dirname(options.file), { recursive: true });
+  const db = new Database(options.file);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
+  db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+  db.pragma("foreign_keys = ON");
+  migrate(db);
+  return new SqliteStore(db);
+}
+
+function migrate(db: Database.Database): void {
+  const current = db.pragma("user_version", { simple: true }) as number;
+  if (current >= MIGRATIONS.length) return;
+  // IMMEDIATE takes the write lock first, so two processes starting together migrate once.
+  db.transaction(() => {
+    const version = db.pragma("user_version", { simple: true }) as number;
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    }
+  }).immediate();
+}
+
+const API_KEY_COLUMNS = `k.id, k.account_id, a.name AS account_name, k.name, k.prefix, k.created_at,
+  k.last_used_at, k.revoked_at`;
+
+export class SqliteStore implements Store {
+  readonly kind = "sqlite" as const;
+  private readonly db: Database.Database;
+  private readonly statements: ReturnType<typeof prepareStatements>;
+  private readonly insertBatch: (messages: readonly NewMessage[]) => void;
+
+  constructor(db: Database.Database) {
+    this.db = db;
+    this.statements = prepareStatements(db);
+    const s = this.statements;
+    this.insertBatch = db.transaction((messages: readonly NewMessage[]) => {
+      for (const m of messages) {
+        s.insertMessage.run(
+          m.id,
+          m.accountId,
+          m.apiKeyId,
+          m.mailFrom,
+          m.content.length,
+          m.clientIp,
+          m.receivedAt,
+          m.expiresAt,
+        );
+        s.insertContent.run(m.id, m.content);
+        for (const address of m.recipients) {
+          s.insertRecipient.run(m.id, address, domainOf(address), m.receivedAt, m.receivedAt);
+        }
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  async createAccount(name: string): Promise<Account> {
+    try {
+      const row = this.db
+        .prepare("INSERT INTO accounts (name, created_at) VALUES (?, ?) RETURNING id, name, created_at")
+        .get(name, Date.now()) as Row;
+      return toAccount(row);
+    } catch (err) {
+      throw conflictOr(err, `account ${name} already exists`);
+    }
+  }
+
+  async getAccount(name: string): Promise<Account | undefined> {
+    const row = this.db.prepare("SELECT id, name, created_at FROM accounts WHERE name = ?").get(name) as
+      | Row
+      | undefined;
+    return row && toAccount(row);
+  }
+
+  async listAccounts(): Promise<Account[]> {
+    return (this.db.prepare("SELECT id, name, created_at FROM accounts ORDER BY name").all() as Row[]).map(
+      toAccount,
+    );
+  }
+
+  async insertApiKey(key: NewApiKey): Promise<ApiKey> {
+    try {
+      const { id } = this.db
+        .prepare(
+          "INSERT INTO api_keys (account_id, name, hash, prefix, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .get(key.accountId, key.name, key.hash, key.prefix, Date.now()) as { id: number };
+      return toApiKey(
+        this.db.prepare(`SELECT ${API_KEY_COLUMNS} ${API_KEY_FROM} WHERE k.id = ?`).get(id) as Row,
+      );
+    } catch (err) {
+      throw conflictOr(err, `an active key named ${key.name} already exists`);
+    }
+  }
+
+  async findActiveApiKey(hash: string): Promise<ApiKey | undefined> {
+    const row = this.statements.findKey.get(hash) as Row | undefined;
+    return row && toApiKey(row);
+  }
+
+  async listApiKeys(): Promise<ApiKey[]> {
+    const rows = this.db
+      .prepare(`SELECT ${API_KEY_COLUMNS} ${API_KEY_FROM} ORDER BY k.revoked_at IS NOT NULL, k.name`)
+      .all() as Row[];
+    return rows.map(toApiKey);
+  }
+
+  async revokeApiKey(name: string): Promise<boolean> {
+    const result = this.db
+      .prepare("UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
+      .run(Date.now(), name);
+    return result.changes > 0;
+  }
+
+  async recordApiKeyUse(uses: ReadonlyArray<{ readonly id: number; readonly at: number }>): Promise<void> {
+    const update = this.statements.touchKey;
+    this.db.transaction(() => {
+      for (const use of uses) update.run(use.at, use.id, use.at);
+    })();
+  }
+
+  async addDomain(accountId: number, domain: string): Promise<SenderDomain> {
+    const name = domain.toLowerCase();
+    return this.db
+      .transaction(() => {
+        const owner = this.db
+          .prepare(
+            "SELECT account_id FROM single_senders WHERE address LIKE ? ESCAPE '\\' AND account_id != ? LIMIT 1",
+          )
+          .get(`%@${escapeLike(name)}`, accountId);
+        if (owner) throw new StoreConflictError(`${name} has single senders that belong to another account`);
+        try {
+          const { id } = this.db
+            .prepare(
+              "INSERT INTO sender_domains (account_id, domain, created_at) VALUES (?, ?, ?) RETURNING id",
+            )
+            .get(accountId, name, Date.now()) as { id: number };
+          return toDomain(this.db.prepare(`${DOMAIN_SELECT} WHERE d.id = ?`).get(id) as Row);
+        } catch (err) {
+          throw conflictOr(err, `domain ${name} is already registered`);
+        }
+      })
+      .immediate();
+  }
+
+  async removeDomain(domain: string): Promise<boolean> {
+    return (
+      this.db.prepare("DELETE FROM sender_domains WHERE domain = ?").run(domain.toLowerCase()).changes > 0
+    );
+  }
+
+  async listDomains(accountId?: number): Promise<SenderDomain[]> {
+    const rows =
+      accountId === undefined
+        ? this.db.prepare(`${DOMAIN_SELECT} ORDER BY d.domain`).all()
+        : this.db.prepare(`${DOMAIN_SELECT} WHERE d.account_id = ? ORDER BY d.domain`).all(accountId);
+    return (rows as Row[]).map(toDomain);
+  }
+
+  async addSender(accountId: number, address: string): Promise<SingleSender> {
+    const normalized = normalizeAddress(address);
+    return this.db
+      .transaction(() => {
+        const owner = this.db
+          .prepare("SELECT account_id FROM sender_domains WHERE domain = ?")
+          .get(domainOf(normalized)) as { account_id: number } | undefined;
+        if (owner && owner.account_id !== accountId) {
+          throw new StoreConflictError(`the domain of ${normalized} belongs to another account`);
+        }
+        try {
+          const { id } = this.db
+            .prepare(
+              "INSERT INTO single_senders (account_id, address, created_at) VALUES (?, ?, ?) RETURNING id",
+            )
+            .get(accountId, normalized, Date.now()) as { id: number };
+          return toSender(this.db.prepare(`${SENDER_SELECT} WHERE s.id = ?`).get(id) as Row);
+        } catch (err) {
+          throw conflictOr(err, `sender ${normalized} is already registered`);
+        }
+      })
+      .immediate();
+  }
+
+  async removeSender(address: string): Promise<boolean> {
+    return (
+      this.db.prepare("DELETE FROM single_senders WHERE address = ?").run(normalizeAddress(address)).changes >
+      0
+    );
+  }
+
+  async listSenders(accountId?: number): Promise<SingleSender[]> {
+    const rows =
+      accountId === undefined
+        ? this.db.prepare(`${SENDER_SELECT} ORDER BY s.address`).all()
+        : this.db.prepare(`${SENDER_SELECT} WHERE s.account_id = ? ORDER BY s.address`).all(accountId);
+    return (rows as Row[]).map(toSender);
+  }
+
+  async getSenderIdentities(accountId: number): Promise<SenderIdentities> {
+    const domains = this.statements.accountDomains.pluck().all(accountId) as string[];
+    const addresses = this.statements.accountSenders.pluck().all(accountId) as string[];
+    return { domains: new Set(domains), addresses: new Set(addresses) };
+  }
+
+  async enqueueMessages(messages: readonly NewMessage[]): Promise<void> {
+    this.insertBatch(messages);
+  }
+
+  async listMessages(filter: MessageFilter = {}): Promise<MessageSummary[]> {
+    const limit = filter.limit ?? 1000;
+    const rows = (
+      filter.state
+        ? this.db
+            .prepare(
+              `${MESSAGE_SELECT} WHERE m.id IN (SELECT message_id FROM recipients WHERE state = ?)
+               ORDER BY m.id LIMIT ?`,
+            )
+            .all(filter.state, limit)
+        : this.db.prepare(`${MESSAGE_SELECT} ORDER BY m.id LIMIT ?`).all(limit)
+    ) as Row[];
+    return rows.map((row) => toSummary(row, this.recipientsOf(String(row.id))));
+  }
+
+  async getMessage(id: string): Promise<MessageDetail | undefined> {
+    const row = this.db
+      .prepare(
+        `SELECT m.*, a.name AS account_name, k.name AS api_key_name FROM messages m
+         JOIN accounts a ON a.id = m.account_id LEFT JOIN api_keys k ON k.id = m.api_key_id WHERE m.id = ?`,
+      )
+      .get(id) as Row | undefined;
+    if (!row) return undefined;
+    const recipients = this.recipientsOf(id);
+    return {
+      ...toSummary(row, recipients),
+      clientIp: String(row.client_ip),
+      apiKeyName: (row.api_key_name as string | null) ?? null,
+      expiresAt: Number(row.expires_at),
+      recipientDetails: recipients,
+    };
+  }
+
+  async getMessageContent(id: string): Promise<Buffer | undefined> {
+    const row = this.statements.content.get(id) as { content: Buffer } | undefined;
+    return row?.content;
+  }
+
+  private recipientsOf(messageId: string): RecipientDetail[] {
+    return (this.statements.recipientsOf.all(messageId) as Row[]).map((r) => ({
+      address: String(r.address),
+      state: r.state as RecipientState,
+      attempts: Number(r.attempts),
+      nextAttemptAt: (r.next_attempt_at as number | null) ?? null,
+      lastReply: (r.last_reply as string | null) ?? null,
+      updatedAt: Number(r.updated_at),
+    }));
+  }
+}
+
+const API_KEY_FROM = "FROM api_keys k JOIN accounts a ON a.id = k.account_id";
+const DOMAIN_SELECT = `SELECT d.id, d.account_id, a.name AS account_name, d.domain, d.status, d.created_at,
+  d.last_checked_at FROM sender_domains d JOIN accounts a ON a.id = d.account_id`;
+const SENDER_SELECT = `SELECT s.id, s.account_id, a.name AS account_name, s.address, s.created_at
+  FROM single_senders s JOIN accounts a ON a.id = s.account_id`;
+const MESSAGE_SELECT = `SELECT m.id, a.name AS account_name, m.mail_from, m.size, m.received_at
+  FROM messages m JOIN accounts a ON a.id = m.account_id`;
+
+function prepareStatements(db: Database.Database) {
+  return {
+    insertMessage: db.prepare(
+      `INSERT INTO messages (id, account_id, api_key_id, mail_from, size, client_ip, received_at, expires_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    insertContent: db.prepare("INSERT INTO message_contents (message_id, content) VALUES (?, ?)"),
+    insertRecipient: db.prepare(
+      `INSERT INTO recipients (message_id, address, domain, state, next_attempt_at, updated_at)
+       VALUES (?, ?, ?, 'queued', ?, ?)`,
+    ),
+    findKey: db.prepare(
+      `SELECT ${API_KEY_COLUMNS} ${API_KEY_FROM} WHERE k.hash = ? AND k.revoked_at IS NULL`,
+    ),
+    touchKey: db.prepare(
+      "UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+    ),
+    accountDomains: db.prepare("SELECT domain FROM sender_domains WHERE account_id = ?"),
+    accountSenders: db.prepare("SELECT address FROM single_senders WHERE account_id = ?"),
+    content: db.prepare("SELECT content FROM message_contents WHERE message_id = ?"),
+    recipientsOf: db.prepare(
+      `SELECT address, state, attempts, next_attempt_at, last_reply, updated_at
+       FROM recipients WHERE message_id = ? ORDER BY id`,
+    ),
+  };
+}
+
+function toAccount(row: Row): Account {
+  return { id: Number(row.id), name: String(row.name), createdAt: Number(row.created_at) };
+}
+
+function toApiKey(row: Row): ApiKey {
+  return {
+    id: Number(row.id),
+    accountId: Number(row.account_id),
+    accountName: String(row.account_name),
+    name: String(row.name),
+    prefix: String(row.prefix),
+    createdAt: Number(row.created_at),
+    lastUsedAt: (row.last_used_at as number | null) ?? null,
+    revokedAt: (row.revoked_at as number | null) ?? null,
+  };
+}
+
+function toDomain(row: Row): SenderDomain {
+  return {
+    id: Number(row.id),
+    accountId: Number(row.account_id),
+    accountName: String(row.account_name),
+    domain: String(row.domain),
+    status: row.status as SenderDomain["status"],
+    createdAt: Number(row.created_at),
+    lastCheckedAt: (row.last_checked_at as number | null) ?? null,
+  };
+}
+
+function toSender(row: Row): SingleSender {
+  return {
+    id: Number(row.id),
+    accountId: Number(row.account_id),
+    accountName: String(row.account_name),
+    address: String(row.address),
+    createdAt: Number(row.created_at),
+  };
+}
+
+function toSummary(row: Row, recipients: readonly RecipientDetail[]): MessageSummary {
+  const states: Partial<Record<RecipientState, number>> = {};
+  for (const r of recipients) states[r.state] = (states[r.state] ?? 0) + 1;
+  return {
+    id: String(row.id),
+    accountName: String(row.account_name),
+    mailFrom: String(row.mail_from),
+    size: Number(row.size),
+    receivedAt: Number(row.received_at),
+    recipientCount: recipients.length,
+    states,
+    recipients: recipients.map((r) => r.address),
+  };
+}
+
+function escapeLike(value: string): string {
+  return value.replace(/[%_\\]/g, "\\$&");
+}
+
+function conflictOr(err: unknown, message: string): unknown {
+  if (err instanceof StoreConflictError) return err;
+  const code = (err as { code?: string }).code;
+  if (code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY") {
+    return new StoreConflictError(message);
+  }
+  return err;
+}

@@ -1,0 +1,69 @@
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { envNameToPath, loadConfig, pathToEnvName } from "../src/config/load.js";
+import { UsageError } from "../src/errors.js";
+import { tempDataDir } from "./support/petrel-process.js";
+
+describe("configuration", () => {
+  it("runs on the defaults with no file and no environment", () => {
+    const config = loadConfig({ env: {} });
+    assert.equal(config.smtp.submission.port, 587);
+    assert.equal(config.smtp.submissions.port, 465);
+    assert.equal(config.smtp.alternate.enabled, false);
+    assert.equal(config.smtp.limits.maxMessageSize, 30 * 1024 * 1024);
+    assert.equal(config.smtp.limits.maxRecipients, 1000);
+    assert.equal(config.smtp.tls.minVersion, "TLSv1.2");
+    assert.match(config.dataDir, /\/data$/);
+  });
+
+  it("layers file < environment < flags", () => {
+    const dir = tempDataDir();
+    const file = join(dir, "petrel.yaml");
+    writeFileSync(
+      file,
+      "smtp:\n  submission:\n    port: 1587\n  submissions:\n    port: 1465\nauth:\n  maxFailures: 3\n",
+    );
+    const config = loadConfig({
+      file,
+      env: {
+        PETREL_SMTP__SUBMISSIONS__PORT: "2465",
+        PETREL_AUTH__TRUSTED_NETWORKS: "[{network: 10.0.0.0/8}]",
+      },
+      overrides: { "auth.maxFailures": 7 },
+    });
+    assert.equal(config.smtp.submission.port, 1587);
+    assert.equal(config.smtp.submissions.port, 2465);
+    assert.equal(config.auth.maxFailures, 7);
+    assert.deepEqual(config.auth.trustedNetworks, [{ network: "10.0.0.0/8", account: "default" }]);
+  });
+
+  it("fails on unknown or invalid keys with the path and the reason", () => {
+    const dir = tempDataDir();
+    const file = join(dir, "bad.yaml");
+    writeFileSync(file, "smtp:\n  submision:\n    port: 25\n  limits:\n    maxRecipients: -1\n");
+    assert.throws(
+      () => loadConfig({ file, env: {} }),
+      (err: unknown) =>
+        err instanceof UsageError &&
+        /smtp: unknown key submision/.test(err.message) &&
+        /smtp\.limits\.maxRecipients:/.test(err.message),
+    );
+    assert.throws(() => loadConfig({ env: { PETREL_SMTP__NOPE: "1" } }), /smtp: unknown key nope/);
+    assert.throws(
+      () => loadConfig({ env: { PETREL_AUTH__TRUSTED_NETWORKS: "[{network: 10.0.0.0/33}]" } }),
+      /trustedNetworks\.0\.network/,
+    );
+  });
+
+  it("maps environment names to key paths and back", () => {
+    assert.deepEqual(envNameToPath("PETREL_SMTP__LIMITS__MAX_MESSAGE_SIZE"), [
+      "smtp",
+      "limits",
+      "maxMessageSize",
+    ]);
+    assert.deepEqual(envNameToPath("PETREL_DATA_DIR"), ["dataDir"]);
+    assert.equal(pathToEnvName(["smtp", "submission", "port"]), "PETREL_SMTP__SUBMISSION__PORT");
+  });
+});

@@ -1,0 +1,166 @@
+/**
+ * Runs the real `petrel` binary (the compiled CLI) for end-to-end tests: `serve` as a child
+ * process on ephemeral loopback ports (read back from its JSON "listening" log lines), and the
+ * admin commands against the same data directory, exactly as an operator would.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { stringify } from "yaml";
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** dist/test/support → dist/src/cli/main.js */
+export const PETREL_BIN = resolve(here, "../../src/cli/main.js");
+
+export function tempDataDir(prefix = "petrel-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export interface CliResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export function petrelCli(
+  dataDir: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<CliResult> {
+  return new Promise((resolvePromise) => {
+    execFile(
+      process.execPath,
+      [PETREL_BIN, ...args, "--data-dir", dataDir],
+      { env: { ...process.env, ...env }, timeout: 30_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
+        resolvePromise({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+/** Runs a CLI command that must succeed; returns its stdout. */
+export async function petrelOk(dataDir: string, args: readonly string[]): Promise<string> {
+  const result = await petrelCli(dataDir, args);
+  if (result.code !== 0)
+    throw new Error(`petrel ${args.join(" ")} failed (${result.code}): ${result.stderr}`);
+  return result.stdout;
+}
+
+export interface ServeOptions {
+  /** Extra configuration merged over the test defaults (loopback, ephemeral ports, JSON logs). */
+  readonly config?: Record<string, unknown>;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export interface PetrelProcess {
+  readonly dataDir: string;
+  readonly child: ChildProcess;
+  readonly ports: Readonly<Record<string, number>>;
+  /** Path of the self-signed certificate clients must trust. */
+  readonly caFile: string;
+  readonly logs: string[];
+  /** Log lines parsed as JSON (non-JSON lines skipped). */
+  logRecords(): Array<Record<string, unknown>>;
+  /** Sends a signal and waits for the exit code (or signal name). */
+  stop(signal?: NodeJS.Signals): Promise<number | string>;
+}
+
+export function testConfig(dataDir: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const base: Record<string, unknown> = {
+    dataDir,
+    hostname: "petrel.test",
+    log: { level: "info", format: "json" },
+    smtp: {
+      host: "127.0.0.1",
+      submission: { port: 0 },
+      submissions: { port: 0 },
+      shutdownGraceMs: 2000,
+    },
+  };
+  return deepMerge(base, extra);
+}
+
+export async function startPetrel(dataDir: string, options: ServeOptions = {}): Promise<PetrelProcess> {
+  const configFile = join(dataDir, "petrel-test.yaml");
+  writeFileSync(configFile, stringify(testConfig(dataDir, options.config)));
+  const child = spawn(process.execPath, [PETREL_BIN, "serve", "--config", configFile], {
+    env: { ...process.env, ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const logs: string[] = [];
+  const ports: Record<string, number> = {};
+  let buffered = "";
+  const exited = new Promise<number | string>((res) =>
+    child.on("exit", (code, signal) => res(code ?? signal ?? -1)),
+  );
+  const ready = new Promise<void>((res, rej) => {
+    const onLine = (line: string) => {
+      logs.push(line);
+      try {
+        const record = JSON.parse(line) as Record<string, unknown>;
+        if (record.msg === "listening") ports[String(record.listener)] = Number(record.port);
+        if (record.msg === "petrel is running") res();
+      } catch {
+        // not JSON: keep the raw line for diagnostics
+      }
+    };
+    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      buffered += chunk;
+      let nl = buffered.indexOf("\n");
+      while (nl >= 0) {
+        onLine(buffered.slice(0, nl));
+        buffered = buffered.slice(nl + 1);
+        nl = buffered.indexOf("\n");
+      }
+    });
+    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => logs.push(chunk));
+    void exited.then((code) =>
+      rej(new Error(`petrel serve exited (${code}) before it was ready:\n${logs.join("\n")}`)),
+    );
+  });
+  await ready;
+  return {
+    dataDir,
+    child,
+    ports,
+    caFile: join(dataDir, "tls", "cert.pem"),
+    logs,
+    logRecords: () =>
+      logs.flatMap((line) => {
+        try {
+          return [JSON.parse(line) as Record<string, unknown>];
+        } catch {
+          return [];
+        }
+      }),
+    async stop(signal: NodeJS.Signals = "SIGTERM") {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+export function readCa(petrel: PetrelProcess): Buffer {
+  return readFileSync(petrel.caFile);
+}
+
+export function removeDataDir(dataDir: string): void {
+  rmSync(dataDir, { recursive: true, force: true });
+}
+
+function deepMerge(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(extra)) {
+    const current = out[key];
+    out[key] = isPlainObject(current) && isPlainObject(value) ? deepMerge(current, value) : value;
+  }
+  return out;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
