@@ -162,6 +162,16 @@ describe("permanent and temporary failures", () => {
     assert.equal(dns.queriesFor("timeout.test", "MX").length, 2);
   });
 
+  it("asks again without EDNS when a server answers FORMERR to it", async () => {
+    dns.set("old-server.test", { behaviour: "formerr-on-edns", A: ["127.0.0.10"] });
+    assert.deepEqual(await resolver().resolveA("old-server.test"), {
+      kind: "ok",
+      ttl: 300,
+      records: ["127.0.0.10"],
+    });
+    assert.equal(dns.queriesFor("old-server.test", "A").length, 2);
+  });
+
   it("moves on to the next server when one refuses the connection", async () => {
     const deadPort = await freeUdpPort();
     const r = createResolver({ servers: [`127.0.0.1:${deadPort}`, dns.server], timeoutMs: 1000, tries: 1 });

@@ -19,6 +19,7 @@
  *   63 octets, over 253 characters) is answered nxdomain without a query.
  * - SERVFAIL, REFUSED, other RCODEs, timeouts, network errors → next server; when every server
  *   failed on every try → tempfail with the last reason.
+ * - EDNS0 is advertised (1232 bytes); a FORMERR reply to it gets the question again without it.
  * - A truncated UDP reply (TC bit) is asked again over TCP at the same server (RFC 7766 §5):
  *   DKIM TXT records with 2048-bit keys exceed 512 bytes.
  * - Null MX (RFC 7505) comes back as { preference: 0, exchange: "." }; other exchanges lose the
@@ -146,8 +147,14 @@ export function createResolver(options: ResolverOptions): CachingDnsResolver {
 
   /** Asks one server, over TCP too when the UDP reply was truncated. */
   async function ask(server: NameServer, question: DnsQuestion): Promise<DecodedPacket> {
-    const reply = await udpExchange(server, question, exchange);
-    return isTruncated(reply) ? tcpExchange(server, question, exchange) : reply;
+    let options = exchange;
+    let reply = await udpExchange(server, question, options);
+    // RFC 6891 §7: a server that predates EDNS answers FORMERR to the OPT record; ask it plainly.
+    if (rcodeOf(reply) === 1 && options.ednsUdpSize > 0) {
+      options = { ...options, ednsUdpSize: 0 };
+      reply = await udpExchange(server, question, options);
+    }
+    return isTruncated(reply) ? tcpExchange(server, question, options) : reply;
   }
 
   function interpret<T>(

@@ -18,7 +18,9 @@
  * - A name present without records of the asked type gets NOERROR with no answers (NODATA) and
  *   the SOA, so resolvers can cache the negative answer (RFC 2308).
  * - `behaviour` overrides everything for that name: "servfail" (RCODE 2), "refused" (RCODE 5),
- *   "nxdomain" (even though the name has records), "timeout" (never answers, UDP or TCP).
+ *   "nxdomain" (even though the name has records), "timeout" (never answers, UDP or TCP),
+ *   "formerr-on-edns" (FORMERR to queries with an EDNS OPT record, like a pre-EDNS server;
+ *   plain queries get the records).
  * - A CNAME is followed inside the zone, like a real server answering for its own data.
  * - TXT: a string longer than 255 bytes is split into 255-byte character-strings here, because
  *   dns2 writes one length byte per string and would corrupt longer ones. Give an array to
@@ -42,7 +44,8 @@ export interface ZoneMx {
   readonly exchange: string;
 }
 
-export type DnsBehaviour = "servfail" | "refused" | "nxdomain" | "timeout";
+/** See the header: how a name misbehaves instead of answering from its records. */
+export type DnsBehaviour = "servfail" | "refused" | "nxdomain" | "timeout" | "formerr-on-edns";
 
 /** Everything the server knows about one owner name. */
 export interface NameRecords {
@@ -194,6 +197,12 @@ export async function startDnsServer(
     }
     const qtype = TYPE_NAMES.get(question.type) ?? String(question.type);
     queries.push({ name: normalizeName(question.name), type: qtype, transport });
+
+    const hasEdns = request.additionals.some((rr) => rr.type === Packet.TYPE.EDNS);
+    if (hasEdns && zone.get(normalizeName(question.name))?.behaviour === "formerr-on-edns") {
+      response.header.rcode = RCODE.FORMERR;
+      return response;
+    }
 
     let owner = question.name;
     for (let hop = 0; hop <= MAX_CNAME_HOPS; hop++) {
