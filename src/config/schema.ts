@@ -7,6 +7,7 @@
 import { BlockList, isIP } from "node:net";
 import { hostname } from "node:os";
 import { z } from "zod";
+import { deliverySchema, dnsSchema } from "./delivery-schema.js";
 
 const port = z.number().int().min(0).max(65535);
 
@@ -131,6 +132,10 @@ export const configSchema = z
         maxBatch: z.number().int().positive().default(512),
       })
       .prefault({}),
+    /** Outbound delivery: routes, TLS policy, limits, retries (src/config/delivery-schema.ts). */
+    delivery: deliverySchema,
+    /** The DNS resolver used for MX/A/AAAA lookups (src/config/delivery-schema.ts). */
+    dns: dnsSchema,
     store: z
       .strictObject({
         /** Storage backend. "sqlite" is embedded: one file in dataDir. */

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { type NewMessage, type Store, StoreConflictError } from "../../src/store/types.js";
+import { deliveryConformance } from "./store-conformance-delivery.js";
 
 export function storeConformance(backend: string, openFresh: () => Promise<Store>): void {
   describe(`Store conformance: ${backend}`, () => {
@@ -143,5 +144,8 @@ export function storeConformance(backend: string, openFresh: () => Promise<Store
         assert.equal(await store.getMessageContent("A2"), undefined);
       }),
     );
+
+    // Delivery (issue 3): claims, leases, outcomes, backoff, queue actions.
+    deliveryConformance(withStore);
   });
 }

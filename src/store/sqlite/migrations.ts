@@ -77,4 +77,37 @@ export const MIGRATIONS: readonly string[] = [
   -- Delivery workers look for due work: queued/deferred recipients by next attempt time.
   CREATE INDEX recipients_due ON recipients(state, next_attempt_at);
   `,
+  // 2: delivery (issue 3): attempt history, destination backoff, and an index of pending work.
+  `
+  -- Every delivery attempt per recipient (and operator drops), shown by petrel queue show.
+  CREATE TABLE delivery_attempts (
+    id INTEGER PRIMARY KEY,
+    recipient_id INTEGER NOT NULL REFERENCES recipients(id) ON DELETE CASCADE,
+    message_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    mx_host TEXT,
+    ip TEXT,
+    port INTEGER,
+    source_ip TEXT,
+    tls TEXT,
+    reply TEXT NOT NULL
+  );
+  CREATE INDEX delivery_attempts_message ON delivery_attempts(message_id, id);
+
+  -- A destination that refuses connections waits as a whole (claims skip it until then).
+  CREATE TABLE destination_backoff (
+    domain TEXT PRIMARY KEY,
+    until INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    last_error TEXT NOT NULL
+  ) WITHOUT ROWID;
+
+  -- Pending work only (queued, deferred, or leased: a lease's expiry is its next_attempt_at), in due
+  -- order, so a claim reads the oldest due rows without sorting and never touches final ones.
+  CREATE INDEX recipients_pending ON recipients(next_attempt_at)
+    WHERE state IN ('queued', 'deferred', 'delivering');
+  CREATE INDEX recipients_lease ON recipients(lease_owner) WHERE state = 'delivering';
+  `,
 ];

@@ -16,12 +16,19 @@ import { domainOf, normalizeAddress } from "../../address.js";
 import type {
   Account,
   ApiKey,
+  ClaimedRecipient,
+  ClaimRequest,
+  DeliveryAttempt,
+  DestinationBackoff,
   MessageDetail,
   MessageFilter,
   MessageSummary,
   NewApiKey,
   NewMessage,
+  QueueCounts,
+  QueueTarget,
   RecipientDetail,
+  RecipientOutcome,
   RecipientState,
   SenderDomain,
   SenderIdentities,
@@ -30,6 +37,7 @@ import type {
 } from "../types.js";
 import { StoreConflictError } from "../types.js";
 import { MIGRATIONS } from "./migrations.js";
+import { createQueueOps, type QueueOps } from "./queue-ops.js";
 
 type Row = Record<string, unknown>;
 
@@ -71,10 +79,13 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly statements: ReturnType<typeof prepareStatements>;
   private readonly insertBatch: (messages: readonly NewMessage[]) => void;
+  /** Delivery: leases, outcomes, queue actions (queue-ops.ts). */
+  private readonly queue: QueueOps;
 
   constructor(db: Database.Database) {
     this.db = db;
     this.statements = prepareStatements(db);
+    this.queue = createQueueOps(db);
     const s = this.statements;
     this.insertBatch = db.transaction((messages: readonly NewMessage[]) => {
       for (const m of messages) {
@@ -255,13 +266,14 @@ export class SqliteStore implements Store {
   async listMessages(filter: MessageFilter = {}): Promise<MessageSummary[]> {
     const limit = filter.limit ?? 1000;
     const rows = (
-      filter.state
+      filter.state || filter.domain
         ? this.db
             .prepare(
-              `${MESSAGE_SELECT} WHERE m.id IN (SELECT message_id FROM recipients WHERE state = ?)
-               ORDER BY m.id LIMIT ?`,
+              `${MESSAGE_SELECT} WHERE m.id IN (SELECT message_id FROM recipients
+                 WHERE (@state IS NULL OR state = @state) AND (@domain IS NULL OR domain = @domain))
+               ORDER BY m.id LIMIT @limit`,
             )
-            .all(filter.state, limit)
+            .all({ state: filter.state ?? null, domain: filter.domain?.toLowerCase() ?? null, limit })
         : this.db.prepare(`${MESSAGE_SELECT} ORDER BY m.id LIMIT ?`).all(limit)
     ) as Row[];
     return rows.map((row) => toSummary(row, this.recipientsOf(String(row.id))));
@@ -288,6 +300,46 @@ export class SqliteStore implements Store {
   async getMessageContent(id: string): Promise<Buffer | undefined> {
     const row = this.statements.content.get(id) as { content: Buffer } | undefined;
     return row?.content;
+  }
+
+  // ── Delivery (issue 3): delegated to queue-ops.ts ──
+  async claimDue(request: ClaimRequest): Promise<ClaimedRecipient[]> {
+    return this.queue.claimDue(request);
+  }
+  async renewLeases(owner: string, until: number): Promise<number> {
+    return this.queue.renewLeases(owner, until);
+  }
+  async releaseLeases(ownerPrefix: string, now: number): Promise<number> {
+    return this.queue.releaseLeases(ownerPrefix, now);
+  }
+  async recordOutcomes(outcomes: readonly RecipientOutcome[]): Promise<void> {
+    this.queue.recordOutcomes(outcomes);
+  }
+  async listAttempts(messageId: string): Promise<DeliveryAttempt[]> {
+    return this.queue.listAttempts(messageId);
+  }
+  async queueCounts(filter?: { readonly domain?: string }): Promise<QueueCounts> {
+    return this.queue.queueCounts(filter);
+  }
+  async retryNow(target: QueueTarget, now: number): Promise<number> {
+    return this.queue.retryNow(target, now);
+  }
+  async holdMessage(messageId: string, now: number): Promise<number> {
+    return this.queue.holdMessage(messageId, now);
+  }
+  async releaseMessage(messageId: string, now: number): Promise<number> {
+    return this.queue.releaseMessage(messageId, now);
+  }
+  async dropMessage(messageId: string, now: number, reason: string): Promise<number> {
+    return this.queue.dropMessage(messageId, now, reason);
+  }
+  async setDestinationBackoff(
+    backoff: DestinationBackoff | { readonly domain: string; readonly until: null },
+  ): Promise<void> {
+    this.queue.setDestinationBackoff(backoff);
+  }
+  async listDestinationBackoffs(now: number): Promise<DestinationBackoff[]> {
+    return this.queue.listDestinationBackoffs(now);
   }
 
   private recipientsOf(messageId: string): RecipientDetail[] {

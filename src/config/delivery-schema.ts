@@ -1,0 +1,138 @@
+/**
+ * Configuration of outbound delivery (`delivery`) and of the DNS resolver it uses (`dns`), kept
+ * apart from schema.ts so that the delivery engine's many knobs live beside each other. Every field
+ * has a doc comment and a default; the defaults deliver straight to each domain's MX on port 25
+ * with opportunistic STARTTLS, like an unconfigured Postfix.
+ *
+ * Security: route passwords are operator secrets; they are only ever sent to the configured relay
+ * after TLS unless the route says `security: none` on purpose.
+ */
+import { isIP } from "node:net";
+import { z } from "zod";
+
+const port = z.number().int().min(1).max(65535);
+const ms = z.number().int().min(0);
+const positive = z.number().int().positive();
+
+/** none: never STARTTLS; opportunistic: STARTTLS when offered, any certificate, plaintext fallback;
+ *  required: TLS or defer (any certificate); verify: TLS with a certificate valid for the MX name. */
+export const tlsPolicy = z.enum(["none", "opportunistic", "required", "verify"]);
+export type TlsPolicy = z.infer<typeof tlsPolicy>;
+
+/** Domain patterns: "example.com", "*.example.com" (subdomains only) or "*" (everything). */
+const domainPattern = z
+  .string()
+  .min(1)
+  .refine((p) => p === "*" || /^(\*\.)?[^*\s@]+$/.test(p), {
+    message: 'expected a domain, "*.domain" or "*"',
+  })
+  .transform((p) => p.toLowerCase());
+
+const limitsOverride = {
+  /** Most concurrent connections to this destination (overrides delivery.maxConnectionsPerDestination). */
+  maxConnections: positive.optional(),
+  /** Most messages sent over one connection before it is closed (overrides the default). */
+  maxMessagesPerConnection: positive.optional(),
+  /** TLS policy for this destination (overrides delivery.tlsPolicy). */
+  tlsPolicy: tlsPolicy.optional(),
+};
+
+const route = z.discriminatedUnion("transport", [
+  z.strictObject({
+    /** Recipient domains this route applies to: exact, "*.example.com" or "*". */
+    match: domainPattern,
+    /** Deliver directly to the recipient domain's MX hosts. */
+    transport: z.literal("mx"),
+    /** Port on the MX hosts (overrides delivery.port). */
+    port: port.optional(),
+    ...limitsOverride,
+  }),
+  z.strictObject({
+    match: domainPattern,
+    /** Hand everything to an upstream smart host (SendGrid, SES, a corporate relay). */
+    transport: z.literal("relay"),
+    /** Host name or IP address of the relay. */
+    host: z.string().min(1),
+    /** Port of the relay. */
+    port: port.default(587),
+    /** starttls: STARTTLS after EHLO (587); tls: implicit TLS (465); none: plaintext. */
+    security: z.enum(["starttls", "tls", "none"]).default("starttls"),
+    /** Optional SMTP AUTH credentials for the relay. */
+    auth: z.strictObject({ user: z.string().min(1), pass: z.string() }).optional(),
+    ...limitsOverride,
+  }),
+]);
+export type RouteConfig = z.infer<typeof route>;
+
+const source = z.strictObject({
+  /** Local IP address to connect from (must be configured on this host). */
+  address: z.string().refine((a) => isIP(a) !== 0, { message: "expected an IP address" }),
+  /** Name sent in EHLO from this address (should match its PTR record); default: hostname. */
+  ehloName: z.string().min(1).optional(),
+});
+
+export const deliverySchema = z
+  .strictObject({
+    /** Run delivery workers in `petrel serve`. Off = accept and queue only. */
+    enabled: z.boolean().default(true),
+    /** TCP port of MX hosts (25; tests point this at a loopback port, like KumoMTA's smtp_port). */
+    port: port.default(25),
+    /** Connect to IPv4 addresses only (for senders without IPv6 PTR records). */
+    forceIpv4: z.boolean().default(false),
+    /** Default TLS policy towards MX hosts. */
+    tlsPolicy: tlsPolicy.default("opportunistic"),
+    /** Extra CA certificates (PEM file) trusted for `verify`, beside the system's; "" = none. */
+    tlsCaFile: z.string().default(""),
+    /** Concurrent connections in total, over all destinations. */
+    maxConnections: positive.default(200),
+    /** Concurrent connections to one destination (recipient domain or relay). */
+    maxConnectionsPerDestination: positive.default(10),
+    /** Messages sent over one connection before it is closed and a new one opened. */
+    maxMessagesPerConnection: positive.default(100),
+    /** Recipients of one message in one SMTP transaction (RFC 5321 §4.5.3.1.8 asks servers for ≥ 100). */
+    maxRecipientsPerTransaction: positive.default(100),
+    /** Close a connection that had nothing to send for this long. */
+    idleTimeoutMs: ms.default(5_000),
+    /** TCP connect timeout per address. */
+    connectTimeoutMs: positive.default(30_000),
+    /** Wait for the 220 greeting (RFC 5321 §4.5.3.2.1 suggests 5 minutes; we prefer to move on). */
+    greetingTimeoutMs: positive.default(60_000),
+    /** Inactivity timeout during a session (RFC 5321 §4.5.3.2: 5 minutes per command). */
+    commandTimeoutMs: positive.default(300_000),
+    /** MX addresses tried in one attempt before deferring (Postfix's smtp_mx_address_limit). */
+    maxAddressesPerAttempt: positive.default(5),
+    /** How long a claimed recipient is leased; renewed while work is pending, due again if not. */
+    leaseMs: positive.default(120_000),
+    /** How often an idle worker looks for due mail. */
+    pollIntervalMs: positive.default(100),
+    /** Most recipients held in memory (claimed, waiting or being delivered) at once. */
+    maxInFlight: positive.default(5_000),
+    /** Retry delays after each deferral; the last repeats until the message expires. */
+    retrySchedule: z
+      .array(positive)
+      .min(1)
+      .default([60_000, 300_000, 900_000, 1_800_000, 3_600_000, 7_200_000]),
+    /** Random spread of each retry delay, as a fraction (0.1 = ±10%), so retries do not bunch up. */
+    retryJitter: z.number().min(0).max(1).default(0.1),
+    /** Consecutive connection-level failures (refused, timeout, 421) before a destination as a whole waits. */
+    destinationFailureThreshold: positive.default(3),
+    /** Source addresses used round-robin (an egress pool); empty = the system's choice. */
+    sources: z.array(source).default([]),
+    /** Routes by recipient domain; the most specific match wins; default is direct MX delivery. */
+    routes: z.array(route).default([]),
+  })
+  .prefault({});
+
+export const dnsSchema = z
+  .strictObject({
+    /** Name servers ("127.0.0.1:5353", "[::1]:53"); empty = the system's (/etc/resolv.conf). */
+    servers: z.array(z.string().min(1)).default([]),
+    /** Wait for one reply from one server. */
+    timeoutMs: positive.default(2_000),
+    /** Rounds over the server list before a lookup is a temporary failure. */
+    tries: positive.default(2),
+  })
+  .prefault({});
+
+export type DeliveryConfig = z.infer<typeof deliverySchema>;
+export type DnsConfig = z.infer<typeof dnsSchema>;

@@ -1,0 +1,312 @@
+/**
+ * The delivery worker: claims due recipients from the store with a lease, groups them into jobs
+ * (one message, one destination), hands the jobs to the dispatcher, and writes each recipient's
+ * outcome back: 2xx delivered, 5xx bounced, anything else deferred by the retry schedule until
+ * the message expires. It speaks no SMTP; the dispatcher (src/delivery) does.
+ *
+ * Invariants:
+ * - Leases: every recipient this worker holds is leased to `owner` and renewed every leaseMs/3
+ *   while held; a worker that dies simply stops renewing, and the work is due again at expiry. At
+ *   start a node gives back the leases its previous incarnation held (owner prefix = node id), so
+ *   a restart after kill -9 resumes at once instead of after the lease time.
+ * - Outcomes are committed in groups (one transaction per turn of the event loop, like the
+ *   spool's group commit) through Store.recordOutcomes, the one place a delivery changes state.
+ *   The window between a remote 250 and that commit is where a crash can cause one duplicate.
+ * - A recipient is held in memory once: claims skip ids already in flight, until their outcome
+ *   is committed.
+ */
+import { randomBytes } from "node:crypto";
+import type { DeliveryConfig } from "../config/delivery-schema.js";
+import { deliveryLogLine } from "../delivery/delivery-log.js";
+import type { DispatchJob, JobResult } from "../delivery/dispatcher.js";
+import type { ResolvedRoute, RouteResolver } from "../delivery/routes.js";
+import type { Reply } from "../delivery/smtp-client.js";
+import type { Logger } from "../log.js";
+import type { ClaimedRecipient, OutcomeState, RecipientOutcome, Store } from "../store/types.js";
+import { deferral, type RetryPolicy } from "./backoff.js";
+
+/** What the worker needs from the dispatcher (src/delivery/dispatcher.ts). */
+export interface JobDispatcher {
+  submit(job: DispatchJob): Promise<JobResult>;
+  saturatedDomains(threshold: (route: ResolvedRoute) => number): string[];
+  stop(graceMs: number): Promise<void>;
+}
+
+export interface WorkerDeps {
+  readonly store: Store;
+  readonly dispatcher: JobDispatcher;
+  readonly routes: RouteResolver;
+  readonly config: DeliveryConfig;
+  /** Stable per node (the hostname): the prefix of this worker's lease owner. */
+  readonly nodeId: string;
+  readonly logger: Logger;
+  readonly now?: () => number;
+  readonly random?: () => number;
+}
+
+export interface WorkerStats {
+  claimed: number;
+  delivered: number;
+  deferred: number;
+  bounced: number;
+  expired: number;
+  commits: number;
+}
+
+/** Most recipients claimed in one query. */
+const CLAIM_BATCH = 500;
+
+export class DeliveryWorker {
+  readonly owner: string;
+  readonly stats: WorkerStats = { claimed: 0, delivered: 0, deferred: 0, bounced: 0, expired: 0, commits: 0 };
+  private readonly deps: WorkerDeps;
+  private readonly now: () => number;
+  private readonly policy: RetryPolicy;
+  private readonly inFlight = new Set<number>();
+  private readonly jobs = new Set<Promise<void>>();
+  private pendingOutcomes: RecipientOutcome[] = [];
+  private committing: Promise<void> | undefined;
+  private running = false;
+  private wake: (() => void) | undefined;
+  private loopDone: Promise<void> | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  /** Called after each commit of outcomes (tests and benchmarks wait on it). */
+  onCommit: ((outcomes: readonly RecipientOutcome[]) => void) | undefined;
+
+  constructor(deps: WorkerDeps) {
+    this.deps = deps;
+    this.now = deps.now ?? Date.now;
+    this.owner = `${deps.nodeId}:${process.pid}:${randomBytes(4).toString("hex")}`;
+    this.policy = { schedule: deps.config.retrySchedule, jitter: deps.config.retryJitter };
+  }
+
+  async start(): Promise<void> {
+    const recovered = await this.deps.store.releaseLeases(`${this.deps.nodeId}:`, this.now());
+    if (recovered > 0) this.deps.logger.info({ recovered }, "recovered leases of a previous run");
+    this.running = true;
+    const renewEvery = Math.max(50, Math.floor(this.deps.config.leaseMs / 3));
+    this.renewTimer = setInterval(() => void this.renew(), renewEvery);
+    this.renewTimer.unref();
+    this.loopDone = this.loop();
+  }
+
+  /** Look for due work now rather than at the next poll. */
+  poke(): void {
+    this.wake?.();
+  }
+
+  /** Recipients claimed and not yet committed. */
+  get held(): number {
+    return this.inFlight.size;
+  }
+
+  /**
+   * Stops claiming, lets transactions in flight finish within `graceMs`, commits their outcomes
+   * and gives back every lease still held (those recipients are due again at once).
+   */
+  async stop(graceMs: number): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    this.wake?.();
+    await this.loopDone;
+    await this.deps.dispatcher.stop(graceMs);
+    await Promise.all([...this.jobs]);
+    await this.flush();
+    clearInterval(this.renewTimer);
+    await this.deps.store.releaseLeases(this.owner, this.now());
+  }
+
+  /** Resolves once every outcome handed over so far is committed. */
+  async flush(): Promise<void> {
+    while (this.committing || this.pendingOutcomes.length > 0) {
+      if (this.committing) await this.committing;
+      else this.scheduleCommit();
+    }
+  }
+
+  private async loop(): Promise<void> {
+    const { config, store, dispatcher } = this.deps;
+    const threshold = (route: ResolvedRoute) => Math.max(100, route.maxConnections * 50);
+    while (this.running) {
+      let claimed: ClaimedRecipient[] = [];
+      const limit = Math.min(CLAIM_BATCH, config.maxInFlight - this.inFlight.size);
+      if (limit > 0) {
+        try {
+          claimed = await store.claimDue({
+            owner: this.owner,
+            now: this.now(),
+            leaseMs: config.leaseMs,
+            limit,
+            skipDomains: dispatcher.saturatedDomains(threshold),
+          });
+        } catch (err) {
+          this.deps.logger.error({ err }, "could not claim due mail");
+        }
+        claimed = claimed.filter((r) => !this.inFlight.has(r.id));
+        if (claimed.length > 0) await this.dispatch(claimed);
+      }
+      if (claimed.length < limit || limit <= 0) await this.sleep(config.pollIntervalMs);
+      else await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = () => {
+        this.wake = undefined;
+        done();
+      };
+    });
+  }
+
+  private async dispatch(claimed: readonly ClaimedRecipient[]): Promise<void> {
+    this.stats.claimed += claimed.length;
+    for (const r of claimed) this.inFlight.add(r.id);
+    // One job per message and destination; a repeated address goes into a job of its own, since
+    // replies are matched to recipients by address.
+    const groups = new Map<string, { route: ResolvedRoute; recipients: ClaimedRecipient[] }>();
+    for (const r of claimed) {
+      const route = this.deps.routes(r.domain);
+      let key = `${r.messageId}\0${route.destination}\0${r.domain}`;
+      while (groups.get(key)?.recipients.some((x) => x.address === r.address)) key += "+";
+      const group = groups.get(key) ?? { route, recipients: [] };
+      group.recipients.push(r);
+      groups.set(key, group);
+    }
+    const contents = new Map<string, Buffer | undefined>();
+    for (const { route, recipients } of groups.values()) {
+      const first = recipients[0]!;
+      if (!contents.has(first.messageId)) {
+        contents.set(first.messageId, await this.deps.store.getMessageContent(first.messageId));
+      }
+      const content = contents.get(first.messageId);
+      if (!content) {
+        // Dropped by an operator meanwhile: nothing to deliver, and the store already ended it.
+        for (const r of recipients) this.inFlight.delete(r.id);
+        continue;
+      }
+      const job: DispatchJob = {
+        messageId: first.messageId,
+        mailFrom: first.mailFrom,
+        content,
+        domain: first.domain,
+        recipients: recipients.map((r) => r.address),
+        route,
+      };
+      const startedAt = this.now();
+      const done = this.deps.dispatcher
+        .submit(job)
+        .then((result) => this.settle(recipients, result, startedAt))
+        .catch((err: unknown) => {
+          // A bug, not a remote answer: keep the lease; the recipients come back when it expires.
+          this.deps.logger.error({ err, queueId: job.messageId }, "delivery job failed");
+        })
+        .finally(() => this.jobs.delete(done));
+      this.jobs.add(done);
+    }
+  }
+
+  private settle(recipients: readonly ClaimedRecipient[], result: JobResult, startedAt: number): void {
+    if (result.kind === "released") {
+      for (const r of recipients) this.inFlight.delete(r.id);
+      return;
+    }
+    const now = this.now();
+    const a = result.attempt;
+    for (const r of recipients) {
+      const reply: Reply = result.replies.get(r.address) ?? {
+        code: 451,
+        enhanced: "4.3.0",
+        text: "451 4.3.0 no reply recorded for this recipient",
+      };
+      let state: OutcomeState;
+      let nextAttemptAt: number | null = null;
+      if (reply.code >= 200 && reply.code < 300) state = "delivered";
+      else if (reply.code >= 500) state = "bounced";
+      else {
+        const d = deferral(this.policy, r.attempts + 1, now, r.expiresAt, this.deps.random);
+        state = d.state;
+        nextAttemptAt = d.nextAttemptAt;
+        if (nextAttemptAt !== null && result.notBefore !== null) {
+          nextAttemptAt = Math.min(Math.max(nextAttemptAt, result.notBefore), r.expiresAt);
+        }
+      }
+      this.stats[state]++;
+      this.pendingOutcomes.push({
+        recipientId: r.id,
+        owner: this.owner,
+        state,
+        nextAttemptAt,
+        attempt: {
+          at: startedAt,
+          durationMs: a.durationMs,
+          mxHost: a.mxHost,
+          ip: a.ip,
+          port: a.port,
+          sourceIp: a.sourceIp,
+          tls: a.tls,
+          reply: reply.text,
+        },
+      });
+      const line = deliveryLogLine({
+        queueId: r.messageId,
+        to: r.address,
+        mxHost: a.mxHost,
+        ip: a.ip,
+        port: a.port,
+        delay: (now - r.receivedAt) / 1000,
+        tls: a.tls,
+        dsn: reply.enhanced,
+        state,
+        reply: reply.text,
+      });
+      const fields = { queueId: r.messageId, to: r.address, status: state, relay: a.mxHost, ip: a.ip };
+      if (state === "delivered") this.deps.logger.info(fields, line);
+      else this.deps.logger.warn(fields, line);
+    }
+    this.scheduleCommit();
+  }
+
+  /** Group commit: every outcome settled in this turn of the event loop shares one transaction. */
+  private scheduleCommit(): void {
+    if (this.committing || this.pendingOutcomes.length === 0) return;
+    this.committing = new Promise<void>((resolve) => {
+      setImmediate(() => {
+        const batch = this.pendingOutcomes;
+        this.pendingOutcomes = [];
+        this.deps.store
+          .recordOutcomes(batch)
+          .then(
+            () => {
+              this.stats.commits++;
+              this.onCommit?.(batch);
+            },
+            (err: unknown) => {
+              // The leases stay; the recipients are due again when they expire (maybe a duplicate).
+              this.deps.logger.error({ err, outcomes: batch.length }, "could not record delivery outcomes");
+            },
+          )
+          .finally(() => {
+            for (const o of batch) this.inFlight.delete(o.recipientId);
+            this.committing = undefined;
+            resolve();
+            this.scheduleCommit();
+          });
+      });
+    });
+  }
+
+  private async renew(): Promise<void> {
+    if (this.inFlight.size === 0) return;
+    try {
+      await this.deps.store.renewLeases(this.owner, this.now() + this.deps.config.leaseMs);
+    } catch (err) {
+      this.deps.logger.warn({ err }, "could not renew leases");
+    }
+  }
+}

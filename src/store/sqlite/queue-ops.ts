@@ -1,0 +1,273 @@
+/**
+ * The delivery half of the SQLite store: leases on due recipients, outcomes with their attempt
+ * records, destination backoff, and the operator's queue actions. SqliteStore delegates here.
+ *
+ * Invariants:
+ * - A leased recipient is `delivering` with lease_owner set and next_attempt_at = lease expiry, so
+ *   "due" is one condition for all three pending states: an expired lease is due again by itself.
+ * - recordOutcomes() is the only delivery write that changes a recipient's state; each call is one
+ *   transaction that also appends the attempt rows (and, later, the delivery events).
+ * - A deferral only applies while the writer still holds the lease; a final outcome (delivered,
+ *   bounced, expired) applies to any recipient not yet final, because it states what happened.
+ * SQLite has one writer at a time, so a claim's SELECT then UPDATE in one IMMEDIATE transaction is
+ * what PostgreSQL's `FOR UPDATE SKIP LOCKED` gives there.
+ */
+import type Database from "better-sqlite3";
+import type {
+  ClaimedRecipient,
+  ClaimRequest,
+  DeliveryAttempt,
+  DestinationBackoff,
+  OutcomeState,
+  QueueCounts,
+  QueueTarget,
+  RecipientOutcome,
+  RecipientState,
+} from "../types.js";
+
+type Row = Record<string, unknown>;
+
+const PENDING = "r.state IN ('queued', 'deferred', 'delivering')";
+const FINAL = "('delivered', 'bounced', 'expired', 'dropped')";
+
+export type QueueOps = ReturnType<typeof createQueueOps>;
+
+export function createQueueOps(db: Database.Database) {
+  const s = {
+    // The state condition repeats the partial index's WHERE verbatim, so SQLite uses that index
+    // and reads rows in due order without a sort; LIMIT then stops the scan early.
+    due: db.prepare(
+      `SELECT r.id, r.message_id, r.address, r.domain, r.attempts, m.mail_from, m.size, m.received_at,
+              m.expires_at
+       FROM recipients r INDEXED BY recipients_pending JOIN messages m ON m.id = r.message_id
+       WHERE ${PENDING} AND r.next_attempt_at <= @now
+         AND NOT EXISTS (SELECT 1 FROM destination_backoff b WHERE b.domain = r.domain AND b.until > @now)
+         AND r.domain NOT IN (SELECT value FROM json_each(@skip))
+       ORDER BY r.next_attempt_at LIMIT @limit`,
+    ),
+    lease: db.prepare(
+      `UPDATE recipients SET state = 'delivering', lease_owner = ?, lease_expires_at = ?, next_attempt_at = ?,
+         updated_at = ? WHERE id = ?`,
+    ),
+    renew: db.prepare(
+      `UPDATE recipients SET lease_expires_at = @until, next_attempt_at = @until
+       WHERE state = 'delivering' AND lease_owner = @owner`,
+    ),
+    release: db.prepare(
+      `UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
+         lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = @now, updated_at = @now
+       WHERE state = 'delivering' AND lease_owner LIKE @prefix ESCAPE '\\'`,
+    ),
+    defer: db.prepare(
+      `UPDATE recipients SET state = 'deferred', attempts = attempts + 1, next_attempt_at = @next,
+         lease_owner = NULL, lease_expires_at = NULL, last_reply = @reply, updated_at = @now
+       WHERE id = @id AND state = 'delivering' AND lease_owner = @owner`,
+    ),
+    finish: db.prepare(
+      `UPDATE recipients SET state = @state, attempts = attempts + 1, next_attempt_at = NULL,
+         lease_owner = NULL, lease_expires_at = NULL, last_reply = @reply, updated_at = @now
+       WHERE id = @id AND state NOT IN ${FINAL}`,
+    ),
+    attempt: db.prepare(
+      `INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, mx_host, ip, port,
+         source_ip, tls, reply)
+       SELECT id, message_id, @at, @duration, @status, @mx, @ip, @port, @source, @tls, @reply
+       FROM recipients WHERE id = @id`,
+    ),
+    attempts: db.prepare(
+      `SELECT a.at, a.duration_ms, a.status, a.mx_host, a.ip, a.port, a.source_ip, a.tls, a.reply,
+              r.address FROM delivery_attempts a JOIN recipients r ON r.id = a.recipient_id
+       WHERE a.message_id = ? ORDER BY a.id`,
+    ),
+    countsByState: db.prepare("SELECT state, COUNT(*) AS n FROM recipients GROUP BY state"),
+    countsByStateDomain: db.prepare(
+      "SELECT state, COUNT(*) AS n FROM recipients WHERE domain = ? GROUP BY state",
+    ),
+    countsByDestination: db.prepare(
+      `SELECT domain, state, COUNT(*) AS n FROM recipients
+       WHERE state NOT IN ${FINAL} GROUP BY domain, state ORDER BY domain`,
+    ),
+    retryMessage: db.prepare(
+      `UPDATE recipients SET next_attempt_at = @now, updated_at = @now
+       WHERE message_id = @id AND state IN ('queued', 'deferred')`,
+    ),
+    retryAll: db.prepare(
+      `UPDATE recipients SET next_attempt_at = @now, updated_at = @now
+       WHERE state IN ('queued', 'deferred') AND next_attempt_at > @now`,
+    ),
+    unbackoffMessage: db.prepare(
+      "DELETE FROM destination_backoff WHERE domain IN (SELECT domain FROM recipients WHERE message_id = ?)",
+    ),
+    unbackoffAll: db.prepare("DELETE FROM destination_backoff"),
+    hold: db.prepare(
+      `UPDATE recipients SET state = 'held', updated_at = @now
+       WHERE message_id = @id AND state IN ('queued', 'deferred')`,
+    ),
+    releaseHeld: db.prepare(
+      `UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
+         next_attempt_at = @now, updated_at = @now WHERE message_id = @id AND state = 'held'`,
+    ),
+    dropAttempts: db.prepare(
+      `INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, reply)
+       SELECT id, message_id, @now, 0, 'dropped', @reason FROM recipients
+       WHERE message_id = @id AND state NOT IN ${FINAL}`,
+    ),
+    drop: db.prepare(
+      `UPDATE recipients SET state = 'dropped', next_attempt_at = NULL, lease_owner = NULL,
+         lease_expires_at = NULL, last_reply = @reason, updated_at = @now
+       WHERE message_id = @id AND state NOT IN ${FINAL}`,
+    ),
+    setBackoff: db.prepare(
+      `INSERT INTO destination_backoff (domain, until, failures, last_error) VALUES (?, ?, ?, ?)
+       ON CONFLICT (domain) DO UPDATE SET until = excluded.until, failures = excluded.failures,
+         last_error = excluded.last_error`,
+    ),
+    clearBackoff: db.prepare("DELETE FROM destination_backoff WHERE domain = ?"),
+    backoffs: db.prepare(
+      "SELECT domain, until, failures, last_error FROM destination_backoff WHERE until > ? ORDER BY domain",
+    ),
+  };
+
+  const claim = db.transaction((request: ClaimRequest): ClaimedRecipient[] => {
+    const rows = s.due.all({
+      now: request.now,
+      skip: JSON.stringify(request.skipDomains ?? []),
+      limit: request.limit,
+    }) as Row[];
+    const until = request.now + request.leaseMs;
+    return rows.map((row) => {
+      s.lease.run(request.owner, until, until, request.now, row.id);
+      return {
+        id: Number(row.id),
+        messageId: String(row.message_id),
+        address: String(row.address),
+        domain: String(row.domain),
+        attempts: Number(row.attempts),
+        mailFrom: String(row.mail_from),
+        size: Number(row.size),
+        receivedAt: Number(row.received_at),
+        expiresAt: Number(row.expires_at),
+      };
+    });
+  });
+
+  const record = db.transaction((outcomes: readonly RecipientOutcome[]) => {
+    const now = Date.now();
+    for (const o of outcomes) {
+      const a = o.attempt;
+      if (o.state === "deferred") {
+        s.defer.run({ id: o.recipientId, owner: o.owner, next: o.nextAttemptAt ?? now, reply: a.reply, now });
+      } else {
+        s.finish.run({ id: o.recipientId, state: o.state, reply: a.reply, now });
+      }
+      // The attempt happened whether or not the state moved (a lost lease), so it is always recorded.
+      s.attempt.run({
+        id: o.recipientId,
+        at: a.at,
+        duration: Math.round(a.durationMs),
+        status: o.state,
+        mx: a.mxHost,
+        ip: a.ip,
+        port: a.port,
+        source: a.sourceIp,
+        tls: a.tls,
+        reply: a.reply,
+      });
+    }
+  });
+
+  const retry = db.transaction((target: QueueTarget, now: number): number => {
+    if ("all" in target) {
+      s.unbackoffAll.run();
+      return s.retryAll.run({ now }).changes;
+    }
+    s.unbackoffMessage.run(target.messageId);
+    return s.retryMessage.run({ id: target.messageId, now }).changes;
+  });
+
+  const drop = db.transaction((messageId: string, now: number, reason: string): number => {
+    s.dropAttempts.run({ id: messageId, now, reason });
+    return s.drop.run({ id: messageId, now, reason }).changes;
+  });
+
+  return {
+    claimDue(request: ClaimRequest): ClaimedRecipient[] {
+      return claim.immediate(request);
+    },
+    renewLeases(owner: string, until: number): number {
+      return s.renew.run({ owner, until }).changes;
+    },
+    releaseLeases(ownerPrefix: string, now: number): number {
+      return s.release.run({ prefix: `${ownerPrefix.replace(/[%_\\]/g, "\\$&")}%`, now }).changes;
+    },
+    recordOutcomes(outcomes: readonly RecipientOutcome[]): void {
+      if (outcomes.length > 0) record.immediate(outcomes);
+    },
+    listAttempts(messageId: string): DeliveryAttempt[] {
+      return (s.attempts.all(messageId) as Row[]).map((r) => ({
+        recipient: String(r.address),
+        status: r.status as OutcomeState | "dropped",
+        at: Number(r.at),
+        durationMs: Number(r.duration_ms),
+        mxHost: (r.mx_host as string | null) ?? null,
+        ip: (r.ip as string | null) ?? null,
+        port: (r.port as number | null) ?? null,
+        sourceIp: (r.source_ip as string | null) ?? null,
+        tls: (r.tls as string | null) ?? null,
+        reply: String(r.reply),
+      }));
+    },
+    queueCounts(filter: { readonly domain?: string } = {}): QueueCounts {
+      const byState: Partial<Record<RecipientState, number>> = {};
+      const stateRows = (
+        filter.domain ? s.countsByStateDomain.all(filter.domain) : s.countsByState.all()
+      ) as Row[];
+      for (const r of stateRows) byState[r.state as RecipientState] = Number(r.n);
+      const backoff = new Map(
+        (s.backoffs.all(Date.now()) as Row[]).map((r) => [String(r.domain), Number(r.until)]),
+      );
+      const destinations = new Map<string, Partial<Record<RecipientState, number>>>();
+      for (const r of s.countsByDestination.all() as Row[]) {
+        const domain = String(r.domain);
+        if (filter.domain && domain !== filter.domain) continue;
+        const states = destinations.get(domain) ?? {};
+        states[r.state as RecipientState] = Number(r.n);
+        destinations.set(domain, states);
+      }
+      return {
+        byState,
+        byDestination: [...destinations].map(([domain, states]) => ({
+          domain,
+          states,
+          backoffUntil: backoff.get(domain) ?? null,
+        })),
+      };
+    },
+    retryNow(target: QueueTarget, now: number): number {
+      return retry.immediate(target, now);
+    },
+    holdMessage(messageId: string, now: number): number {
+      return s.hold.run({ id: messageId, now }).changes;
+    },
+    releaseMessage(messageId: string, now: number): number {
+      return s.releaseHeld.run({ id: messageId, now }).changes;
+    },
+    dropMessage(messageId: string, now: number, reason: string): number {
+      return drop.immediate(messageId, now, reason);
+    },
+    setDestinationBackoff(
+      backoff: DestinationBackoff | { readonly domain: string; readonly until: null },
+    ): void {
+      if (backoff.until === null) s.clearBackoff.run(backoff.domain);
+      else s.setBackoff.run(backoff.domain, backoff.until, backoff.failures, backoff.lastError);
+    },
+    listDestinationBackoffs(now: number): DestinationBackoff[] {
+      return (s.backoffs.all(now) as Row[]).map((r) => ({
+        domain: String(r.domain),
+        until: Number(r.until),
+        failures: Number(r.failures),
+        lastError: String(r.last_error),
+      }));
+    },
+  };
+}
