@@ -1,0 +1,165 @@
+/**
+ * DATA body reader: finds the end-of-data mark, removes dot-stuffing and normalises line
+ * endings, across arbitrary TCP chunk boundaries (RFC 5321 §4.1.1.4, §4.5.2).
+ *
+ * Invariants (SMTP smuggling defence, CVE-2023-51764 class):
+ *  - Lines are delimited by CRLF only. The message ends only at <CR><LF>.<CR><LF> (or ".<CR><LF>"
+ *    as the very first line); a bare LF or bare CR never ends a line for that purpose.
+ *  - A dot at the start of a line (after CRLF) is removed (unstuffing), except when it is
+ *    followed by a bare CR or LF: that is a malformed end mark, kept as content so the
+ *    recipient sees exactly what was sent.
+ *  - Every bare LF and bare CR in the content becomes CRLF; nothing is passed on raw.
+ *  - `size` counts raw bytes received (before unstuffing), excluding the final ".<CR><LF>".
+ * Once the size or line limit is exceeded the reader keeps scanning for the end mark but stops
+ * holding content. Performance: scans with Buffer.indexOf and keeps zero-copy views of the
+ * input chunks; the message is concatenated once at the end.
+ * Security: the input is untrusted; memory held is bounded by maxSize plus one chunk.
+ */
+
+const CR = 13;
+const LF = 10;
+const DOT = 46;
+
+const CRLF = Buffer.from("\r\n");
+const DOT_CRLF = Buffer.from(".\r\n");
+
+// Scanner states: what the bytes just before the current position were.
+const NORMAL = 0; // inside a line
+const LINE_START = 1; // just after CRLF (or at the start of the data)
+const AFTER_DOT = 2; // after CRLF "." (the dot is held back)
+const AFTER_DOT_CR = 3; // after CRLF "." CR (both held back)
+const AFTER_CR = 4; // a CR ended the previous chunk (held back)
+
+export class DataReader {
+  /** Raw bytes of content received so far. */
+  size = 0;
+  tooBig = false;
+  lineTooLong = false;
+  private parts: Buffer[] = [];
+  private held = 0;
+  private state = LINE_START;
+  private lineLen = 0;
+  private discard = false;
+
+  constructor(
+    private readonly maxSize: number,
+    /** Octets per line excluding CRLF; 0 = unlimited. */
+    private readonly maxLine: number,
+  ) {}
+
+  /**
+   * Scans `buf` from `start`. Returns the index just after the end-of-data mark, or -1 when the
+   * whole buffer was consumed without finding it.
+   */
+  feed(buf: Buffer, start: number): number {
+    const len = buf.length;
+    const maxLine = this.maxLine;
+    let i = start;
+    let seg = start; // start of input not yet copied into parts
+    let state = this.state;
+    let lineLen = this.lineLen;
+    let nextCr = -2; // cached indexOf results: -2 unknown, -1 none left in buf
+    let nextLf = -2;
+    let end = -1;
+    scan: while (i < len) {
+      switch (state) {
+        case NORMAL: {
+          if (nextCr !== -1 && nextCr < i) nextCr = buf.indexOf(CR, i);
+          if (nextLf !== -1 && nextLf < i) nextLf = buf.indexOf(LF, i);
+          const j = nextCr === -1 ? nextLf : nextLf === -1 ? nextCr : Math.min(nextCr, nextLf);
+          if (j === -1) {
+            lineLen += len - i;
+            if (maxLine > 0 && lineLen > maxLine) this.lineTooLong = true;
+            i = len;
+            break;
+          }
+          lineLen += j - i;
+          if (maxLine > 0 && lineLen > maxLine) this.lineTooLong = true;
+          lineLen = 0;
+          if (buf[j] === LF) {
+            // Bare LF (a CRLF is consumed at its CR): content, written as CRLF, not a line start.
+            this.emit(buf, seg, j);
+            this.emit(CRLF, 0, 2);
+            seg = i = j + 1;
+          } else if (j + 1 === len) {
+            this.emit(buf, seg, j);
+            seg = i = len;
+            state = AFTER_CR;
+          } else if (buf[j + 1] === LF) {
+            i = j + 2;
+            state = LINE_START;
+          } else {
+            this.emit(buf, seg, j); // bare CR
+            this.emit(CRLF, 0, 2);
+            seg = i = j + 1;
+          }
+          break;
+        }
+        case LINE_START:
+          if (buf[i] === DOT) {
+            this.emit(buf, seg, i);
+            seg = ++i;
+            state = AFTER_DOT;
+          } else state = NORMAL;
+          break;
+        case AFTER_DOT: {
+          const b = buf[i];
+          if (b === CR) {
+            seg = ++i;
+            state = AFTER_DOT_CR;
+          } else if (b === LF) {
+            // ".<LF>" at a line start: a would-be end mark, kept as content.
+            this.emit(DOT_CRLF, 0, 3);
+            seg = ++i;
+            state = NORMAL;
+          } else state = NORMAL; // stuffed dot: dropped, seg already excludes it
+          break;
+        }
+        case AFTER_DOT_CR:
+          if (buf[i] === LF) {
+            end = i + 1;
+            break scan;
+          }
+          this.emit(DOT_CRLF, 0, 3); // ".<CR>x": dot kept, bare CR normalised
+          state = NORMAL;
+          break;
+        case AFTER_CR:
+          this.emit(CRLF, 0, 2);
+          if (buf[i] === LF) {
+            seg = ++i;
+            state = LINE_START;
+          } else state = NORMAL;
+          break;
+      }
+    }
+    if (end === -1) {
+      this.emit(buf, seg, len);
+      this.size += len - start;
+    } else {
+      this.size += end - start - 3; // the final ".<CR><LF>" is not content
+    }
+    this.state = state;
+    this.lineLen = lineLen;
+    if (this.size > this.maxSize) this.tooBig = true;
+    if ((this.tooBig || this.lineTooLong) && !this.discard) {
+      this.discard = true;
+      this.parts = [];
+      this.held = 0;
+    }
+    return end;
+  }
+
+  /** The message content; call once, after feed() found the end mark. */
+  content(): Buffer {
+    const out = Buffer.concat(this.parts, this.held);
+    this.parts = [];
+    return out;
+  }
+
+  private emit(buf: Buffer, from: number, to: number): void {
+    if (to > from && !this.discard) {
+      this.parts.push(from === 0 && to === buf.length ? buf : buf.subarray(from, to));
+      this.held += to - from;
+    }
+  }
+}
