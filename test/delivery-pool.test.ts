@@ -1,0 +1,148 @@
+/**
+ * Connections, counted at the receiving servers: reuse (many messages over one connection,
+ * maxMessagesPerConnection), the per-destination and global caps under load, the backoff of a
+ * destination that refuses as a whole, and the source-address pool with its EHLO names.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { type Rig, startRig } from "./support/delivery-rig.js";
+import { startTestMx, type TestMx, type TestMxOptions } from "./support/test-mx.js";
+
+const zoneFor = (domains: Record<string, string>) =>
+  Object.fromEntries(
+    Object.entries(domains).flatMap(([domain, ip]) => [
+      [domain, { MX: [{ preference: 10, exchange: `mx.${domain}` }] }],
+      [`mx.${domain}`, { A: [ip] }],
+    ]),
+  );
+
+async function scenario(
+  mxOptions: TestMxOptions,
+  domains: Record<string, string>,
+  delivery: Record<string, unknown>,
+  fn: (rig: Rig, mx: TestMx) => Promise<void>,
+): Promise<void> {
+  const mx = await startTestMx(mxOptions);
+  const rig = await startRig(zoneFor(domains), { port: mx.port, ...delivery });
+  try {
+    await fn(rig, mx);
+  } finally {
+    await rig.close();
+    await mx.close();
+  }
+}
+
+async function enqueueMany(rig: Rig, count: number, to: (n: number) => string): Promise<string[]> {
+  const ids: string[] = [];
+  for (let n = 0; n < count; n++) ids.push(await rig.enqueue([to(n)]));
+  return ids;
+}
+
+describe("delivery: connection reuse and limits", () => {
+  it("sends many messages over one connection, and opens a new one after maxMessagesPerConnection", async () => {
+    await scenario(
+      { address: "127.0.0.2" },
+      { "reuse.test": "127.0.0.2" },
+      { maxConnectionsPerDestination: 1, maxMessagesPerConnection: 10 },
+      async (rig, mx) => {
+        const ids = await enqueueMany(rig, 30, (n) => `user${n}@reuse.test`);
+        for (const id of ids) await rig.settled(id);
+        assert.equal(mx.messages.length, 30);
+        assert.equal(mx.stats.connections, 3, "30 messages, 10 per connection");
+        assert.deepEqual([...mx.stats.perConnection.values()], [10, 10, 10]);
+      },
+    );
+  });
+
+  it("never exceeds the per-destination cap under load", async () => {
+    await scenario(
+      { address: "127.0.0.2", slowMs: 40 },
+      { "capped.test": "127.0.0.2" },
+      { maxConnectionsPerDestination: 3 },
+      async (rig, mx) => {
+        const ids = await enqueueMany(rig, 60, (n) => `slow+${n}@capped.test`);
+        for (const id of ids) await rig.settled(id);
+        assert.equal(mx.messages.length, 60);
+        assert.equal(mx.stats.peakConcurrent, 3, "the cap is reached and held");
+        assert.ok(mx.stats.connections < 60, `connections were reused (${mx.stats.connections})`);
+      },
+    );
+  });
+
+  it("never exceeds the global cap over several destinations, and honours per-route caps", async () => {
+    const domains = { "a.test": "127.0.0.2", "b.test": "127.0.0.2", "c.test": "127.0.0.2" };
+    await scenario(
+      { address: "127.0.0.2", slowMs: 40 },
+      domains,
+      {
+        maxConnections: 4,
+        maxConnectionsPerDestination: 3,
+        routes: [{ match: "c.test", transport: "mx", maxConnections: 1 }],
+      },
+      async (rig, mx) => {
+        const ids = await enqueueMany(rig, 60, (n) => `slow+${n}@${["a", "b", "c"][n % 3]}.test`);
+        for (const id of ids) await rig.settled(id);
+        assert.equal(mx.messages.length, 60);
+        assert.ok(mx.stats.peakConcurrent <= 4, `peak ${mx.stats.peakConcurrent} ≤ 4`);
+        assert.ok(rig.engine.dispatcher.stats.peakConnections <= 4);
+      },
+    );
+  });
+
+  it("backs off a destination that refuses as a whole, instead of trying each message", async () => {
+    await scenario(
+      { address: "127.0.0.2", refuse: 421 },
+      { "down.test": "127.0.0.2" },
+      { maxConnectionsPerDestination: 1, destinationFailureThreshold: 3 },
+      async (rig, mx) => {
+        const ids = await enqueueMany(rig, 20, (n) => `user${n}@down.test`);
+        for (const id of ids) await rig.settled(id, ["deferred"]);
+        assert.equal(mx.stats.connections, 3, "three refusals, then the destination waits");
+        const backoffs = await rig.store.listDestinationBackoffs(rig.clock.now());
+        assert.deepEqual(
+          backoffs.map((b) => [b.domain, b.failures]),
+          [["down.test", 3]],
+        );
+        const suspended = await rig.store.getMessage(ids.at(-1)!);
+        assert.match(
+          suspended!.recipientDetails[0]!.lastReply!,
+          /^451 4\.4\.1 delivery temporarily suspended: .*421/,
+        );
+        assert.ok(suspended!.recipientDetails[0]!.nextAttemptAt! >= backoffs[0]!.until);
+        // New mail for the destination waits in the store while the backoff lasts.
+        const later = await rig.enqueue(["late@down.test"]);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        assert.deepEqual((await rig.store.getMessage(later))!.states, { queued: 1 });
+        assert.equal(mx.stats.connections, 3);
+      },
+    );
+  });
+
+  it("connects from each address of the source pool in turn, with its EHLO name", async () => {
+    await scenario(
+      { address: "127.0.0.4" },
+      { "pool.test": "127.0.0.4" },
+      {
+        maxMessagesPerConnection: 1,
+        maxConnectionsPerDestination: 1,
+        sources: [
+          { address: "127.0.0.2", ehloName: "out-a.petrel.test" },
+          { address: "127.0.0.3", ehloName: "out-b.petrel.test" },
+        ],
+      },
+      async (rig, mx) => {
+        const ids = await enqueueMany(rig, 4, (n) => `user${n}@pool.test`);
+        for (const id of ids) await rig.settled(id);
+        const seen = mx.messages.map((m) => `${m.remoteAddress} ${m.heloName}`).sort();
+        assert.deepEqual(seen, [
+          "127.0.0.2 out-a.petrel.test",
+          "127.0.0.2 out-a.petrel.test",
+          "127.0.0.3 out-b.petrel.test",
+          "127.0.0.3 out-b.petrel.test",
+        ]);
+        const attempts = await rig.store.listAttempts(ids[0]!);
+        assert.ok(["127.0.0.2", "127.0.0.3"].includes(attempts[0]!.sourceIp!));
+      },
+    );
+  });
+});
