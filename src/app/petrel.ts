@@ -4,6 +4,7 @@
  */
 import type { PetrelConfig } from "../config/schema.js";
 import { compileTrustedNetworks } from "../config/schema.js";
+import { type DeliveryEngine, startDelivery } from "../delivery/engine.js";
 import { UsageError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { AuthThrottle } from "../policy/auth-throttle.js";
@@ -19,6 +20,8 @@ export interface RunningPetrel {
   readonly store: Store;
   readonly spool: Spool;
   readonly smtp: SmtpServer<Submitter>;
+  /** Delivery workers (issue 3); undefined when delivery.enabled is false. */
+  readonly delivery: DeliveryEngine | undefined;
   /** Stops accepting, lets DATA transactions finish within the grace period, closes the store. */
   close(): Promise<void>;
 }
@@ -124,16 +127,31 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
   }
   for (const a of smtp.addresses) logger.info({ listener: a.name, port: a.port }, "listening");
 
+  // ── Delivery (issue 3): workers claim due recipients with leases and deliver them ──
+  let delivery: DeliveryEngine | undefined;
+  if (config.delivery.enabled) {
+    try {
+      delivery = await startDelivery({ config, store, logger });
+    } catch (err) {
+      await smtp.close(0);
+      throw err;
+    }
+  }
+  // ── end delivery ──
+
   let closing: Promise<void> | undefined;
   return {
     store,
     spool,
     smtp,
+    delivery,
     close() {
       closing ??= (async () => {
         clearInterval(housekeeping);
         await smtp.close(config.smtp.shutdownGraceMs);
         await spool.drain();
+        // Transactions in flight may finish within the grace period; unsent work is given back.
+        await delivery?.stop(config.smtp.shutdownGraceMs);
         await flushKeyUses();
         await store.close();
         logger.info("stopped");

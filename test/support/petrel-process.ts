@@ -80,6 +80,9 @@ export function testConfig(dataDir: string, extra: Record<string, unknown> = {})
       submissions: { port: 0 },
       shutdownGraceMs: 2000,
     },
+    // No delivery unless a test asks for it (with its own loopback DNS and MX): mail stays queued,
+    // and nothing ever reaches for the system's resolvers outside 127.0.0.0/8.
+    delivery: { enabled: false },
   };
   return deepMerge(base, extra);
 }

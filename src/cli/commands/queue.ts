@@ -1,11 +1,14 @@
 /**
- * `petrel queue`: inspect the spool — what is queued, for whom, in which state.
+ * `petrel queue`: inspect the spool — what is queued, for whom, in which state — and act on it:
+ * retry now, hold and release, delete (drop, recorded as "dropped by operator").
+ * The actions work while `petrel serve` runs: they change the store, which the workers read.
  */
 import type { Command } from "commander";
 import { UsageError } from "../../errors.js";
-import type { RecipientState } from "../../store/types.js";
+import type { QueueCounts, RecipientState } from "../../store/types.js";
 import { type CommonOptions, withCommonOptions, withStore } from "../context.js";
 import { age, isoTime, printJson, printTable } from "../output.js";
+import { registerQueueActions } from "./queue-actions.js";
 
 const STATES: readonly RecipientState[] = [
   "queued",
@@ -25,35 +28,42 @@ export function registerQueue(program: Command): void {
       .command("list")
       .description("list queued messages (ID, age, from, recipients, state)")
       .option("-s, --state <state>", `only messages with a recipient in this state (${STATES.join(", ")})`)
+      .option("--domain <domain>", "only messages with a recipient at this domain")
       .option("-l, --limit <n>", "at most this many messages", (v) => Number.parseInt(v, 10), 1000)
       .option("--json", "print JSON"),
-  ).action(async (options: CommonOptions & { state?: string; limit: number; json?: boolean }) => {
-    if (options.state && !STATES.includes(options.state as RecipientState))
-      throw new UsageError(`unknown state ${options.state}; one of ${STATES.join(", ")}`);
-    await withStore(options, async (store) => {
-      const list = await store.listMessages({
-        state: options.state as RecipientState | undefined,
-        limit: options.limit,
+  ).action(
+    async (options: CommonOptions & { state?: string; domain?: string; limit: number; json?: boolean }) => {
+      if (options.state && !STATES.includes(options.state as RecipientState))
+        throw new UsageError(`unknown state ${options.state}; one of ${STATES.join(", ")}`);
+      await withStore(options, async (store) => {
+        const domain = options.domain?.toLowerCase();
+        const list = await store.listMessages({
+          state: options.state as RecipientState | undefined,
+          domain,
+          limit: options.limit,
+        });
+        const counts = await store.queueCounts({ domain });
+        if (options.json) return printJson({ counts, messages: list });
+        printCounts(counts);
+        if (list.length === 0) {
+          process.stdout.write("The queue is empty.\n");
+          return;
+        }
+        printTable(
+          ["ID", "AGE", "SIZE", "FROM", "RCPTS", "STATE", "RECIPIENTS"],
+          list.map((m) => [
+            m.id,
+            age(m.receivedAt),
+            m.size,
+            m.mailFrom,
+            m.recipientCount,
+            stateSummary(m.states),
+            abbreviate(m.recipients),
+          ]),
+        );
       });
-      if (options.json) return printJson(list);
-      if (list.length === 0) {
-        process.stdout.write("The queue is empty.\n");
-        return;
-      }
-      printTable(
-        ["ID", "AGE", "SIZE", "FROM", "RCPTS", "STATE", "RECIPIENTS"],
-        list.map((m) => [
-          m.id,
-          age(m.receivedAt),
-          m.size,
-          m.mailFrom,
-          m.recipientCount,
-          stateSummary(m.states),
-          abbreviate(m.recipients),
-        ]),
-      );
-    });
-  });
+    },
+  );
   withCommonOptions(
     queue
       .command("show")
@@ -64,7 +74,8 @@ export function registerQueue(program: Command): void {
     await withStore(options, async (store) => {
       const message = await store.getMessage(id);
       if (!message) throw new UsageError(`no message ${id}`);
-      if (options.json) return printJson(message);
+      const attempts = await store.listAttempts(id);
+      if (options.json) return printJson({ ...message, attempts });
       const out = process.stdout;
       out.write(
         `ID:        ${message.id}\nAccount:   ${message.accountName}\nKey:       ${message.apiKeyName ?? "(trusted network)"}\n`,
@@ -83,8 +94,46 @@ export function registerQueue(program: Command): void {
           r.lastReply ?? "-",
         ]),
       );
+      if (attempts.length > 0) {
+        out.write("\nAttempts:\n");
+        printTable(
+          ["TIME", "RECIPIENT", "STATUS", "RELAY", "TLS", "REPLY"],
+          attempts.map((a) => [
+            isoTime(a.at),
+            a.recipient,
+            a.status,
+            a.mxHost ? `${a.mxHost}[${a.ip}]:${a.port}` : "-",
+            a.tls ?? "-",
+            a.reply,
+          ]),
+        );
+      }
     });
   });
+  registerQueueActions(queue);
+}
+
+/** Counts by state, then by destination (with any destination backoff), as `postqueue -p` sums up. */
+function printCounts(counts: QueueCounts): void {
+  const states = Object.entries(counts.byState);
+  const out = process.stdout;
+  out.write(
+    `Recipients by state: ${states.length ? states.map(([s, n]) => `${s} ${n}`).join(", ") : "none"}\n`,
+  );
+  if (counts.byDestination.length > 0) {
+    out.write("\n");
+    printTable(
+      ["DESTINATION", "PENDING", "BACKOFF UNTIL"],
+      counts.byDestination.map((d) => [
+        d.domain,
+        Object.entries(d.states)
+          .map(([s, n]) => `${s}:${n}`)
+          .join(","),
+        isoTime(d.backoffUntil),
+      ]),
+    );
+  }
+  out.write("\n");
 }
 
 function stateSummary(states: Partial<Record<RecipientState, number>>): string {
