@@ -103,8 +103,8 @@ export const deliverySchema = z
     maxAddressesPerAttempt: positive.default(5),
     /** How long a claimed recipient is leased; renewed while work is pending, due again if not. */
     leaseMs: positive.default(120_000),
-    /** How often an idle worker looks for due mail. */
-    pollIntervalMs: positive.default(100),
+    /** How often an idle worker looks for due mail (a cheap indexed read while nothing is due). */
+    pollIntervalMs: positive.default(25),
     /** Most recipients held in memory (claimed, waiting or being delivered) at once. */
     maxInFlight: positive.default(5_000),
     /** Retry delays after each deferral; the last repeats until the message expires. */

@@ -11,6 +11,12 @@
  *   bounced, expired) applies to any recipient not yet final, because it states what happened.
  * SQLite has one writer at a time, so a claim's SELECT then UPDATE in one IMMEDIATE transaction is
  * what PostgreSQL's `FOR UPDATE SKIP LOCKED` gives there.
+ *
+ * Durability: delivery writes commit with synchronous=NORMAL (no fsync of their own; the next
+ * spool commit, which is FULL, syncs them along). A process crash (kill -9) loses none of them:
+ * the WAL is in the page cache. Only a power loss can undo the last ones, and undoing a claim or
+ * an outcome means at most one more delivery attempt, never lost mail. Accepting mail keeps its
+ * fsync before every "250" (the spool), which is the promise made to clients.
  */
 import type Database from "better-sqlite3";
 import type {
@@ -44,6 +50,9 @@ export function createQueueOps(db: Database.Database) {
          AND NOT EXISTS (SELECT 1 FROM destination_backoff b WHERE b.domain = r.domain AND b.until > @now)
          AND r.domain NOT IN (SELECT value FROM json_each(@skip))
        ORDER BY r.next_attempt_at LIMIT @limit`,
+    ),
+    anyDue: db.prepare(
+      `SELECT 1 FROM recipients r INDEXED BY recipients_pending WHERE ${PENDING} AND r.next_attempt_at <= @now LIMIT 1`,
     ),
     lease: db.prepare(
       `UPDATE recipients SET state = 'delivering', lease_owner = ?, lease_expires_at = ?, next_attempt_at = ?,
@@ -128,6 +137,18 @@ export function createQueueOps(db: Database.Database) {
     ),
   };
 
+  /** Runs a write without its own fsync (see Durability above), then restores FULL. */
+  function relaxed<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
+    return (...args: A): R => {
+      db.pragma("synchronous = NORMAL");
+      try {
+        return fn(...args);
+      } finally {
+        db.pragma("synchronous = FULL");
+      }
+    };
+  }
+
   const claim = db.transaction((request: ClaimRequest): ClaimedRecipient[] => {
     const rows = s.due.all({
       now: request.now,
@@ -191,18 +212,18 @@ export function createQueueOps(db: Database.Database) {
   });
 
   return {
-    claimDue(request: ClaimRequest): ClaimedRecipient[] {
+    claimDue: relaxed((request: ClaimRequest): ClaimedRecipient[] => {
+      // Idle polls stay readers: the write lock is taken only when something is due.
+      if (!s.anyDue.get({ now: request.now })) return [];
       return claim.immediate(request);
-    },
-    renewLeases(owner: string, until: number): number {
-      return s.renew.run({ owner, until }).changes;
-    },
+    }),
+    renewLeases: relaxed((owner: string, until: number): number => s.renew.run({ owner, until }).changes),
     releaseLeases(ownerPrefix: string, now: number): number {
       return s.release.run({ prefix: `${ownerPrefix.replace(/[%_\\]/g, "\\$&")}%`, now }).changes;
     },
-    recordOutcomes(outcomes: readonly RecipientOutcome[]): void {
+    recordOutcomes: relaxed((outcomes: readonly RecipientOutcome[]): void => {
       if (outcomes.length > 0) record.immediate(outcomes);
-    },
+    }),
     listAttempts(messageId: string): DeliveryAttempt[] {
       return (s.attempts.all(messageId) as Row[]).map((r) => ({
         recipient: String(r.address),

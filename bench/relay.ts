@@ -1,0 +1,183 @@
+/**
+ * bench:relay — Petrel end to end: N messages (default 20,000, 2 KB) submitted by Postfix's
+ * smtp-source over 20 sessions (one connection per message, plaintext from a trusted network) to
+ * a fresh `petrel serve`, which relays them (route `*` → relay, no TLS) to Postfix's smtp-sink.
+ * Every message is committed durably before its 250, and every delivery outcome is committed too.
+ *
+ * Prints: accept rate (smtp-source start to exit), end-to-end rate (first submit to last delivery
+ * committed), p50/p99 time in queue (accepted → delivery committed, from the store), the server's
+ * CPU ms per message and its peak RSS. `--json` prints the same as one JSON object (for
+ * bench/compare-postfix.sh, which runs Postfix on the same load and sink in the same run).
+ *
+ * Usage: npm run bench:relay -- [--messages 20000] [--sessions 20] [--size 2048] [--sink-port P] [--json]
+ *        [--profile DIR]   (a CPU profile of the server, written when it stops)
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import Database from "better-sqlite3";
+import { petrelOk, removeDataDir, startPetrel, tempDataDir } from "../test/support/petrel-process.js";
+
+const { values: args } = parseArgs({
+  options: {
+    messages: { type: "string", default: "20000" },
+    sessions: { type: "string", default: "20" },
+    size: { type: "string", default: "2048" },
+    "sink-port": { type: "string" },
+    /** Write a CPU profile of the server into this directory. */
+    profile: { type: "string" },
+    json: { type: "boolean", default: false },
+  },
+});
+const MESSAGES = Number(args.messages);
+const SESSIONS = Number(args.sessions);
+const SIZE = Number(args.size);
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function procStats(pid: number): { cpuMs: number; peakRssMb: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const hwm = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return { cpuMs: ticks * 10, peakRssMb: hwm / 1024 };
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+async function startSink(port: number): Promise<ChildProcess> {
+  const sink = spawn("smtp-sink", ["-u", "nobody", `127.0.0.1:${port}`, "1024"], { stdio: "ignore" });
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      execFile("bash", ["-c", `exec 3<>/dev/tcp/127.0.0.1/${port}`], (err) => resolve(!err));
+    });
+    if (up) return sink;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error("smtp-sink did not start");
+}
+
+async function main(): Promise<void> {
+  const ownSink = args["sink-port"] === undefined;
+  const sinkPort = ownSink ? await freePort() : Number(args["sink-port"]);
+  const sink = ownSink ? await startSink(sinkPort) : undefined;
+  const dataDir = tempDataDir("petrel-bench-relay-");
+  try {
+    await petrelOk(dataDir, ["domains", "add", "bench.example"]);
+    const petrel = await startPetrel(dataDir, {
+      // nodeArgs: node's own flags for the server process (test/support/petrel-process.ts).
+      ...(args.profile ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${args.profile}`] } : {}),
+      config: {
+        auth: { trustedNetworks: [{ network: "127.0.0.0/8", account: "default" }] },
+        smtp: { limits: { maxConnectionsPerIp: 5000, maxConnections: 5000 } },
+        delivery: {
+          enabled: true,
+          routes: [
+            {
+              match: "*",
+              transport: "relay",
+              host: "127.0.0.1",
+              port: sinkPort,
+              security: "none",
+              maxConnections: 20,
+            },
+          ],
+        },
+      },
+    });
+    const pid = petrel.child.pid!;
+    const cpuBefore = procStats(pid).cpuMs;
+    const t0 = Date.now();
+    const source = await new Promise<{ code: number; stderr: string }>((resolve) => {
+      execFile(
+        "smtp-source",
+        [
+          "-s",
+          String(SESSIONS),
+          "-l",
+          String(SIZE),
+          "-m",
+          String(MESSAGES),
+          "-f",
+          "bench@bench.example",
+          "-t",
+          "sink@example.com",
+          `127.0.0.1:${petrel.ports.submission}`,
+        ],
+        { maxBuffer: 1 << 24 },
+        (err, _stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stderr }),
+      );
+    });
+    const acceptMs = Date.now() - t0;
+    if (source.code !== 0) throw new Error(`smtp-source failed: ${source.stderr}`);
+
+    const db = new Database(join(dataDir, "petrel.db"), { readonly: true, fileMustExist: true });
+    db.pragma("busy_timeout = 5000");
+    const count = db.prepare("SELECT COUNT(*) FROM recipients WHERE state = 'delivered'").pluck();
+    const deadline = Date.now() + 600_000;
+    while ((count.get() as number) < MESSAGES) {
+      if (Date.now() > deadline) throw new Error(`only ${count.get()} of ${MESSAGES} delivered`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const stats = procStats(pid);
+    const rows = db
+      .prepare(
+        `SELECT r.updated_at AS done, m.received_at AS received FROM recipients r
+         JOIN messages m ON m.id = r.message_id WHERE r.state = 'delivered'`,
+      )
+      .all() as Array<{ done: number; received: number }>;
+    const notDelivered = db
+      .prepare("SELECT COUNT(*) FROM recipients WHERE state != 'delivered'")
+      .pluck()
+      .get();
+    db.close();
+    await petrel.stop();
+
+    const lastDone = Math.max(...rows.map((r) => r.done));
+    const inQueue = rows.map((r) => r.done - r.received).sort((a, b) => a - b);
+    const result = {
+      messages: MESSAGES,
+      sessions: SESSIONS,
+      size: SIZE,
+      acceptRate: Math.round(MESSAGES / (acceptMs / 1000)),
+      endToEndRate: Math.round(MESSAGES / ((lastDone - t0) / 1000)),
+      endToEndSeconds: (lastDone - t0) / 1000,
+      inQueueP50Ms: percentile(inQueue, 50),
+      inQueueP99Ms: percentile(inQueue, 99),
+      cpuMsPerMessage: Number(((stats.cpuMs - cpuBefore) / MESSAGES).toFixed(2)),
+      peakRssMb: Math.round(stats.peakRssMb),
+      notDelivered: Number(notDelivered),
+    };
+    if (args.json) {
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+    } else {
+      process.stdout.write(
+        `Petrel relay, ${MESSAGES} × ${SIZE} B, ${SESSIONS} sessions (smtp-source → petrel → smtp-sink):\n` +
+          `  accept rate      ${result.acceptRate} msg/s\n` +
+          `  end-to-end rate  ${result.endToEndRate} msg/s (${result.endToEndSeconds.toFixed(1)} s, first submit → last delivery committed)\n` +
+          `  time in queue    p50 ${result.inQueueP50Ms} ms, p99 ${result.inQueueP99Ms} ms\n` +
+          `  server CPU       ${result.cpuMsPerMessage} ms/message\n` +
+          `  peak RSS         ${result.peakRssMb} MB\n`,
+      );
+    }
+  } finally {
+    sink?.kill("SIGTERM");
+    removeDataDir(dataDir);
+  }
+}
+
+await main();
