@@ -5,6 +5,10 @@
 import type { PetrelConfig } from "../config/schema.js";
 import { compileTrustedNetworks } from "../config/schema.js";
 import { type DeliveryEngine, startDelivery } from "../delivery/engine.js";
+import { createResolver } from "../dns/resolver.js";
+import { startDomainRechecker } from "../domains/recheck.js";
+import { DomainsService } from "../domains/service.js";
+import { createMessageSigning } from "../domains/signer.js";
 import { UsageError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { AuthThrottle } from "../policy/auth-throttle.js";
@@ -80,6 +84,18 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
   }, KEY_USE_FLUSH_MS);
   housekeeping.unref();
 
+  // Sender domains (issue 4): sign at accept time; re-check verified domains' DNS periodically.
+  // The check's resolver does not cache: a re-check must see what is published now.
+  const domains = new DomainsService({
+    store,
+    config,
+    resolver: createResolver({
+      servers: config.dns.servers,
+      timeoutMs: config.dns.timeoutMs,
+      tries: config.dns.tries,
+      cache: false,
+    }),
+  });
   const hooks = createSubmissionHooks({
     config,
     store,
@@ -88,6 +104,7 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
     trusted,
     logger,
     onKeyUsed: (id, at) => keyUses.set(id, at),
+    signing: createMessageSigning(store),
   });
   const listeners: ListenerSpec[] = [];
   const { host } = config.smtp;
@@ -138,6 +155,9 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
     }
   }
   // ── end delivery ──
+  const rechecker = startDomainRechecker(domains, store, logger, {
+    intervalMs: config.domains.recheckIntervalMs,
+  });
 
   let closing: Promise<void> | undefined;
   return {
@@ -148,6 +168,7 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
     close() {
       closing ??= (async () => {
         clearInterval(housekeeping);
+        await rechecker.stop();
         await smtp.close(config.smtp.shutdownGraceMs);
         await spool.drain();
         // Transactions in flight may finish within the grace period; unsent work is given back.

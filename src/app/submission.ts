@@ -5,20 +5,25 @@
  *
  * Invariants: "250 ... queued as ID" is sent only after Spool.enqueue() resolved, i.e. after the
  * durable commit; a failed commit answers 451 4.3.0 and keeps nothing. Unauthenticated sessions
- * never get past MAIL (the SMTP layer answers 530 without a user).
+ * never get past MAIL (the SMTP layer answers 530 without a user). A message whose From domain
+ * is verified and has DKIM keys is signed here, once, after the trace fields and before the
+ * commit, so retries deliver the signed bytes unchanged; a signing failure answers 451 4.3.0
+ * (never silently unsigned mail).
  * Security: API keys are hashed before lookup and never logged; the log shows the key's name.
  */
 
+import { domainOf } from "../address.js";
 import { hashApiKey } from "../auth/api-keys.js";
 import type { PetrelConfig, TrustedNetwork } from "../config/schema.js";
+import type { MessageSigning } from "../domains/signer.js";
 import type { Logger } from "../log.js";
 import { addTraceFields, headerSenders, readHeaderSection } from "../message/headers.js";
 import type { AuthThrottle } from "../policy/auth-throttle.js";
-import { checkEnvelopeSender, checkHeaderSenders } from "../policy/sender.js";
+import { checkDomainsVerified, checkEnvelopeSender, checkHeaderSenders } from "../policy/sender.js";
 import type { Verdict } from "../policy/verdict.js";
 import { newQueueId, type Spool } from "../queue/spool.js";
 import type { HookVerdict, SessionHooks, SessionInfo, SmtpReply } from "../smtp/types.js";
-import type { SenderIdentities, Store } from "../store/types.js";
+import type { DomainStatus, SenderIdentities, Store } from "../store/types.js";
 
 /** Who is submitting: an account, through an API key or a trusted network. */
 export interface Submitter {
@@ -39,6 +44,8 @@ export interface SubmissionDeps {
   readonly logger: Logger;
   /** Called with (keyId, time) on each successful AUTH, to record "last used" lazily. */
   readonly onKeyUsed: (keyId: number, at: number) => void;
+  /** DKIM signing by From domain (src/domains/signer.ts); absent = never sign. */
+  readonly signing?: MessageSigning;
 }
 
 const AUTH_INVALID: SmtpReply = { code: 535, enhanced: "5.7.8", text: "Authentication credentials invalid" };
@@ -52,6 +59,9 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
   const { config, store, spool, throttle, trusted, logger } = deps;
   // Identities read at MAIL FROM are reused for the header check at the end of the same DATA.
   const identitiesBySession = new WeakMap<SessionInfo<Submitter>, SenderIdentities>();
+  // Sender domain statuses for sending.requireVerifiedDomains, read at MAIL FROM like identities.
+  const requireVerified = config.sending.requireVerifiedDomains;
+  const statusesBySession = new WeakMap<SessionInfo<Submitter>, ReadonlyMap<string, DomainStatus>>();
 
   return {
     async onConnect(session) {
@@ -100,7 +110,11 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
       const user = session.user!;
       const identities = await store.getSenderIdentities(user.accountId);
       identitiesBySession.set(session, identities);
-      return toHookVerdict(checkEnvelopeSender(identities, envelope.mailFrom), session, logger);
+      const verdict = checkEnvelopeSender(identities, envelope.mailFrom);
+      if (verdict.kind !== "accept" || !requireVerified) return toHookVerdict(verdict, session, logger);
+      const statuses = await store.getDomainStatuses(user.accountId);
+      statusesBySession.set(session, statuses);
+      return toHookVerdict(checkDomainsVerified(identities, statuses, [envelope.mailFrom]), session, logger);
     },
 
     async onRcptTo() {
@@ -112,8 +126,14 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
       const identities =
         identitiesBySession.get(session) ?? (await store.getSenderIdentities(user.accountId));
       const section = readHeaderSection(content);
-      const verdict = checkHeaderSenders(identities, headerSenders(section));
+      const senders = headerSenders(section);
+      const verdict = checkHeaderSenders(identities, senders);
       if (verdict.kind !== "accept") return toReply(verdict, session, logger);
+      if (requireVerified) {
+        const statuses = statusesBySession.get(session) ?? (await store.getDomainStatuses(user.accountId));
+        const domains = checkDomainsVerified(identities, statuses, [...senders.from, ...senders.sender]);
+        if (domains.kind !== "accept") return toReply(domains, session, logger);
+      }
 
       const queueId = newQueueId();
       const now = new Date();
@@ -126,6 +146,16 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
         tls: session.secure ? `using ${session.tlsProtocol} with cipher ${session.tlsCipher}` : undefined,
         date: now,
       });
+      // checkHeaderSenders guarantees one From field with an address; its domain is d=.
+      let signed: { content: Buffer; selectors: readonly string[] };
+      try {
+        signed = deps.signing
+          ? await deps.signing.sign(domainOf(senders.from[0]!), prepared)
+          : { content: prepared, selectors: [] };
+      } catch (err) {
+        logger.error({ err, session: session.id, queueId }, "DKIM signing failed");
+        return { code: 451, enhanced: "4.3.0", text: "Temporary local problem, try again later" };
+      }
       try {
         await spool.enqueue({
           id: queueId,
@@ -133,7 +163,7 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
           apiKeyId: user.apiKeyId,
           mailFrom: envelope.mailFrom,
           recipients: envelope.rcptTo,
-          content: prepared,
+          content: signed.content,
           clientIp: session.remoteAddress,
           receivedAt: now.getTime(),
           expiresAt: now.getTime() + config.queue.maxLifetimeMs,
@@ -150,7 +180,8 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
           key: user.label,
           from: envelope.mailFrom,
           rcpts: envelope.rcptTo.length,
-          size: prepared.length,
+          size: signed.content.length,
+          ...(signed.selectors.length > 0 ? { dkim: signed.selectors } : {}),
         },
         "queued",
       );

@@ -8,6 +8,7 @@ import { BlockList, isIP } from "node:net";
 import { hostname } from "node:os";
 import { z } from "zod";
 import { deliverySchema, dnsSchema } from "./delivery-schema.js";
+import { dkimSchema, domainsSchema, sendingSchema } from "./domains-schema.js";
 
 const port = z.number().int().min(0).max(65535);
 
@@ -136,6 +137,12 @@ export const configSchema = z
     delivery: deliverySchema,
     /** The DNS resolver used for MX/A/AAAA lookups (src/config/delivery-schema.ts). */
     dns: dnsSchema,
+    /** Sending rules: refuse unverified sender domains (src/config/domains-schema.ts). */
+    sending: sendingSchema,
+    /** DKIM keys for sender domains: Ed25519 beside RSA, selector names (src/config/domains-schema.ts). */
+    dkim: dkimSchema,
+    /** Sender domains' DNS records (return path, SPF, DMARC) and their re-check (src/config/domains-schema.ts). */
+    domains: domainsSchema,
     store: z
       .strictObject({
         /** Storage backend. "sqlite" is embedded: one file in dataDir. */

@@ -5,7 +5,7 @@
  * key can never put another account's domain in front of a recipient.
  */
 import { domainOf, normalizeAddress } from "../address.js";
-import type { SenderIdentities } from "../store/types.js";
+import type { DomainStatus, SenderIdentities } from "../store/types.js";
 import { ACCEPT, reject, type Verdict } from "./verdict.js";
 
 export function isVerifiedSender(identities: SenderIdentities, address: string): boolean {
@@ -43,6 +43,33 @@ export function checkHeaderSenders(identities: SenderIdentities, headers: Header
     if (!isVerifiedSender(identities, address)) {
       return reject(550, "5.7.1", "Sender address not verified", `header sender ${address} is not verified`);
     }
+  }
+  return ACCEPT;
+}
+
+/**
+ * sending.requireVerifiedDomains (issue 4): an address at a sender domain that was added but not
+ * verified yet is refused, unless the address itself is a single sender (those work without DNS).
+ * `failing` domains (verified once, a later re-check found a record changed) keep sending: the
+ * re-check logs and records the change for the operator, and one DNS mishap should not stop an
+ * application's mail. Call with the envelope sender at MAIL FROM and the From/Sender addresses
+ * at the end of DATA. The reply names the domain (one of the account's own) and the fix.
+ */
+export function checkDomainsVerified(
+  identities: SenderIdentities,
+  statuses: ReadonlyMap<string, DomainStatus>,
+  addresses: readonly string[],
+): Verdict {
+  for (const address of addresses) {
+    const domain = domainOf(address);
+    if (statuses.get(domain) !== "unverified" || identities.addresses.has(normalizeAddress(address)))
+      continue;
+    return reject(
+      550,
+      "5.7.1",
+      `Sender domain ${domain} is not verified: the Petrel operator must publish its DNS records and run: petrel domains verify ${domain}`,
+      `sender domain ${domain} of ${address} is not verified`,
+    );
   }
   return ACCEPT;
 }

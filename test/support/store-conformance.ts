@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { type NewMessage, type Store, StoreConflictError } from "../../src/store/types.js";
 import { deliveryConformance } from "./store-conformance-delivery.js";
+import { domainConformance } from "./store-conformance-domains.js";
 
 export function storeConformance(backend: string, openFresh: () => Promise<Store>): void {
   describe(`Store conformance: ${backend}`, () => {
@@ -147,5 +148,8 @@ export function storeConformance(backend: string, openFresh: () => Promise<Store
 
     // Delivery (issue 3): claims, leases, outcomes, backoff, queue actions.
     deliveryConformance(withStore);
+
+    // Sender domains (issue 4): DKIM keys, checks, key switches, events.
+    domainConformance(withStore);
   });
 }

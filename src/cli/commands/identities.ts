@@ -1,12 +1,13 @@
 /**
  * `petrel domains` and `petrel senders`: what an account may send as. A domain covers every
- * address at it (DNS checks and DKIM come with domain verification); a single sender covers one
- * address, for a first test without DNS changes.
+ * address at it, with DKIM keys and DNS verification (domains.ts); a single sender covers one
+ * address, for a first test without DNS changes (its mail is not DKIM-aligned).
  */
 import type { Command } from "commander";
 import { UsageError } from "../../errors.js";
 import { type CommonOptions, requireAccount, withCommonOptions, withStore } from "../context.js";
 import { isoTime, printJson, printTable } from "../output.js";
+import { registerDomains } from "./domains.js";
 
 type AccountOptions = CommonOptions & { account: string };
 type ListOptions = CommonOptions & { account?: string; json?: boolean };
@@ -31,46 +32,8 @@ export function validAddress(value: string): string {
 }
 
 export function registerIdentities(program: Command): void {
-  const domains = program.command("domains").description("sender domains an account may send from");
-  withCommonOptions(
-    domains
-      .command("add")
-      .description("add a sender domain to an account")
-      .argument("<domain>", "domain, e.g. your-app.com")
-      .option("-a, --account <account>", "account", "default"),
-  ).action(async (value: string, options: AccountOptions) => {
-    const domain = validDomain(value);
-    await withStore(options, async (store) => {
-      const account = await requireAccount(store, options.account);
-      await store.addDomain(account.id, domain);
-      process.stdout.write(`Added domain ${domain} to account ${account.name}\n`);
-    });
-  });
-  withCommonOptions(
-    domains
-      .command("list")
-      .description("list sender domains")
-      .option("-a, --account <account>", "only this account")
-      .option("--json", "print JSON"),
-  ).action(async (options: ListOptions) => {
-    await withStore(options, async (store) => {
-      const accountId = options.account ? (await requireAccount(store, options.account)).id : undefined;
-      const list = await store.listDomains(accountId);
-      if (options.json) return printJson(list);
-      printTable(
-        ["DOMAIN", "ACCOUNT", "STATUS", "ADDED", "LAST CHECKED"],
-        list.map((d) => [d.domain, d.accountName, d.status, isoTime(d.createdAt), isoTime(d.lastCheckedAt)]),
-      );
-    });
-  });
-  withCommonOptions(
-    domains.command("remove").description("remove a sender domain").argument("<domain>", "domain"),
-  ).action(async (value: string, options: CommonOptions) => {
-    await withStore(options, async (store) => {
-      if (!(await store.removeDomain(validDomain(value)))) throw new UsageError(`no domain ${value}`);
-      process.stdout.write(`Removed domain ${value}\n`);
-    });
-  });
+  // Sender domains, with DKIM keys and DNS verification, live in domains.ts (issue 4).
+  registerDomains(program, { validDomain });
 
   const senders = program.command("senders").description("single sender addresses an account may send as");
   withCommonOptions(

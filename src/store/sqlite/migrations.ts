@@ -110,4 +110,39 @@ export const MIGRATIONS: readonly string[] = [
     WHERE state IN ('queued', 'deferred', 'delivering');
   CREATE INDEX recipients_lease ON recipients(lease_owner) WHERE state = 'delivering';
   `,
+  // 3: sender domains (issue 4): DKIM keys per domain, the last check's per-record results, events.
+  `
+  -- Selectors are <prefix><generation>; the counter never goes back, so a removed selector's name
+  -- (possibly still cached in resolvers) is never given to a new key.
+  ALTER TABLE sender_domains ADD COLUMN dkim_generation INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE sender_domains ADD COLUMN verified_at INTEGER;
+  -- JSON array of RecordCheck from the last check (what petrel domains list and show report).
+  ALTER TABLE sender_domains ADD COLUMN last_check TEXT;
+
+  CREATE TABLE dkim_keys (
+    id INTEGER PRIMARY KEY,
+    domain_id INTEGER NOT NULL REFERENCES sender_domains(id) ON DELETE CASCADE,
+    selector TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    private_key TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    activated_at INTEGER,
+    retired_at INTEGER,
+    UNIQUE (domain_id, selector)
+  );
+
+  -- Status changes and key switches, newest read first.
+  CREATE TABLE domain_events (
+    id INTEGER PRIMARY KEY,
+    domain_id INTEGER NOT NULL REFERENCES sender_domains(id) ON DELETE CASCADE,
+    at INTEGER NOT NULL,
+    from_status TEXT NOT NULL,
+    to_status TEXT NOT NULL,
+    detail TEXT NOT NULL
+  );
+  CREATE INDEX domain_events_domain ON domain_events(domain_id, id);
+  `,
 ];

@@ -20,10 +20,16 @@ import type {
   ClaimRequest,
   DeliveryAttempt,
   DestinationBackoff,
+  DkimKeyInfo,
+  DomainCheck,
+  DomainCheckChange,
+  DomainEvent,
+  DomainStatus,
   MessageDetail,
   MessageFilter,
   MessageSummary,
   NewApiKey,
+  NewDkimKey,
   NewMessage,
   QueueCounts,
   QueueTarget,
@@ -31,11 +37,14 @@ import type {
   RecipientOutcome,
   RecipientState,
   SenderDomain,
+  SenderDomainDetail,
   SenderIdentities,
+  SigningKeys,
   SingleSender,
   Store,
 } from "../types.js";
 import { StoreConflictError } from "../types.js";
+import { createDomainOps, type DomainOps } from "./domain-ops.js";
 import { MIGRATIONS } from "./migrations.js";
 import { createQueueOps, type QueueOps } from "./queue-ops.js";
 
@@ -81,11 +90,14 @@ export class SqliteStore implements Store {
   private readonly insertBatch: (messages: readonly NewMessage[]) => void;
   /** Delivery: leases, outcomes, queue actions (queue-ops.ts). */
   private readonly queue: QueueOps;
+  /** Sender domains: DKIM keys, checks, events (domain-ops.ts). */
+  private readonly domains: DomainOps;
 
   constructor(db: Database.Database) {
     this.db = db;
     this.statements = prepareStatements(db);
     this.queue = createQueueOps(db);
+    this.domains = createDomainOps(db);
     const s = this.statements;
     this.insertBatch = db.transaction((messages: readonly NewMessage[]) => {
       for (const m of messages) {
@@ -177,6 +189,11 @@ export class SqliteStore implements Store {
   }
 
   async addDomain(accountId: number, domain: string): Promise<SenderDomain> {
+    return this.insertDomain(accountId, domain, []);
+  }
+
+  /** addDomain's transaction, with the domain's first DKIM keys when given (issue 4). */
+  private insertDomain(accountId: number, domain: string, keys: readonly NewDkimKey[]): SenderDomain {
     const name = domain.toLowerCase();
     return this.db
       .transaction(() => {
@@ -192,6 +209,7 @@ export class SqliteStore implements Store {
               "INSERT INTO sender_domains (account_id, domain, created_at) VALUES (?, ?, ?) RETURNING id",
             )
             .get(accountId, name, Date.now()) as { id: number };
+          if (keys.length > 0) this.domains.addFirstKeys(id, keys);
           return toDomain(this.db.prepare(`${DOMAIN_SELECT} WHERE d.id = ?`).get(id) as Row);
         } catch (err) {
           throw conflictOr(err, `domain ${name} is already registered`);
@@ -340,6 +358,49 @@ export class SqliteStore implements Store {
   }
   async listDestinationBackoffs(now: number): Promise<DestinationBackoff[]> {
     return this.queue.listDestinationBackoffs(now);
+  }
+
+  // ── Sender domains (issue 4): delegated to domain-ops.ts ──
+  async getDomain(domain: string): Promise<SenderDomainDetail | undefined> {
+    const row = this.db.prepare(`${DOMAIN_SELECT} WHERE d.domain = ?`).get(domain.toLowerCase()) as
+      | Row
+      | undefined;
+    const detail = this.domains.detail(domain);
+    return row && detail && { ...toDomain(row), ...detail };
+  }
+  async addDomainWithKeys(
+    accountId: number,
+    domain: string,
+    keys: readonly NewDkimKey[],
+  ): Promise<SenderDomain> {
+    return this.insertDomain(accountId, domain, keys);
+  }
+  async addDkimKeys(domain: string, generation: number, keys: readonly NewDkimKey[]): Promise<void> {
+    this.domains.addKeys(domain, generation, keys);
+  }
+  async listDkimKeys(domain: string): Promise<DkimKeyInfo[]> {
+    return this.domains.listKeys(domain);
+  }
+  async getSigningKeys(domain: string): Promise<SigningKeys | undefined> {
+    return this.domains.signingKeys(domain);
+  }
+  async getDkimPrivateKey(domain: string, selector: string): Promise<string | undefined> {
+    return this.domains.privateKey(domain, selector);
+  }
+  async deleteDkimKey(domain: string, selector: string): Promise<boolean> {
+    return this.domains.deleteKey(domain, selector);
+  }
+  async getDomainStatuses(accountId: number): Promise<ReadonlyMap<string, DomainStatus>> {
+    return this.domains.statuses(accountId);
+  }
+  async recordDomainCheck(check: DomainCheck): Promise<DomainCheckChange> {
+    return this.domains.recordCheck(check);
+  }
+  async listDomainsToRecheck(before: number): Promise<string[]> {
+    return this.domains.toRecheck(before);
+  }
+  async listDomainEvents(domain: string, limit = 50): Promise<DomainEvent[]> {
+    return this.domains.events(domain, limit);
   }
 
   private recipientsOf(messageId: string): RecipientDetail[] {

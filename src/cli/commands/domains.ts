@@ -1,0 +1,300 @@
+/**
+ * `petrel domains`: sender domains with DKIM (issue 4). `add` creates the domain with its keys
+ * and prints the DNS records to publish; `verify` looks them up through the configured resolver
+ * (dns.servers) and records the result; `rotate-dkim`, `retire-selector` and `export-key` manage
+ * keys. Thin over src/domains/service.ts, which `serve` uses for its periodic re-check.
+ *
+ * Security: private keys are printed by `export-key` only, on purpose; every other output (and
+ * --json) carries selectors and public keys. `retire-selector` needs a confirmation.
+ */
+import { createInterface } from "node:readline/promises";
+import type { Command } from "commander";
+import type { PetrelConfig } from "../../config/schema.js";
+import { type DnsRecordSpec, formatJson, formatTable, formatZone } from "../../dkim/records.js";
+import { createResolver } from "../../dns/resolver.js";
+import { DomainsService } from "../../domains/service.js";
+import { UsageError } from "../../errors.js";
+import type { RecordCheck, Store } from "../../store/types.js";
+import { type CommonOptions, requireAccount, withCommonOptions, withStore } from "../context.js";
+import { isoTime, printJson, printTable } from "../output.js";
+
+type Format = "table" | "zone" | "json";
+type FormatOptions = CommonOptions & { format: string };
+
+export interface DomainCommandHelpers {
+  /** The CLI's domain-name check (shared with `senders`). */
+  readonly validDomain: (value: string) => string;
+}
+
+function service(store: Store, config: PetrelConfig, withResolver = false): DomainsService {
+  const resolver = withResolver
+    ? createResolver({
+        servers: config.dns.servers,
+        timeoutMs: config.dns.timeoutMs,
+        tries: config.dns.tries,
+        cache: false,
+      })
+    : undefined;
+  return new DomainsService({ store, config, ...(resolver ? { resolver } : {}) });
+}
+
+function format(value: string): Format {
+  if (value === "table" || value === "zone" || value === "json") return value;
+  throw new UsageError(`--format must be table, zone or json, not ${value}`);
+}
+
+function renderRecords(records: readonly DnsRecordSpec[], how: Format): string {
+  if (how === "zone") return formatZone(records);
+  if (how === "json") return formatJson(records);
+  return formatTable(records);
+}
+
+/** Human text goes to stderr when stdout carries zone or JSON data, so the data can be piped. */
+function say(how: Format, text: string): void {
+  (how === "table" ? process.stdout : process.stderr).write(`${text}\n`);
+}
+
+export function registerDomains(program: Command, helpers: DomainCommandHelpers): void {
+  const { validDomain } = helpers;
+  const domains = program
+    .command("domains")
+    .description("sender domains an account may send from, with DKIM keys and DNS verification");
+
+  withCommonOptions(
+    domains
+      .command("add")
+      .description("add a sender domain with a DKIM key, and print the DNS records to publish")
+      .argument("<domain>", "domain, e.g. your-app.com")
+      .option("-a, --account <account>", "account", "default")
+      .option("-f, --format <format>", "table, zone (BIND lines) or json", "table"),
+  ).action(async (value: string, options: FormatOptions & { account: string }) => {
+    const domain = validDomain(value);
+    const how = format(options.format);
+    await withStore(options, async (store, config) => {
+      const account = await requireAccount(store, options.account);
+      const { records } = await service(store, config).add(account.id, domain);
+      say(how, `Added domain ${domain} to account ${account.name}. Publish these DNS records:\n`);
+      process.stdout.write(renderRecords(records, how));
+      say(how, `\nThen run: petrel domains verify ${domain}`);
+    });
+  });
+
+  withCommonOptions(
+    domains
+      .command("records")
+      .description("print the DNS records to publish for a domain (again)")
+      .argument("<domain>", "domain")
+      .option("-f, --format <format>", "table, zone (BIND lines) or json", "table"),
+  ).action(async (value: string, options: FormatOptions) => {
+    const how = format(options.format);
+    await withStore(options, async (store, config) => {
+      process.stdout.write(renderRecords(await service(store, config).records(validDomain(value)), how));
+    });
+  });
+
+  withCommonOptions(
+    domains
+      .command("list")
+      .description("list sender domains with their status, selectors and last check")
+      .option("-a, --account <account>", "only this account")
+      .option("--json", "print JSON"),
+  ).action(async (options: CommonOptions & { account?: string; json?: boolean }) => {
+    await withStore(options, async (store) => {
+      const accountId = options.account ? (await requireAccount(store, options.account)).id : undefined;
+      const list = await store.listDomains(accountId);
+      const withKeys = await Promise.all(
+        list.map(async (d) => ({ ...d, keys: await store.listDkimKeys(d.domain) })),
+      );
+      if (options.json) return printJson(withKeys);
+      printTable(
+        ["DOMAIN", "ACCOUNT", "STATUS", "SIGNING", "LAST CHECKED", "ADDED"],
+        withKeys.map((d) => [
+          d.domain,
+          d.accountName,
+          d.status,
+          keyStates(d.keys),
+          isoTime(d.lastCheckedAt),
+          isoTime(d.createdAt),
+        ]),
+      );
+    });
+  });
+
+  withCommonOptions(
+    domains
+      .command("verify")
+      .description(
+        "look up the domain's DNS records and report each; verified when DKIM and return path match",
+      )
+      .argument("<domain>", "domain")
+      .option("--json", "print JSON"),
+  ).action(async (value: string, options: CommonOptions & { json?: boolean }) => {
+    await withStore(options, async (store, config) => {
+      const report = await service(store, config, true).verify(validDomain(value));
+      const { previous, status, activated, retired } = report.change;
+      if (options.json) printJson(report);
+      else {
+        printChecks(report.checks);
+        const was = previous === status ? "" : ` (was ${previous})`;
+        process.stdout.write(`\n${report.domain}: ${status}${was}\n`);
+        if (activated.length > 0) {
+          process.stdout.write(
+            `Now signing with ${activated.join(", ")}` +
+              (retired.length > 0
+                ? `; ${retired.join(", ")} retired: keep its record published for a few days (mail in flight), ` +
+                  `then remove it with: petrel domains retire-selector ${report.domain} ${retired[0]}\n`
+                : "\n"),
+          );
+        }
+        if (report.outcome === "unknown") process.stdout.write("Some lookups failed (DNS); try again.\n");
+      }
+      // Exit status 1 when not verified, so scripts can wait for DNS with `until petrel domains verify`.
+      if (status !== "verified") throw new UsageError(`${report.domain} is ${status}`);
+    });
+  });
+
+  withCommonOptions(
+    domains
+      .command("show")
+      .description("a domain's keys, last check and events (no DNS lookups)")
+      .argument("<domain>", "domain")
+      .option("--json", "print JSON"),
+  ).action(async (value: string, options: CommonOptions & { json?: boolean }) => {
+    await withStore(options, async (store, config) => {
+      const svc = service(store, config);
+      const detail = await svc.get(validDomain(value));
+      const keys = await store.listDkimKeys(detail.domain);
+      const events = await store.listDomainEvents(detail.domain, 20);
+      if (options.json) return printJson({ ...detail, keys, events });
+      process.stdout.write(
+        `${detail.domain} (account ${detail.accountName}): ${detail.status}, last checked ${isoTime(detail.lastCheckedAt)}\n\n`,
+      );
+      printTable(
+        ["SELECTOR", "KIND", "STATE", "CREATED", "ACTIVE SINCE", "RETIRED"],
+        keys.map((k) => [
+          k.selector,
+          k.kind,
+          k.state,
+          isoTime(k.createdAt),
+          isoTime(k.activatedAt),
+          isoTime(k.retiredAt),
+        ]),
+      );
+      if (detail.lastCheck.length > 0) {
+        process.stdout.write("\nLast check:\n");
+        printChecks(detail.lastCheck);
+      }
+      if (events.length > 0) {
+        process.stdout.write("\nEvents:\n");
+        printTable(
+          ["AT", "STATUS", "DETAIL"],
+          events.map((e) => [isoTime(e.at), `${e.fromStatus} → ${e.toStatus}`, e.detail]),
+        );
+      }
+    });
+  });
+
+  withCommonOptions(
+    domains
+      .command("rotate-dkim")
+      .description("create a new DKIM selector; Petrel switches to it once verify sees its record")
+      .argument("<domain>", "domain")
+      .option("-f, --format <format>", "table, zone (BIND lines) or json", "table"),
+  ).action(async (value: string, options: FormatOptions) => {
+    const how = format(options.format);
+    await withStore(options, async (store, config) => {
+      const result = await service(store, config).rotate(validDomain(value));
+      const selectors = result.keys.map((k) => k.selector).join(", ");
+      say(how, `New DKIM selector ${selectors} for ${value}. Publish:\n`);
+      process.stdout.write(renderRecords(result.records, how));
+      say(
+        how,
+        result.immediate
+          ? "\nIt signs from now on (the domain had no active key)."
+          : `\nPetrel keeps signing with the current key until it sees this record: run petrel domains verify ${value} once it is published.`,
+      );
+    });
+  });
+
+  withCommonOptions(
+    domains
+      .command("retire-selector")
+      .description("delete a DKIM key that no longer signs (or a pending one)")
+      .argument("<domain>", "domain")
+      .argument("<selector>", "selector, e.g. petrel1")
+      .option("-y, --yes", "do not ask for confirmation"),
+  ).action(async (value: string, selector: string, options: CommonOptions & { yes?: boolean }) => {
+    const domain = validDomain(value);
+    if (!options.yes) await confirm(`Delete DKIM selector ${selector} of ${domain}?`);
+    await withStore(options, async (store, config) => {
+      const key = await service(store, config).retireSelector(domain, selector);
+      process.stdout.write(
+        `Deleted ${key.state} DKIM key ${selector} of ${domain}. Its DNS record ` +
+          `${selector}._domainkey.${domain} can be removed once no mail signed with it is in flight.\n`,
+      );
+    });
+  });
+
+  withCommonOptions(
+    domains
+      .command("export-key")
+      .description("print a DKIM private key (PEM), e.g. to move the domain to another system")
+      .argument("<domain>", "domain")
+      .option("-s, --selector <selector>", "selector (default: the active RSA key)"),
+  ).action(async (value: string, options: CommonOptions & { selector?: string }) => {
+    await withStore(options, async (store, config) => {
+      const { selector, pem } = await service(store, config).exportKey(validDomain(value), options.selector);
+      process.stderr.write(`DKIM private key of ${selector}._domainkey.${value} (a secret):\n`);
+      process.stdout.write(pem.endsWith("\n") ? pem : `${pem}\n`);
+    });
+  });
+
+  withCommonOptions(
+    domains
+      .command("remove")
+      .description("remove a sender domain and its keys")
+      .argument("<domain>", "domain"),
+  ).action(async (value: string, options: CommonOptions) => {
+    await withStore(options, async (store) => {
+      if (!(await store.removeDomain(validDomain(value)))) throw new UsageError(`no domain ${value}`);
+      process.stdout.write(`Removed domain ${value}\n`);
+    });
+  });
+}
+
+/** "petrel2 (pending), petrel1": what signs, at a glance. */
+function keyStates(keys: ReadonlyArray<{ selector: string; state: string }>): string {
+  const shown = keys
+    .filter((k) => k.state !== "retired")
+    .map((k) => (k.state === "active" ? k.selector : `${k.selector} (${k.state})`));
+  return shown.length > 0 ? shown.join(", ") : "-";
+}
+
+function printChecks(checks: readonly RecordCheck[]): void {
+  const lines: string[] = [];
+  const widths = { result: 9, purpose: 15 };
+  for (const c of checks) {
+    const needed = c.required ? "" : " (advice)";
+    lines.push(
+      `${c.result.padEnd(widths.result)}  ${(c.purpose + needed).padEnd(widths.purpose + 9)}  ${c.type.padEnd(3)}  ${c.name}`,
+    );
+    if (c.result !== "match") {
+      const indent = " ".repeat(widths.result + 2);
+      lines.push(`${indent}expected: ${c.expected}`);
+      for (const found of c.found) lines.push(`${indent}found:    ${found}`);
+    }
+    if (c.detail !== undefined) lines.push(`${" ".repeat(widths.result + 2)}${c.detail}`);
+  }
+  process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+async function confirm(question: string): Promise<void> {
+  if (!process.stdin.isTTY) throw new UsageError(`${question} Add --yes to confirm.`);
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await rl.question(`${question} [y/N] `);
+    if (!/^y(es)?$/i.test(answer.trim())) throw new UsageError("not confirmed; nothing changed");
+  } finally {
+    rl.close();
+  }
+}
