@@ -11,6 +11,7 @@
  *
  * Usage: npm run bench:relay -- [--messages 20000] [--sessions 20] [--size 2048] [--sink-port P] [--json]
  *        [--profile DIR]   (a CPU profile of the server, written when it stops)
+ *        [--in-process]    (delivery on the main event loop rather than its own thread)
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -28,6 +29,8 @@ const { values: args } = parseArgs({
     "sink-port": { type: "string" },
     /** Write a CPU profile of the server into this directory. */
     profile: { type: "string" },
+    /** Deliver on the main event loop instead of the delivery thread (delivery.thread: false). */
+    "in-process": { type: "boolean", default: false },
     json: { type: "boolean", default: false },
   },
 });
@@ -86,6 +89,7 @@ async function main(): Promise<void> {
         smtp: { limits: { maxConnectionsPerIp: 5000, maxConnections: 5000 } },
         delivery: {
           enabled: true,
+          thread: !args["in-process"],
           routes: [
             {
               match: "*",

@@ -4,7 +4,8 @@
  */
 import type { PetrelConfig } from "../config/schema.js";
 import { compileTrustedNetworks } from "../config/schema.js";
-import { type DeliveryEngine, startDelivery } from "../delivery/engine.js";
+import { startDelivery } from "../delivery/engine.js";
+import { type DeliveryThread, startDeliveryThread } from "../delivery/thread.js";
 import { createResolver } from "../dns/resolver.js";
 import { startDomainRechecker } from "../domains/recheck.js";
 import { DomainsService } from "../domains/service.js";
@@ -25,7 +26,7 @@ export interface RunningPetrel {
   readonly spool: Spool;
   readonly smtp: SmtpServer<Submitter>;
   /** Delivery workers (issue 3); undefined when delivery.enabled is false. */
-  readonly delivery: DeliveryEngine | undefined;
+  readonly delivery: DeliveryThread | undefined;
   /** Stops accepting, lets DATA transactions finish within the grace period, closes the store. */
   close(): Promise<void>;
 }
@@ -145,10 +146,13 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
   for (const a of smtp.addresses) logger.info({ listener: a.name, port: a.port }, "listening");
 
   // ── Delivery (issue 3): workers claim due recipients with leases and deliver them ──
-  let delivery: DeliveryEngine | undefined;
+  // On its own thread by default (delivery.thread), with its own store connection.
+  let delivery: DeliveryThread | undefined;
   if (config.delivery.enabled) {
     try {
-      delivery = await startDelivery({ config, store, logger });
+      delivery = config.delivery.thread
+        ? await startDeliveryThread(config, logger)
+        : await startDelivery({ config, store, logger });
     } catch (err) {
       await smtp.close(0);
       throw err;

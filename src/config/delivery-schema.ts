@@ -75,6 +75,8 @@ export const deliverySchema = z
   .strictObject({
     /** Run delivery workers in `petrel serve`. Off = accept and queue only. */
     enabled: z.boolean().default(true),
+    /** Run delivery on its own thread (own store connection), so it does not take turns with accepting. */
+    thread: z.boolean().default(true),
     /** TCP port of MX hosts (25; tests point this at a loopback port, like KumoMTA's smtp_port). */
     port: port.default(25),
     /** Connect to IPv4 addresses only (for senders without IPv6 PTR records). */
