@@ -8,6 +8,7 @@
  *   await rig.settled(id);                 // every recipient final (or in the given states)
  *   rig.clock.advance(3600_000); rig.poke(); // due again now
  */
+import assert from "node:assert/strict";
 import { join } from "node:path";
 import pino from "pino";
 import { type DeliveryConfig, deliverySchema } from "../../src/config/delivery-schema.js";
@@ -19,6 +20,8 @@ import { startDnsServer, type TestDnsServer, type ZoneRecords } from "./dns-serv
 import { removeDataDir, tempDataDir } from "./petrel-process.js";
 
 export interface Rig {
+  /** The data directory holding petrel.db (for `petrel … --data-dir`). */
+  readonly dataDir: string;
   readonly store: Store;
   readonly dns: TestDnsServer;
   readonly engine: DeliveryEngine;
@@ -39,12 +42,19 @@ export interface Rig {
 
 const FINAL: readonly RecipientState[] = ["delivered", "bounced", "expired", "dropped"];
 
-export async function startRig(zone: ZoneRecords, delivery: Partial<DeliveryConfig> = {}): Promise<Rig> {
+export async function startRig(
+  zone: ZoneRecords,
+  delivery: Partial<DeliveryConfig> = {},
+  options: { readonly realClock?: boolean } = {},
+): Promise<Rig> {
   const dataDir = tempDataDir("petrel-delivery-");
   const store = openSqliteStore({ file: join(dataDir, "petrel.db") });
   const dns = await startDnsServer(zone);
+  // A frozen clock that tests advance, or the real one (for CLI actions, which use Date.now()).
   let t = Date.UTC(2026, 10, 27, 12);
-  const clock = { now: () => t, advance: (ms: number) => void (t += ms) };
+  const clock = options.realClock
+    ? { now: () => Date.now(), advance: () => assert.fail("the real clock cannot be advanced") }
+    : { now: () => t, advance: (ms: number) => void (t += ms) };
   const logs: Array<Record<string, unknown>> = [];
   const logger = pino(
     { level: "debug", base: undefined },
@@ -72,6 +82,7 @@ export async function startRig(zone: ZoneRecords, delivery: Partial<DeliveryConf
   });
   const account = (await store.getAccount("default"))!;
   return {
+    dataDir,
     store,
     dns,
     engine,
