@@ -54,6 +54,8 @@ export interface ServeOptions {
   /** Extra configuration merged over the test defaults (loopback, ephemeral ports, JSON logs). */
   readonly config?: Record<string, unknown>;
   readonly env?: NodeJS.ProcessEnv;
+  /** Extra arguments for node itself, e.g. ["--cpu-prof"]. */
+  readonly nodeArgs?: readonly string[];
 }
 
 export interface PetrelProcess {
@@ -93,10 +95,18 @@ export function testConfig(dataDir: string, extra: Record<string, unknown> = {})
 export async function startPetrel(dataDir: string, options: ServeOptions = {}): Promise<PetrelProcess> {
   const configFile = join(dataDir, "petrel-test.yaml");
   writeFileSync(configFile, stringify(testConfig(dataDir, options.config)));
-  const child = spawn(process.execPath, [PETREL_BIN, "serve", "--config", configFile], {
-    env: { ...process.env, ...options.env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    [...(options.nodeArgs ?? []), PETREL_BIN, "serve", "--config", configFile],
+    {
+      env: { ...process.env, ...options.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  // Never leave a server behind when the test process ends, whatever happened to the test.
+  const reap = () => child.kill("SIGKILL");
+  process.once("exit", reap);
+  child.once("exit", () => process.off("exit", reap));
   const logs: string[] = [];
   const ports: Record<string, number> = {};
   let buffered = "";

@@ -1,0 +1,264 @@
+/**
+ * bench:accept — how fast Petrel accepts mail with durable commits, and what it costs.
+ *
+ * Loads (each against a fresh `petrel serve` child process with its own data directory):
+ *  (a) Postfix's smtp-source, 20 sessions, one connection per message, 2 KB, plaintext from a
+ *      trusted network — comparable with Postfix's own published figure on this machine;
+ *  (b) the same with -d (many messages per connection);
+ *  (c) our own 20 concurrent clients, each message on a new connection with STARTTLS and AUTH.
+ * For every load it prints messages/s, p50/p99 from end of DATA to 250 (measured by a probe
+ * session that submits alongside the load, or by the clients themselves in (c)), the server's
+ * CPU ms per message (from /proc) and its peak RSS. Then 1,000 idle authenticated TLS sessions
+ * and the server's RSS with them open.
+ *
+ * With --dkim rsa,ed25519,both,off (any subset) each load runs once per mode against a verified
+ * sending domain (bench/dkim-setup.ts); "off" is the unsigned baseline, and the RSA signing cost
+ * is printed relative to it.
+ *
+ * Usage: npm run bench:accept -- [--messages 20000] [--tls-messages 5000] [--only a,b,c,idle] [--profile]
+ *        [--dkim off,rsa,ed25519,both]
+ */
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { performance } from "node:perf_hooks";
+import { parseArgs } from "node:util";
+import { type PetrelProcess, petrelOk, startPetrel, tempDataDir } from "../test/support/petrel-process.js";
+import { RawSmtpSession } from "../test/support/raw-smtp.js";
+import { type DkimMode, parseDkimModes, prepareBenchSender } from "./dkim-setup.js";
+
+const { values: args } = parseArgs({
+  options: {
+    messages: { type: "string", default: "20000" },
+    "tls-messages": { type: "string", default: "5000" },
+    sessions: { type: "string", default: "20" },
+    only: { type: "string", default: "a,b,c,idle" },
+    profile: { type: "boolean", default: false },
+    idle: { type: "string", default: "1000" },
+    dkim: { type: "string" },
+  },
+});
+/** undefined: the sending domain is added but not verified (no signing), as before --dkim existed. */
+const DKIM: ReadonlyArray<DkimMode | undefined> = args.dkim ? parseDkimModes(args.dkim) : [undefined];
+const MESSAGES = Number(args.messages);
+const TLS_MESSAGES = Number(args["tls-messages"]);
+const SESSIONS = Number(args.sessions);
+const ONLY = new Set(args.only.split(","));
+const FROM = "bench@bench.example";
+
+const BODY = `${"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\r\n".repeat(24)}`;
+function benchMessage(n: number): Buffer {
+  return Buffer.from(`From: ${FROM}\r\nTo: sink@example.com\r\nSubject: bench ${n}\r\n\r\n${BODY}`);
+}
+
+interface ProcStats {
+  cpuMs: number;
+  peakRssMb: number;
+  rssMb: number;
+}
+
+function procStats(pid: number): ProcStats {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // utime and stime are fields 14 and 15 (1-based) of /proc/PID/stat, in clock ticks (100/s here).
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+  return { cpuMs: ticks * 10, peakRssMb: kb("VmHWM") / 1024, rssMb: kb("VmRSS") / 1024 };
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function startServer(label: string, dkim?: DkimMode): Promise<{ petrel: PetrelProcess; key: string }> {
+  const dataDir = tempDataDir(`petrel-bench-${label}-`);
+  let extra: Record<string, unknown> = {};
+  if (dkim === undefined) await petrelOk(dataDir, ["domains", "add", "bench.example"]);
+  else extra = await prepareBenchSender(dataDir, FROM, dkim);
+  const key = (await petrelOk(dataDir, ["keys", "create", "--name", "bench"])).trim();
+  const petrel = await startPetrel(dataDir, {
+    config: {
+      auth: { trustedNetworks: [{ network: "127.0.0.0/8", account: "default" }] },
+      smtp: { limits: { maxConnectionsPerIp: 5000, maxConnections: 5000 } },
+      ...extra,
+    },
+    nodeArgs: args.profile ? ["--cpu-prof", `--cpu-prof-dir=${dataDir}`] : [],
+  });
+  return { petrel, key };
+}
+
+/** A session that submits one message after another during a load, timing end of DATA → 250. */
+function startProbe(port: number): { stop: () => Promise<number[]> } {
+  const latencies: number[] = [];
+  let running = true;
+  const loop = (async () => {
+    const session = await RawSmtpSession.open({ port });
+    let n = 0;
+    while (running) {
+      const t0 = performance.now();
+      const reply = await session.send({ from: FROM, to: ["sink@example.com"], content: benchMessage(n++) });
+      if (reply.code !== 250) throw new Error(`probe: ${reply.code} ${reply.text}`);
+      latencies.push(reply.afterDataMs ?? performance.now() - t0);
+    }
+    await session.quit();
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return latencies.sort((a, b) => a - b);
+    },
+  };
+}
+
+function smtpSource(port: number, extra: string[]): Promise<void> {
+  const argv = [
+    "-s",
+    String(SESSIONS),
+    "-m",
+    String(MESSAGES),
+    "-l",
+    "2048",
+    "-f",
+    FROM,
+    "-t",
+    "sink@example.com",
+    ...extra,
+    `127.0.0.1:${port}`,
+  ];
+  return new Promise((resolve, reject) => {
+    execFile("smtp-source", argv, { timeout: 600_000 }, (err, _stdout, stderr) =>
+      err ? reject(new Error(`smtp-source: ${stderr || err.message}`)) : resolve(),
+    );
+  });
+}
+
+interface Result {
+  readonly rate: number;
+  readonly cpuMsPerMessage: number;
+}
+
+function report(
+  label: string,
+  count: number,
+  seconds: number,
+  before: ProcStats,
+  after: ProcStats,
+  latencies: number[],
+): Result {
+  const rate = count / seconds;
+  console.log(
+    `${label.padEnd(44)} ${rate.toFixed(0).padStart(6)} msg/s  p50 ${percentile(latencies, 50).toFixed(2)} ms  p99 ${percentile(latencies, 99).toFixed(2)} ms  ` +
+      `cpu ${((after.cpuMs - before.cpuMs) / count).toFixed(3)} ms/msg  peak RSS ${after.peakRssMb.toFixed(0)} MB  (${count} msgs in ${seconds.toFixed(1)} s)`,
+  );
+  return { rate, cpuMsPerMessage: (after.cpuMs - before.cpuMs) / count };
+}
+
+async function loadSmtpSource(label: string, extra: string[], dkim?: DkimMode): Promise<Result> {
+  const { petrel } = await startServer(label.slice(0, 1), dkim);
+  const pid = petrel.child.pid!;
+  const port = petrel.ports.submission!;
+  const before = procStats(pid);
+  const probe = startProbe(port);
+  const t0 = performance.now();
+  await smtpSource(port, extra);
+  const seconds = (performance.now() - t0) / 1000;
+  const latencies = await probe.stop();
+  const after = procStats(pid);
+  const result = report(label, MESSAGES, seconds, before, after, latencies);
+  await petrel.stop();
+  return result;
+}
+
+async function loadTlsAuth(label: string, dkim?: DkimMode): Promise<Result> {
+  const { petrel, key } = await startServer("c", dkim);
+  const pid = petrel.child.pid!;
+  const ca = readFileSync(petrel.caFile);
+  const port = petrel.ports.submission!;
+  const latencies: number[] = [];
+  let next = 0;
+  const before = procStats(pid);
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: SESSIONS }, async () => {
+      while (next < TLS_MESSAGES) {
+        const n = next++;
+        const session = await RawSmtpSession.open({ port, starttls: true, ca, apiKey: key });
+        const reply = await session.send({ from: FROM, to: ["sink@example.com"], content: benchMessage(n) });
+        if (reply.code !== 250) throw new Error(`${reply.code} ${reply.text}`);
+        latencies.push(reply.afterDataMs!);
+        await session.quit();
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  const after = procStats(pid);
+  const result = report(
+    label,
+    TLS_MESSAGES,
+    seconds,
+    before,
+    after,
+    latencies.sort((a, b) => a - b),
+  );
+  await petrel.stop();
+  return result;
+}
+
+async function idleSessions(count: number): Promise<void> {
+  const { petrel, key } = await startServer("idle");
+  const pid = petrel.child.pid!;
+  const ca = readFileSync(petrel.caFile);
+  const baseline = procStats(pid).rssMb;
+  const sessions: RawSmtpSession[] = [];
+  for (let i = 0; i < count; i += 50) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(50, count - i) }, () =>
+        RawSmtpSession.open({ port: petrel.ports.submission!, starttls: true, ca, apiKey: key }),
+      ),
+    );
+    sessions.push(...batch);
+  }
+  await new Promise((r) => setTimeout(r, 1000));
+  const stats = procStats(pid);
+  console.log(
+    `${`${count} idle authenticated TLS sessions`.padEnd(44)} server RSS ${stats.rssMb.toFixed(0)} MB (baseline ${baseline.toFixed(0)} MB, ` +
+      `${(((stats.rssMb - baseline) * 1024) / count).toFixed(1)} KB/session, peak ${stats.peakRssMb.toFixed(0)} MB)`,
+  );
+  for (const s of sessions) s.destroy();
+  await petrel.stop();
+}
+
+console.log(
+  `bench:accept — ${SESSIONS} sessions, 2 KB messages, durable commits (SQLite WAL, synchronous=FULL)`,
+);
+const LOADS: ReadonlyArray<{
+  key: string;
+  label: string;
+  run: (label: string, dkim?: DkimMode) => Promise<Result>;
+}> = [
+  { key: "a", label: "(a) smtp-source, 1 connection per message", run: (l, d) => loadSmtpSource(l, [], d) },
+  {
+    key: "b",
+    label: "(b) smtp-source -d, many messages/connection",
+    run: (l, d) => loadSmtpSource(l, ["-d"], d),
+  },
+  { key: "c", label: "(c) own clients, STARTTLS+AUTH per message", run: loadTlsAuth },
+];
+for (const load of LOADS.filter((l) => ONLY.has(l.key))) {
+  const results = new Map<DkimMode | undefined, Result>();
+  for (const dkim of DKIM) {
+    results.set(dkim, await load.run(dkim === undefined ? load.label : `${load.label} [dkim ${dkim}]`, dkim));
+  }
+  const off = results.get("off");
+  for (const mode of ["rsa", "ed25519", "both"] as const) {
+    const signed = results.get(mode);
+    if (!off || !signed) continue;
+    console.log(
+      `${`  ${mode} signing cost`.padEnd(44)} ${(100 * (1 - signed.rate / off.rate)).toFixed(1)}% of the unsigned rate, ` +
+        `+${(signed.cpuMsPerMessage - off.cpuMsPerMessage).toFixed(3)} ms server CPU per message`,
+    );
+  }
+}
+if (ONLY.has("idle")) await idleSessions(Number(args.idle));
