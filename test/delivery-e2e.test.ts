@@ -103,8 +103,11 @@ print(message.as_string(), end="")
   it("survives kill -9 in the middle of deliveries: every message delivered, duplicates counted", async (t) => {
     const TOTAL = 400;
     const dataDir = tempDataDir();
+    // Delivery on its own thread here (the Python test above runs it in-process): kill -9 takes both.
+    const base = deliveryConfig();
     const config = {
-      ...deliveryConfig(),
+      ...base,
+      delivery: { ...base.delivery, thread: true },
       auth: { trustedNetworks: [{ network: "127.0.0.1/32", account: "default" }] },
     };
     await petrelOk(dataDir, ["senders", "add", "app@crash.example"]);

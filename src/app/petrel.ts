@@ -41,7 +41,7 @@ const PORT_OPTIONS: Record<string, string> = {
 const KEY_USE_FLUSH_MS = 30_000;
 
 export async function startPetrel(config: PetrelConfig, logger: Logger): Promise<RunningPetrel> {
-  const store = await openStore(config);
+  const store = await openStore(config, { forServer: true });
   try {
     return await startWithStore(config, logger, store);
   } catch (err) {
@@ -146,7 +146,7 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
   for (const a of smtp.addresses) logger.info({ listener: a.name, port: a.port }, "listening");
 
   // ── Delivery (issue 3): workers claim due recipients with leases and deliver them ──
-  // On its own thread by default (delivery.thread), with its own store connection.
+  // In-process by default; on its own thread with its own store connection with delivery.thread.
   let delivery: DeliveryThread | undefined;
   if (config.delivery.enabled) {
     try {
