@@ -63,12 +63,15 @@ async function generateSelfSigned(
   notAfterDate.setFullYear(notAfterDate.getFullYear() + 5);
   const names = [...new Set([hostname, "localhost"])];
   const pems = await selfsigned.generate([{ name: "commonName", value: hostname }], {
-    keySize: 2048,
+    // ECDSA P-256: a handshake signature costs ~30× less CPU than RSA-2048, and every client
+    // that speaks TLS 1.2+ accepts it. It matters when apps open a TLS connection per message.
+    keyType: "ec",
+    curve: "P-256",
     algorithm: "sha256",
     notAfterDate,
     extensions: [
       { name: "basicConstraints", cA: true },
-      { name: "keyUsage", digitalSignature: true, keyEncipherment: true, keyCertSign: true },
+      { name: "keyUsage", digitalSignature: true, keyCertSign: true },
       { name: "extKeyUsage", serverAuth: true },
       {
         name: "subjectAltName",

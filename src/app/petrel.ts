@@ -41,7 +41,7 @@ const PORT_OPTIONS: Record<string, string> = {
 const KEY_USE_FLUSH_MS = 30_000;
 
 export async function startPetrel(config: PetrelConfig, logger: Logger): Promise<RunningPetrel> {
-  const store = await openStore(config);
+  const store = await openStore(config, { forServer: true });
   try {
     return await startWithStore(config, logger, store);
   } catch (err) {

@@ -45,6 +45,8 @@ import type {
 } from "../types.js";
 import { StoreConflictError } from "../types.js";
 import { createDomainOps, type DomainOps } from "./domain-ops.js";
+import { configureConnection, prepareEnqueue } from "./enqueue.js";
+import { EnqueueThread } from "./enqueue-thread.js";
 import { MIGRATIONS } from "./migrations.js";
 import { createQueueOps, type QueueOps } from "./queue-ops.js";
 
@@ -54,17 +56,23 @@ export interface SqliteStoreOptions {
   readonly file: string;
   /** How long a writer waits for another process's lock before failing. */
   readonly busyTimeoutMs?: number;
+  /**
+   * Commit spool batches on their own thread (see enqueue-thread.ts), so fsync never stalls the
+   * caller's event loop. `petrel serve` turns this on; short-lived admin commands do not need it.
+   */
+  readonly enqueueThread?: boolean;
 }
 
 export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
   mkdirSync(dirname(options.file), { recursive: true });
+  const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
   const db = new Database(options.file);
-  db.pragma("journal_mode = WAL");
-  db.pragma("synchronous = FULL");
-  db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
-  db.pragma("foreign_keys = ON");
+  configureConnection(db, busyTimeoutMs);
   migrate(db);
-  return new SqliteStore(db);
+  return new SqliteStore(
+    db,
+    options.enqueueThread ? new EnqueueThread(options.file, busyTimeoutMs) : undefined,
+  );
 }
 
 function migrate(db: Database.Database): void {
@@ -93,33 +101,19 @@ export class SqliteStore implements Store {
   /** Sender domains: DKIM keys, checks, events (domain-ops.ts). */
   private readonly domains: DomainOps;
 
-  constructor(db: Database.Database) {
+  private readonly enqueueThread: EnqueueThread | undefined;
+
+  constructor(db: Database.Database, enqueueThread?: EnqueueThread) {
     this.db = db;
+    this.enqueueThread = enqueueThread;
     this.statements = prepareStatements(db);
     this.queue = createQueueOps(db);
     this.domains = createDomainOps(db);
-    const s = this.statements;
-    this.insertBatch = db.transaction((messages: readonly NewMessage[]) => {
-      for (const m of messages) {
-        s.insertMessage.run(
-          m.id,
-          m.accountId,
-          m.apiKeyId,
-          m.mailFrom,
-          m.content.length,
-          m.clientIp,
-          m.receivedAt,
-          m.expiresAt,
-        );
-        s.insertContent.run(m.id, m.content);
-        for (const address of m.recipients) {
-          s.insertRecipient.run(m.id, address, domainOf(address), m.receivedAt, m.receivedAt);
-        }
-      }
-    });
+    this.insertBatch = prepareEnqueue(db);
   }
 
   async close(): Promise<void> {
+    await this.enqueueThread?.close();
     if (this.db.open) this.db.close();
   }
 
@@ -278,6 +272,7 @@ export class SqliteStore implements Store {
   }
 
   async enqueueMessages(messages: readonly NewMessage[]): Promise<void> {
+    if (this.enqueueThread) return this.enqueueThread.enqueue(messages);
     this.insertBatch(messages);
   }
 
@@ -425,15 +420,6 @@ const MESSAGE_SELECT = `SELECT m.id, a.name AS account_name, m.mail_from, m.size
 
 function prepareStatements(db: Database.Database) {
   return {
-    insertMessage: db.prepare(
-      `INSERT INTO messages (id, account_id, api_key_id, mail_from, size, client_ip, received_at, expires_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-    ),
-    insertContent: db.prepare("INSERT INTO message_contents (message_id, content) VALUES (?, ?)"),
-    insertRecipient: db.prepare(
-      `INSERT INTO recipients (message_id, address, domain, state, next_attempt_at, updated_at)
-       VALUES (?, ?, ?, 'queued', ?, ?)`,
-    ),
     findKey: db.prepare(
       `SELECT ${API_KEY_COLUMNS} ${API_KEY_FROM} WHERE k.hash = ? AND k.revoked_at IS NULL`,
     ),
