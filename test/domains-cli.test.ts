@@ -113,7 +113,7 @@ describe("petrel domains", () => {
     const verified = await ok(["domains", "verify", "format.example"]);
     assert.match(verified.stdout, /^format\.example: verified \(was unverified\)$/m);
     const list = await ok(["domains", "list"]);
-    assert.match(list.stdout, /^DOMAIN\s+ACCOUNT\s+STATUS\s+SIGNING\s+LAST CHECKED\s+ADDED$/m);
+    assert.match(list.stdout, /^DOMAIN\s+ACCOUNT\s+STATUS\s+SELECTORS\s+LAST CHECKED\s+ADDED$/m);
     assert.match(list.stdout, /^format\.example\s+default\s+verified\s+petrel1\s+\d{4}-\d\d-\d\dT/m);
     assert.match(list.stdout, /^zone\.example\s+default\s+unverified\s+petrel1\s+-\s/m);
   });

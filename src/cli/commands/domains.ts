@@ -107,7 +107,7 @@ export function registerDomains(program: Command, helpers: DomainCommandHelpers)
       );
       if (options.json) return printJson(withKeys);
       printTable(
-        ["DOMAIN", "ACCOUNT", "STATUS", "SIGNING", "LAST CHECKED", "ADDED"],
+        ["DOMAIN", "ACCOUNT", "STATUS", "SELECTORS", "LAST CHECKED", "ADDED"],
         withKeys.map((d) => [
           d.domain,
           d.accountName,
@@ -262,7 +262,7 @@ export function registerDomains(program: Command, helpers: DomainCommandHelpers)
   });
 }
 
-/** "petrel2 (pending), petrel1": what signs, at a glance. */
+/** "petrel1, petrel2 (pending)": the live selectors at a glance (retired ones are left out). */
 function keyStates(keys: ReadonlyArray<{ selector: string; state: string }>): string {
   const shown = keys
     .filter((k) => k.state !== "retired")
