@@ -173,7 +173,7 @@ export class Dispatcher {
       clearTimeout(timer);
     }
     // Past the grace period: close what is left; transactions in flight end as lost connections.
-    for (const session of this.sessions) session.close();
+    await Promise.all([...this.sessions].map((session) => session.close()));
   }
 
   private destination(route: ResolvedRoute): Destination {
@@ -223,6 +223,11 @@ export class Dispatcher {
     void this.run(dest, first).finally(() => {
       this.active--;
       dest.active--;
+      // Forget a destination with nothing left to remember, so the map does not grow with every
+      // domain ever seen (a failing one stays: its failure count and suspension matter).
+      if (dest.active === 0 && dest.queue.length === 0 && dest.idle.length === 0 && dest.failures === 0) {
+        this.destinations.delete(dest.key);
+      }
       if (this.active === 0) {
         const waiters = this.idleWaiters;
         this.idleWaiters = [];
@@ -263,7 +268,7 @@ export class Dispatcher {
       }
     } finally {
       this.sessions.delete(session);
-      session.close();
+      await session.close();
     }
   }
 

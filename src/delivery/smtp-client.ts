@@ -98,6 +98,7 @@ export class SmtpSession {
   readonly info: SessionInfo;
   private readonly connection: SMTPConnection;
   private closed = false;
+  private closing = false;
   /** A transaction failed and the server may still hold its state: RSET before the next. */
   private dirty = false;
   messagesSent = 0;
@@ -242,24 +243,40 @@ export class SmtpSession {
     if (!this.usable) return;
     await new Promise<void>((resolve) =>
       this.connection.reset((err) => {
-        if (err) this.close();
+        if (err) void this.close();
         else this.dirty = false;
         resolve();
       }),
     );
   }
 
-  /** QUIT and close; idempotent. */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    if (this.usable || !this.connection.destroyed) {
+  /**
+   * QUIT and close; idempotent. Resolves once the connection is gone (or after a second), so a
+   * caller that frees a connection slot only then keeps its caps true at the receiving end too.
+   */
+  close(): Promise<void> {
+    const gone = this.connection.destroyed
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            this.connection.close();
+            resolve();
+          }, 1000);
+          this.connection.once("end", () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+    if (!this.closing) {
+      this.closing = true;
+      this.closed = true;
       try {
         this.connection.quit();
       } catch {
         this.connection.close();
       }
     }
+    return gone;
   }
 
   private describePeer(): string {

@@ -63,9 +63,10 @@ export async function startRig(
   const config = deliverySchema.parse({
     pollIntervalMs: 10,
     idleTimeoutMs: 300,
-    connectTimeoutMs: 2000,
-    greetingTimeoutMs: 2000,
-    commandTimeoutMs: 5000,
+    // Generous: on a loaded CI machine a greeting can take seconds; no test waits for these.
+    connectTimeoutMs: 5000,
+    greetingTimeoutMs: 5000,
+    commandTimeoutMs: 10_000,
     retryJitter: 0,
     ...delivery,
   });
@@ -120,7 +121,8 @@ export async function startRig(
           return (await store.getMessage(id))!;
         }
         if (Date.now() > deadline) {
-          throw new Error(`message ${id} not settled: ${JSON.stringify(detail.states)}`);
+          const replies = detail.recipientDetails.map((r) => `${r.address} ${r.state}: ${r.lastReply}`);
+          throw new Error(`message ${id} not settled: ${replies.join("; ")}`);
         }
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
