@@ -12,6 +12,7 @@ import { formatZone, splitTxtValue } from "../src/dkim/records.js";
 import { createResolver } from "../src/dns/resolver.js";
 import { startDomainRechecker } from "../src/domains/recheck.js";
 import { DomainsService } from "../src/domains/service.js";
+import { createMessageSigning } from "../src/domains/signer.js";
 import { compareDkim, compareDmarc, compareSpf } from "../src/domains/verify.js";
 import { createLogger } from "../src/log.js";
 import { openSqliteStore } from "../src/store/sqlite/sqlite-store.js";
@@ -255,6 +256,41 @@ describe("periodic re-check", () => {
     const [event] = await store.listDomainEvents("recheck.example");
     assert.equal(event!.toStatus, "failing");
     await rechecker.stop();
+  });
+});
+
+describe("accept-path signer", () => {
+  const message = Buffer.from("From: a@sig.example\r\nTo: b@example.com\r\nSubject: s\r\n\r\nbody\r\n");
+  it("signs only once the domain is verified, and picks up a key switch at the next message", async () => {
+    const signing = createMessageSigning(store);
+    await addPublished("sig.example");
+    assert.deepEqual((await signing.sign("sig.example", message)).selectors, []);
+    assert.deepEqual((await signing.sign("nowhere.example", message)).selectors, []);
+    const svc = service();
+    await svc.verify("sig.example");
+    const first = await signing.sign("SIG.example", message);
+    assert.deepEqual(first.selectors, ["petrel1"]);
+    assert.match(
+      first.content.toString(),
+      /^DKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/relaxed; d=sig\.example;\r\n\ts=petrel1;/,
+    );
+    publishRecords(dns, (await svc.rotate("sig.example")).records);
+    await svc.verify("sig.example");
+    assert.deepEqual((await signing.sign("sig.example", message)).selectors, ["petrel2"]);
+  });
+  it("fails loudly, without quoting the key, when a stored key is broken", async () => {
+    const secret = "-----BEGIN PRIVATE KEY-----\nnot-a-key-SECRET\n-----END PRIVATE KEY-----\n";
+    const signing = createMessageSigning({
+      getSigningKeys: async () => ({
+        status: "verified",
+        keys: [{ id: 1, selector: "s1", kind: "rsa", privateKeyPem: secret }],
+      }),
+    });
+    await assert.rejects(signing.sign("broken.example", message), (err: Error) => {
+      assert.match(err.message, /s1\._domainkey\.broken\.example/);
+      assert.ok(!String(err.stack).includes("SECRET"));
+      return true;
+    });
   });
 });
 
