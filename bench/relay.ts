@@ -11,7 +11,7 @@
  *
  * Usage: npm run bench:relay -- [--messages 20000] [--sessions 20] [--size 2048] [--sink-port P] [--json]
  *        [--profile DIR]   (a CPU profile of the server, written when it stops)
- *        [--thread]        (delivery on its own worker thread: delivery.thread)
+ *        [--in-process]    (delivery on the main event loop: delivery.thread false)
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -29,8 +29,8 @@ const { values: args } = parseArgs({
     "sink-port": { type: "string" },
     /** Write a CPU profile of the server into this directory. */
     profile: { type: "string" },
-    /** Deliver on a worker thread of its own (delivery.thread: true) instead of the main event loop. */
-    thread: { type: "boolean", default: false },
+    /** Deliver on the main event loop (delivery.thread: false) instead of a thread of its own. */
+    "in-process": { type: "boolean", default: false },
     json: { type: "boolean", default: false },
   },
 });
@@ -89,7 +89,7 @@ async function main(): Promise<void> {
         smtp: { limits: { maxConnectionsPerIp: 5000, maxConnections: 5000 } },
         delivery: {
           enabled: true,
-          thread: args.thread,
+          thread: !args["in-process"],
           routes: [
             {
               match: "*",

@@ -51,7 +51,10 @@ describe("delivery end to end", () => {
     const dataDir = tempDataDir();
     await petrelOk(dataDir, ["senders", "add", "noreply@your-app.com"]);
     const key = (await petrelOk(dataDir, ["keys", "create", "--name", "py"])).trim();
-    const petrel = await startPetrel(dataDir, { config: deliveryConfig() });
+    const base = deliveryConfig();
+    const petrel = await startPetrel(dataDir, {
+      config: { ...base, delivery: { ...base.delivery, thread: false } },
+    });
     try {
       const script = join(dataDir, "send.py");
       writeFileSync(
@@ -103,11 +106,9 @@ print(message.as_string(), end="")
   it("survives kill -9 in the middle of deliveries: every message delivered, duplicates counted", async (t) => {
     const TOTAL = 400;
     const dataDir = tempDataDir();
-    // Delivery on its own thread here (the Python test above runs it in-process): kill -9 takes both.
-    const base = deliveryConfig();
+    // Delivery on its own thread (the default; the Python test runs it in-process): kill -9 takes both.
     const config = {
-      ...base,
-      delivery: { ...base.delivery, thread: true },
+      ...deliveryConfig(),
       auth: { trustedNetworks: [{ network: "127.0.0.1/32", account: "default" }] },
     };
     await petrelOk(dataDir, ["senders", "add", "app@crash.example"]);

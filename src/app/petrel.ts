@@ -146,7 +146,7 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
   for (const a of smtp.addresses) logger.info({ listener: a.name, port: a.port }, "listening");
 
   // ── Delivery (issue 3): workers claim due recipients with leases and deliver them ──
-  // In-process by default; on its own thread with its own store connection with delivery.thread.
+  // On its own thread with its own store connection (delivery.thread), or in-process.
   let delivery: DeliveryThread | undefined;
   if (config.delivery.enabled) {
     try {
