@@ -13,7 +13,7 @@
  *
  * With --dkim rsa,ed25519,both,off (any subset) each load runs once per mode against a verified
  * sending domain (bench/dkim-setup.ts); "off" is the unsigned baseline, and the RSA signing cost
- * is printed relative to it.
+ * is printed relative to it. A mode listed twice keeps its best run (interleave on a busy host).
  *
  * Usage: npm run bench:accept -- [--messages 20000] [--tls-messages 5000] [--only a,b,c,idle] [--profile]
  *        [--dkim off,rsa,ed25519,both]
@@ -249,7 +249,11 @@ const LOADS: ReadonlyArray<{
 for (const load of LOADS.filter((l) => ONLY.has(l.key))) {
   const results = new Map<DkimMode | undefined, Result>();
   for (const dkim of DKIM) {
-    results.set(dkim, await load.run(dkim === undefined ? load.label : `${load.label} [dkim ${dkim}]`, dkim));
+    const result = await load.run(dkim === undefined ? load.label : `${load.label} [dkim ${dkim}]`, dkim);
+    // A mode listed twice (--dkim off,rsa,off,rsa) keeps its best run: on a shared machine the
+    // other runs measure the neighbours.
+    const previous = results.get(dkim);
+    if (!previous || result.rate > previous.rate) results.set(dkim, result);
   }
   const off = results.get("off");
   for (const mode of ["rsa", "ed25519", "both"] as const) {
