@@ -54,7 +54,12 @@ export async function startRig(
   let t = Date.UTC(2026, 10, 27, 12);
   const clock = options.realClock
     ? { now: () => Date.now(), advance: () => assert.fail("the real clock cannot be advanced") }
-    : { now: () => t, advance: (ms: number) => void (t += ms) };
+    : {
+        now: () => t,
+        advance: (ms: number) => {
+          t += ms;
+        },
+      };
   const logs: Array<Record<string, unknown>> = [];
   const logger = pino(
     { level: "debug", base: undefined },
