@@ -118,6 +118,54 @@ describe("delivery: connection reuse and limits", () => {
     );
   });
 
+  it("splits a message's recipients into transactions of maxRecipientsPerTransaction", async () => {
+    await scenario(
+      { address: "127.0.0.2" },
+      { "many.test": "127.0.0.2" },
+      { maxRecipientsPerTransaction: 2 },
+      async (rig, mx) => {
+        const id = await rig.enqueue([
+          "a@many.test",
+          "b@many.test",
+          "c@many.test",
+          "d@many.test",
+          "e@many.test",
+        ]);
+        await rig.settled(id);
+        assert.deepEqual(
+          mx.messages.map((m) => m.to.length),
+          [2, 2, 1],
+        );
+        assert.equal(mx.stats.connections, 1, "over one connection");
+      },
+    );
+  });
+
+  it("gives back the leases of work not started when it stops", async () => {
+    await scenario(
+      { address: "127.0.0.2", slowMs: 200 },
+      { "stop.test": "127.0.0.2" },
+      { maxConnectionsPerDestination: 1 },
+      async (rig, mx) => {
+        const ids = await enqueueMany(rig, 5, (n) => `slow+${n}@stop.test`);
+        await rig.settled(ids[0]!, ["delivering"]);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        await rig.engine.stop(2000);
+        const states = await Promise.all(ids.map(async (id) => (await rig.store.getMessage(id))!.states));
+        assert.deepEqual(states[0], { delivered: 1 }, "the transaction in flight finished");
+        assert.ok(
+          states.slice(1).every((s) => s.queued === 1 || s.delivered === 1),
+          JSON.stringify(states),
+        );
+        assert.ok(
+          states.some((s) => s.queued === 1),
+          "unstarted work is queued again, not leased",
+        );
+        assert.equal(mx.messages.length, states.filter((s) => s.delivered === 1).length);
+      },
+    );
+  });
+
   it("connects from each address of the source pool in turn, with its EHLO name", async () => {
     await scenario(
       { address: "127.0.0.4" },

@@ -121,6 +121,36 @@ describe("delivery: TLS policies and relay routes", () => {
     });
   });
 
+  it("relays over implicit TLS (security: tls) to a port-465 style upstream", async () => {
+    const upstream = await startTestMx({
+      address: "127.0.0.6",
+      tls: await makeCertificate(["smtps.relay.test"]),
+      implicitTls: true,
+      auth: { user: "petrel", pass: "s3cret" },
+    });
+    try {
+      const routes = [
+        {
+          match: "*.example",
+          transport: "relay",
+          host: "127.0.0.6",
+          port: upstream.port,
+          security: "tls",
+          auth: { user: "petrel", pass: "s3cret" },
+        },
+      ];
+      await withRig({ routes }, async (rig) => {
+        const id = await rig.enqueue(["jon@anywhere.example"]);
+        assert.deepEqual(statesOf(await rig.settled(id)), { "jon@anywhere.example": "delivered" });
+        assert.equal(upstream.messages.length, 1);
+        assert.ok(upstream.messages[0]!.secure);
+        assert.match((await rig.store.listAttempts(id))[0]!.tls!, /^TLSv1\.[23] /);
+      });
+    } finally {
+      await upstream.close();
+    }
+  });
+
   it("defers when the relay refuses the credentials", async () => {
     const routes = [
       {

@@ -39,6 +39,8 @@ export interface TestMxOptions {
   readonly port?: number;
   /** Offer STARTTLS with this certificate. */
   readonly tls?: { readonly key: string; readonly cert: string };
+  /** Speak TLS from the first byte (port 465 style) with the `tls` certificate. */
+  readonly implicitTls?: boolean;
   /** Require AUTH with these credentials. */
   readonly auth?: { readonly user: string; readonly pass: string };
   /** Refuse every connection at the greeting with this code (421, 554 …). */
@@ -100,7 +102,8 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
     logger: false,
     banner: `test MX ${address}`,
     hideENHANCEDSTATUSCODES: true,
-    hideSTARTTLS: !options.tls,
+    secure: options.implicitTls === true,
+    hideSTARTTLS: !options.tls || options.implicitTls === true,
     disabledCommands: options.tls ? (options.auth ? [] : ["AUTH"]) : options.auth ? [] : ["STARTTLS", "AUTH"],
     ...(options.tls ? { key: options.tls.key, cert: options.tls.cert } : {}),
     authOptional: !options.auth,
