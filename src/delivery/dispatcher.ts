@@ -220,25 +220,38 @@ export class Dispatcher {
     this.active++;
     dest.active++;
     if (this.active > this.stats.peakConnections) this.stats.peakConnections = this.active;
-    void this.run(dest, first).finally(() => {
-      this.active--;
-      dest.active--;
-      // Forget a destination with nothing left to remember, so the map does not grow with every
-      // domain ever seen (a failing one stays: its failure count and suspension matter).
-      if (dest.active === 0 && dest.queue.length === 0 && dest.idle.length === 0 && dest.failures === 0) {
-        this.destinations.delete(dest.key);
-      }
-      if (this.active === 0) {
-        const waiters = this.idleWaiters;
-        this.idleWaiters = [];
-        for (const w of waiters) w();
-      }
-      if (!this.stopping) this.pump();
-    });
+    const current: { job: Pending } = { job: first };
+    void this.run(dest, current)
+      .catch((err: unknown) => {
+        // A bug, not a remote answer: the job in hand is deferred (its lease stays honest).
+        this.deps.logger.error({ err, destination: dest.key }, "delivery connection failed unexpectedly");
+        current.job.resolve({
+          kind: "done",
+          replies: everyone(current.job.job, local(451, "4.3.0", "local error during delivery")),
+          attempt: { mxHost: null, ip: null, port: null, sourceIp: null, tls: null, durationMs: 0 },
+          notBefore: null,
+        });
+      })
+      .finally(() => {
+        this.active--;
+        dest.active--;
+        // Forget a destination with nothing left to remember, so the map does not grow with every
+        // domain ever seen (a failing one stays: its failure count and suspension matter).
+        if (dest.active === 0 && dest.queue.length === 0 && dest.idle.length === 0 && dest.failures === 0) {
+          this.destinations.delete(dest.key);
+        }
+        if (this.active === 0) {
+          const waiters = this.idleWaiters;
+          this.idleWaiters = [];
+          for (const w of waiters) w();
+        }
+        if (!this.stopping) this.pump();
+      });
   }
 
   /** One connection's life: connect for the first job, then reuse it for more. */
-  private async run(dest: Destination, first: Pending): Promise<void> {
+  private async run(dest: Destination, current: { job: Pending }): Promise<void> {
+    const first = current.job;
     const started = performance.now();
     const opened = await this.open(dest, first.job);
     if (opened.kind !== "ok") {
@@ -261,6 +274,7 @@ export class Dispatcher {
     try {
       while (next) {
         const t0 = next === first ? started : performance.now();
+        current.job = next;
         next.resolve(await this.deliver(session, next.job, t0));
         sent++;
         if (sent >= dest.route.maxMessagesPerConnection || !session.usable || this.stopping) break;

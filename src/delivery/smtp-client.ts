@@ -224,6 +224,10 @@ export class SmtpSession {
             for (const to of envelope.to) replies.set(to, refused.get(to) ?? reply);
             return resolve({ replies });
           }
+          if (e.code === "EENVELOPE" && !e.response) {
+            // Refused by the client before sending (an address with <, > or a line break).
+            return resolve(all(local(553, "5.1.3", `cannot send to this address: ${e.message}`)));
+          }
           if (e.code === "EMESSAGE" && /larger than allowed/.test(e.message)) {
             return resolve(
               all(local(552, "5.3.4", `message size exceeds the limit of ${this.describePeer()}`)),
