@@ -143,7 +143,16 @@ export class DeliveryWorker {
           this.deps.logger.error({ err }, "could not claim due mail");
         }
         claimed = claimed.filter((r) => !this.inFlight.has(r.id));
-        if (claimed.length > 0) await this.dispatch(claimed);
+        if (claimed.length > 0) {
+          try {
+            await this.dispatch(claimed);
+          } catch (err) {
+            // Could not even start (the store failed reading content): forget them here; their
+            // leases expire and they are claimed again.
+            this.deps.logger.error({ err }, "could not dispatch claimed mail");
+            for (const r of claimed) this.inFlight.delete(r.id);
+          }
+        }
       }
       if (claimed.length < limit || limit <= 0) await this.sleep(config.pollIntervalMs);
       else await new Promise((resolve) => setImmediate(resolve));
