@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { envNameToPath, loadConfig, pathToEnvName } from "../src/config/load.js";
+import { envNameToPath, loadConfig, maskSecrets, pathToEnvName } from "../src/config/load.js";
 import { UsageError } from "../src/errors.js";
 import { tempDataDir } from "./support/petrel-process.js";
 
@@ -65,5 +65,27 @@ describe("configuration", () => {
     ]);
     assert.deepEqual(envNameToPath("PETREL_DATA_DIR"), ["dataDir"]);
     assert.equal(pathToEnvName(["smtp", "submission", "port"]), "PETREL_SMTP__SUBMISSION__PORT");
+  });
+});
+
+describe("petrel config masking", () => {
+  it("masks relay passwords in every route", () => {
+    const config = loadConfig({
+      env: {
+        PETREL_DELIVERY__ROUTES:
+          "[{match: '*', transport: relay, host: smtp.example, auth: {user: apikey, pass: s3cret}}, {match: a.example, transport: mx}]",
+      },
+    });
+    const masked = maskSecrets(config) as {
+      delivery: { routes: Array<{ auth?: { user: string; pass: string } }> };
+    };
+    assert.deepEqual(masked.delivery.routes[0]!.auth, { user: "apikey", pass: "********" });
+    assert.equal(masked.delivery.routes[1]!.auth, undefined);
+    assert.ok(!JSON.stringify(masked).includes("s3cret"));
+    assert.equal(
+      (config.delivery.routes[0] as { auth?: { pass: string } }).auth?.pass,
+      "s3cret",
+      "the config itself is untouched",
+    );
   });
 });

@@ -123,14 +123,20 @@ function setPath(tree: Tree, path: readonly string[], value: unknown, source: st
 /** The configuration with secrets replaced, for `petrel config`. */
 export function maskSecrets(config: PetrelConfig): unknown {
   const copy = structuredClone(config) as unknown as Tree;
-  for (const path of SECRET_PATHS) {
-    const keys = path.split(".");
-    let node: unknown = copy;
-    for (const key of keys.slice(0, -1)) node = (node as Tree | undefined)?.[key];
-    const last = keys[keys.length - 1]!;
-    if (node && typeof node === "object" && (node as Tree)[last]) (node as Tree)[last] = "********";
-  }
+  for (const path of SECRET_PATHS) maskPath(copy, path.split("."));
   return copy;
+}
+
+function maskPath(node: unknown, keys: readonly string[]): void {
+  if (node === null || typeof node !== "object") return;
+  const [key, ...rest] = keys;
+  if (key === undefined) return;
+  const children = key === "*" ? Object.keys(node) : [key];
+  for (const child of children) {
+    const tree = node as Tree;
+    if (rest.length > 0) maskPath(tree[child], rest);
+    else if (tree[child] !== undefined && tree[child] !== "") tree[child] = "********";
+  }
 }
 
 /** Resolves a path from the config relative to the data directory. */

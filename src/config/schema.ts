@@ -177,5 +177,5 @@ export function compileTrustedNetworks(config: PetrelConfig): TrustedNetwork[] {
   });
 }
 
-/** Paths whose values are secrets, masked by `petrel config`. */
-export const SECRET_PATHS: readonly string[] = [];
+/** Paths whose values are secrets, masked by `petrel config`; `*` stands for every array entry. */
+export const SECRET_PATHS: readonly string[] = ["delivery.routes.*.auth.pass"];
