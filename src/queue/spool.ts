@@ -7,6 +7,7 @@
  * kept (the store's transaction is all or nothing). Batches never interleave: one commit at a time,
  * and whatever arrives meanwhile forms the next batch.
  */
+import { randomFillSync } from "node:crypto";
 import { monotonicFactory } from "ulidx";
 import type { NewMessage, Store } from "../store/types.js";
 
@@ -91,5 +92,23 @@ export class Spool {
   }
 }
 
+/**
+ * ulidx draws its randomness one byte per call to crypto.getRandomValues (16 calls per ID, ~3% of
+ * the accept path's CPU in a profile); this source hands out bytes from a 4 KB pool instead.
+ * Same generator, same CSPRNG, fewer system calls.
+ */
+function pooledRandom(): () => number {
+  const pool = Buffer.alloc(4096);
+  let next = pool.length;
+  return () => {
+    if (next === pool.length) {
+      randomFillSync(pool);
+      next = 0;
+    }
+    // ulidx scales this to its 32-letter alphabet; < 1 keeps every letter equally likely.
+    return pool[next++]! / 256;
+  };
+}
+
 /** Queue IDs: ULIDs (time-sortable, unique, 26 characters), monotonic within this process. */
-export const newQueueId: () => string = monotonicFactory();
+export const newQueueId: () => string = monotonicFactory(pooledRandom());
