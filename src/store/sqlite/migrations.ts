@@ -145,4 +145,69 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX domain_events_domain ON domain_events(domain_id, id);
   `,
+  // 4: events and webhooks (issue 5): the event log, the sender's metadata, webhook endpoints.
+  `
+  -- What the sender attached (X-Petrel-Metadata: a JSON object; X-Petrel-Category: a JSON array
+  -- of strings), returned with every event of the message.
+  ALTER TABLE messages ADD COLUMN metadata TEXT;
+  ALTER TABLE messages ADD COLUMN categories TEXT;
+
+  -- One row per recipient state change, written in the transaction of the change. The id is a
+  -- ULID that increases in commit order (src/events/event-id.ts): webhook cursors rely on it.
+  -- This table is also the webhooks' outbox: an endpoint's cursor says how far it got.
+  CREATE TABLE events (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    account_id INTEGER NOT NULL,
+    recipient TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    attempt INTEGER,
+    next_attempt_at INTEGER,
+    mx_host TEXT,
+    ip TEXT,
+    reply TEXT,
+    enhanced_code TEXT,
+    bounce_class TEXT,
+    bounce_hard INTEGER,
+    reason TEXT
+  ) WITHOUT ROWID;
+  CREATE INDEX events_message ON events(message_id);
+
+  -- Webhook endpoints per account. The secret is the HMAC key itself (it must be usable to sign,
+  -- so it cannot be hashed); it is kept like DKIM private keys: in the store, never logged.
+  CREATE TABLE webhooks (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    event_types TEXT,
+    created_at INTEGER NOT NULL,
+    cursor TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL DEFAULT 'active',
+    failures INTEGER NOT NULL DEFAULT 0,
+    failing_since INTEGER,
+    next_attempt_at INTEGER NOT NULL DEFAULT 0,
+    last_success_at INTEGER,
+    disabled_at INTEGER,
+    disabled_reason TEXT,
+    UNIQUE (account_id, url)
+  );
+
+  -- Every POST (and test, and disabling) per endpoint, for petrel webhooks deliveries.
+  CREATE TABLE webhook_deliveries (
+    id INTEGER PRIMARY KEY,
+    webhook_id INTEGER NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    status_code INTEGER,
+    error TEXT,
+    ok INTEGER NOT NULL,
+    events INTEGER NOT NULL,
+    first_event_id TEXT,
+    last_event_id TEXT
+  );
+  CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries(webhook_id, id);
+  `,
 ];

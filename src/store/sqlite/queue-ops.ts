@@ -6,7 +6,11 @@
  * - A leased recipient is `delivering` with lease_owner set and next_attempt_at = lease expiry, so
  *   "due" is one condition for all three pending states: an expired lease is due again by itself.
  * - recordOutcomes() is the only delivery write that changes a recipient's state; each call is one
- *   transaction that also appends the attempt rows (and, later, the delivery events).
+ *   transaction that also appends the attempt rows and, for each recipient whose state moved, its
+ *   event (issue 5: deferred with the attempt number and next attempt time, delivered, bounce,
+ *   expired). An outcome that changes nothing (a lost lease, an already final recipient) writes no
+ *   event, so there is exactly one `deferred` per attempt that deferred.
+ * - dropMessage() writes a `dropped` event (reason `operator`) per recipient it drops.
  * - A deferral only applies while the writer still holds the lease; a final outcome (delivered,
  *   bounced, expired) applies to any recipient not yet final, because it states what happened.
  * SQLite has one writer at a time, so a claim's SELECT then UPDATE in one IMMEDIATE transaction is
@@ -24,12 +28,14 @@ import type {
   ClaimRequest,
   DeliveryAttempt,
   DestinationBackoff,
+  EventType,
   OutcomeState,
   QueueCounts,
   QueueTarget,
   RecipientOutcome,
   RecipientState,
 } from "../types.js";
+import { prepareEventWriter } from "./event-ops.js";
 
 type Row = Record<string, unknown>;
 
@@ -116,6 +122,14 @@ export function createQueueOps(db: Database.Database) {
       `UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
          next_attempt_at = @now, updated_at = @now WHERE message_id = @id AND state = 'held'`,
     ),
+    eventSource: db.prepare(
+      `SELECT r.message_id, r.address, r.attempts, m.account_id FROM recipients r
+       JOIN messages m ON m.id = r.message_id WHERE r.id = ?`,
+    ),
+    toDrop: db.prepare(
+      `SELECT r.address, r.attempts, m.account_id FROM recipients r JOIN messages m ON m.id = r.message_id
+       WHERE r.message_id = ? AND r.state NOT IN ${FINAL} ORDER BY r.id`,
+    ),
     dropAttempts: db.prepare(
       `INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, reply)
        SELECT id, message_id, @now, 0, 'dropped', @reason FROM recipients
@@ -172,14 +186,46 @@ export function createQueueOps(db: Database.Database) {
     });
   });
 
+  const events = prepareEventWriter(db);
+  const EVENT_OF: Record<OutcomeState, EventType> = {
+    delivered: "delivered",
+    deferred: "deferred",
+    bounced: "bounce",
+    expired: "expired",
+  };
+
   const record = db.transaction((outcomes: readonly RecipientOutcome[]) => {
     const now = Date.now();
+    const nextId = events.ids(now);
     for (const o of outcomes) {
       const a = o.attempt;
-      if (o.state === "deferred") {
-        s.defer.run({ id: o.recipientId, owner: o.owner, next: o.nextAttemptAt ?? now, reply: a.reply, now });
-      } else {
-        s.finish.run({ id: o.recipientId, state: o.state, reply: a.reply, now });
+      const next = o.nextAttemptAt ?? now;
+      const moved =
+        o.state === "deferred"
+          ? s.defer.run({ id: o.recipientId, owner: o.owner, next, reply: a.reply, now }).changes
+          : s.finish.run({ id: o.recipientId, state: o.state, reply: a.reply, now }).changes;
+      if (moved > 0) {
+        const r = s.eventSource.get(o.recipientId) as Row;
+        events.insert(
+          [
+            {
+              type: EVENT_OF[o.state],
+              messageId: String(r.message_id),
+              accountId: Number(r.account_id),
+              recipient: String(r.address),
+              at: now,
+              attempt: Number(r.attempts),
+              nextAttemptAt: o.state === "deferred" ? next : null,
+              mxHost: a.mxHost,
+              ip: a.ip,
+              reply: a.reply,
+              enhancedCode: o.enhancedCode ?? null,
+              bounceClass: o.bounceClass ?? null,
+              bounceHard: o.bounceHard ?? null,
+            },
+          ],
+          nextId,
+        );
       }
       // The attempt happened whether or not the state moved (a lost lease), so it is always recorded.
       s.attempt.run({
@@ -207,8 +253,22 @@ export function createQueueOps(db: Database.Database) {
   });
 
   const drop = db.transaction((messageId: string, now: number, reason: string): number => {
+    const dropping = s.toDrop.all(messageId) as Row[];
     s.dropAttempts.run({ id: messageId, now, reason });
-    return s.drop.run({ id: messageId, now, reason }).changes;
+    const changes = s.drop.run({ id: messageId, now, reason }).changes;
+    events.insert(
+      dropping.map((r) => ({
+        type: "dropped" as const,
+        messageId,
+        accountId: Number(r.account_id),
+        recipient: String(r.address),
+        at: now,
+        attempt: Number(r.attempts),
+        reply: reason,
+        reason: "operator",
+      })),
+    );
+    return changes;
   });
 
   return {

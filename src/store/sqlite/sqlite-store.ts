@@ -13,6 +13,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { domainOf, normalizeAddress } from "../../address.js";
+import { randomUlid } from "../../events/event-id.js";
 import type {
   Account,
   ApiKey,
@@ -25,12 +26,16 @@ import type {
   DomainCheckChange,
   DomainEvent,
   DomainStatus,
+  EventFilter,
   MessageDetail,
   MessageFilter,
   MessageSummary,
   NewApiKey,
   NewDkimKey,
+  NewEvent,
   NewMessage,
+  NewWebhook,
+  PetrelEvent,
   QueueCounts,
   QueueTarget,
   RecipientDetail,
@@ -42,13 +47,20 @@ import type {
   SigningKeys,
   SingleSender,
   Store,
+  Webhook,
+  WebhookAttempt,
+  WebhookBatch,
+  WebhookDelivery,
+  WebhookWithSecret,
 } from "../types.js";
 import { StoreConflictError } from "../types.js";
 import { createDomainOps, type DomainOps } from "./domain-ops.js";
 import { configureConnection, prepareEnqueue } from "./enqueue.js";
 import { EnqueueThread } from "./enqueue-thread.js";
+import { createEventOps, type EventOps } from "./event-ops.js";
 import { MIGRATIONS } from "./migrations.js";
 import { createQueueOps, type QueueOps } from "./queue-ops.js";
+import { createWebhookOps, type WebhookOps } from "./webhook-ops.js";
 
 type Row = Record<string, unknown>;
 
@@ -100,6 +112,9 @@ export class SqliteStore implements Store {
   private readonly queue: QueueOps;
   /** Sender domains: DKIM keys, checks, events (domain-ops.ts). */
   private readonly domains: DomainOps;
+  /** Events and webhooks (issue 5): event-ops.ts, webhook-ops.ts. */
+  private readonly events: EventOps;
+  private readonly webhooks: WebhookOps;
 
   private readonly enqueueThread: EnqueueThread | undefined;
 
@@ -109,6 +124,8 @@ export class SqliteStore implements Store {
     this.statements = prepareStatements(db);
     this.queue = createQueueOps(db);
     this.domains = createDomainOps(db);
+    this.events = createEventOps(db);
+    this.webhooks = createWebhookOps(db);
     this.insertBatch = prepareEnqueue(db);
   }
 
@@ -396,6 +413,45 @@ export class SqliteStore implements Store {
   }
   async listDomainEvents(domain: string, limit = 50): Promise<DomainEvent[]> {
     return this.domains.events(domain, limit);
+  }
+
+  // ── Events and webhooks (issue 5): delegated to event-ops.ts and webhook-ops.ts ──
+  async recordEvents(events: readonly NewEvent[]): Promise<string[]> {
+    return this.events.record(events);
+  }
+  async listEvents(filter?: EventFilter): Promise<PetrelEvent[]> {
+    return this.events.list(filter);
+  }
+  async addWebhook(webhook: NewWebhook): Promise<Webhook> {
+    return this.webhooks.add(webhook);
+  }
+  async listWebhooks(accountId?: number): Promise<Webhook[]> {
+    return this.webhooks.list(accountId);
+  }
+  async removeWebhook(accountId: number, url: string): Promise<boolean> {
+    return this.webhooks.remove(accountId, url);
+  }
+  async getWebhookWithSecret(accountId: number, url: string): Promise<WebhookWithSecret | undefined> {
+    return this.webhooks.getWithSecret(accountId, url);
+  }
+  async dueWebhooks(now: number): Promise<WebhookWithSecret[]> {
+    return this.webhooks.due(now);
+  }
+  async webhookBatch(webhook: Webhook, limit: number, scan: number): Promise<WebhookBatch> {
+    return this.webhooks.batch(webhook, limit, scan);
+  }
+  async recordWebhookAttempt(attempt: WebhookAttempt): Promise<void> {
+    this.webhooks.recordAttempt(attempt);
+  }
+  async enableWebhook(accountId: number, url: string): Promise<boolean> {
+    return this.webhooks.enable(accountId, url);
+  }
+  async listWebhookDeliveries(webhookId: number, limit = 50): Promise<WebhookDelivery[]> {
+    return this.webhooks.deliveries(webhookId, limit);
+  }
+  async pruneEvents(before: number): Promise<number> {
+    // The smallest id of the millisecond `before`: every older event sorts below it.
+    return this.webhooks.prune(before, `${randomUlid(before).slice(0, 10)}0000000000000000`);
   }
 
   private recipientsOf(messageId: string): RecipientDetail[] {

@@ -1,0 +1,171 @@
+/**
+ * The event log in SQLite (issue 5): appending events inside the transaction of the state change
+ * they record, and reading them back with the sender's metadata and categories.
+ *
+ * Invariants:
+ * - Events are only appended, by code that holds the write lock (an IMMEDIATE transaction, or a
+ *   deferred one after its first write): the newest id is read under that lock, so ids increase
+ *   in commit order across every connection (src/events/event-id.ts). Reading it before the
+ *   first write of a deferred transaction could fail with SQLITE_BUSY_SNAPSHOT, hence the rule.
+ * - An event is never updated; pruning deletes only events every active webhook has passed.
+ * - metadata/categories live on the message (one copy), and are joined in when events are read.
+ */
+import type Database from "better-sqlite3";
+import { eventIdsAfter } from "../../events/event-id.js";
+import type { EventFilter, EventType, NewEvent, PetrelEvent } from "../types.js";
+
+type Row = Record<string, unknown>;
+
+/** Writes events inside a caller's write transaction (see the invariants above). */
+export interface EventWriter {
+  /** A generator of ids for one transaction: call once per transaction, under the write lock. */
+  ids(now?: number): () => string;
+  /** Appends events; returns their ids. Must run inside a transaction holding the write lock. */
+  insert(events: readonly NewEvent[], nextId?: () => string): string[];
+}
+
+const ENHANCED = /^[245]\d\d[ -]([245]\.\d{1,3}\.\d{1,3})(?:\s|$)/;
+
+/** The enhanced status code at the start of an SMTP reply text ("550 5.1.1 …" → "5.1.1"). */
+export function enhancedCodeOf(reply: string | null | undefined): string | null {
+  if (!reply) return null;
+  return ENHANCED.exec(reply)?.[1] ?? null;
+}
+
+export function prepareEventWriter(db: Database.Database): EventWriter {
+  const last = db.prepare("SELECT id FROM events ORDER BY id DESC LIMIT 1").pluck();
+  const insert = db.prepare(
+    `INSERT INTO events (id, type, message_id, account_id, recipient, at, attempt, next_attempt_at, mx_host,
+       ip, reply, enhanced_code, bounce_class, bounce_hard, reason)
+     VALUES (@id, @type, @message, COALESCE(@account, (SELECT account_id FROM messages WHERE id = @message)),
+       @recipient, @at, @attempt, @next, @mx, @ip, @reply, @enhanced, @class, @hard, @reason)`,
+  );
+  const ids = (now = Date.now()) => eventIdsAfter(last.get() as string | undefined, now);
+  return {
+    ids,
+    insert(events, nextId) {
+      if (events.length === 0) return [];
+      const next = nextId ?? ids();
+      return events.map((e) => {
+        const id = next();
+        insert.run({
+          id,
+          type: e.type,
+          message: e.messageId,
+          account: e.accountId ?? null,
+          recipient: e.recipient,
+          at: e.at,
+          attempt: e.attempt ?? null,
+          next: e.nextAttemptAt ?? null,
+          mx: e.mxHost ?? null,
+          ip: e.ip ?? null,
+          reply: e.reply ?? null,
+          enhanced: e.enhancedCode ?? enhancedCodeOf(e.reply),
+          class: e.bounceClass ?? null,
+          hard: e.bounceHard === undefined || e.bounceHard === null ? null : e.bounceHard ? 1 : 0,
+          reason: e.reason ?? null,
+        });
+        return id;
+      });
+    },
+  };
+}
+
+const EVENT_SELECT = `SELECT e.id, e.type, e.message_id, e.recipient, e.at, e.attempt, e.next_attempt_at,
+    e.mx_host, e.ip, e.reply, e.enhanced_code, e.bounce_class, e.bounce_hard, e.reason, e.account_id,
+    a.name AS account_name, m.metadata, m.categories
+  FROM events e LEFT JOIN accounts a ON a.id = e.account_id LEFT JOIN messages m ON m.id = e.message_id`;
+
+export type EventOps = ReturnType<typeof createEventOps>;
+
+export function createEventOps(db: Database.Database) {
+  const writer = prepareEventWriter(db);
+  const record = db.transaction((events: readonly NewEvent[]) => writer.insert(events));
+  const statements = new Map<string, Database.Statement>();
+  const prepared = (sql: string) => {
+    let statement = statements.get(sql);
+    if (!statement) {
+      statement = db.prepare(sql);
+      statements.set(sql, statement);
+    }
+    return statement;
+  };
+
+  return {
+    writer,
+    record(events: readonly NewEvent[]): string[] {
+      return events.length === 0 ? [] : record.immediate(events);
+    },
+    list(filter: EventFilter = {}): PetrelEvent[] {
+      const where: string[] = [];
+      const params: Record<string, unknown> = { limit: filter.limit ?? 1000 };
+      if (filter.afterId !== undefined) {
+        where.push("e.id > @after");
+        params.after = filter.afterId;
+      }
+      if (filter.messageId !== undefined) {
+        where.push("e.message_id = @message");
+        params.message = filter.messageId;
+      }
+      if (filter.recipient !== undefined) {
+        where.push("e.recipient = @recipient COLLATE NOCASE");
+        params.recipient = filter.recipient;
+      }
+      if (filter.accountId !== undefined) {
+        where.push("e.account_id = @account");
+        params.account = filter.accountId;
+      }
+      if (filter.types !== undefined) {
+        where.push("e.type IN (SELECT value FROM json_each(@types))");
+        params.types = JSON.stringify(filter.types);
+      }
+      const order = filter.newest ? "DESC" : "ASC";
+      const sql = `${EVENT_SELECT}${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY e.id ${order} LIMIT @limit`;
+      const rows = prepared(sql).all(params) as Row[];
+      if (filter.newest) rows.reverse();
+      return toEvents(rows);
+    },
+    /** Events with an id greater than `after`, oldest first, at most `limit` (for webhook batches). */
+    after(after: string, limit: number): PetrelEvent[] {
+      return toEvents(
+        prepared(`${EVENT_SELECT} WHERE e.id > ? ORDER BY e.id LIMIT ?`).all(after, limit) as Row[],
+      );
+    },
+  };
+}
+
+/** Rows to events; metadata is parsed once per message. */
+export function toEvents(rows: readonly Row[]): PetrelEvent[] {
+  const parsed = new Map<string, { metadata: Record<string, unknown> | null; categories: string[] }>();
+  return rows.map((row) => {
+    const messageId = String(row.message_id);
+    let extra = parsed.get(messageId);
+    if (!extra) {
+      extra = {
+        metadata: row.metadata ? (JSON.parse(String(row.metadata)) as Record<string, unknown>) : null,
+        categories: row.categories ? (JSON.parse(String(row.categories)) as string[]) : [],
+      };
+      parsed.set(messageId, extra);
+    }
+    const hard = row.bounce_hard as number | null;
+    return {
+      id: String(row.id),
+      type: row.type as EventType,
+      timestamp: Number(row.at),
+      messageId,
+      account: String(row.account_name ?? row.account_id),
+      recipient: String(row.recipient),
+      attempt: (row.attempt as number | null) ?? null,
+      nextAttemptAt: (row.next_attempt_at as number | null) ?? null,
+      mxHost: (row.mx_host as string | null) ?? null,
+      ip: (row.ip as string | null) ?? null,
+      reply: (row.reply as string | null) ?? null,
+      enhancedCode: (row.enhanced_code as string | null) ?? null,
+      bounceClass: (row.bounce_class as string | null) ?? null,
+      bounceHard: hard === null || hard === undefined ? null : hard === 1,
+      reason: (row.reason as string | null) ?? null,
+      metadata: extra.metadata,
+      categories: extra.categories,
+    };
+  });
+}
