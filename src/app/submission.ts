@@ -16,6 +16,7 @@ import { domainOf } from "../address.js";
 import { hashApiKey } from "../auth/api-keys.js";
 import type { PetrelConfig, TrustedNetwork } from "../config/schema.js";
 import type { MessageSigning } from "../domains/signer.js";
+import { readAttachedMetadata } from "../events/metadata.js";
 import type { Logger } from "../log.js";
 import { addTraceFields, headerSenders, readHeaderSection } from "../message/headers.js";
 import type { AuthThrottle } from "../policy/auth-throttle.js";
@@ -135,9 +136,26 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
         if (domains.kind !== "accept") return toReply(domains, session, logger);
       }
 
+      // Issue 5: X-Petrel-Metadata/X-Petrel-Category are read and removed here, before the trace
+      // fields and DKIM signing: recipients never see them, and the signature covers exactly the
+      // bytes that are delivered (removing them after signing would break it).
+      const attached = readAttachedMetadata(content, section, config.events.metadata);
+      if (!attached.ok) {
+        return toReply(
+          {
+            kind: "reject",
+            smtpCode: 550,
+            enhancedCode: "5.6.0",
+            message: attached.text,
+            reason: attached.text,
+          },
+          session,
+          logger,
+        );
+      }
       const queueId = newQueueId();
       const now = new Date();
-      const prepared = addTraceFields(content, section, {
+      const prepared = addTraceFields(attached.content, section, {
         queueId,
         hostname: config.hostname,
         heloName: session.heloName,
@@ -167,6 +185,8 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
           clientIp: session.remoteAddress,
           receivedAt: now.getTime(),
           expiresAt: now.getTime() + config.queue.maxLifetimeMs,
+          metadata: attached.metadata,
+          categories: attached.categories,
         });
       } catch (err) {
         logger.error({ err, session: session.id, queueId }, "spool commit failed");

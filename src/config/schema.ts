@@ -9,6 +9,7 @@ import { hostname } from "node:os";
 import { z } from "zod";
 import { deliverySchema, dnsSchema } from "./delivery-schema.js";
 import { dkimSchema, domainsSchema, sendingSchema } from "./domains-schema.js";
+import { eventsSchema } from "./events-schema.js";
 
 const port = z.number().int().min(0).max(65535);
 
@@ -143,6 +144,8 @@ export const configSchema = z
     dkim: dkimSchema,
     /** Sender domains' DNS records (return path, SPF, DMARC) and their re-check (src/config/domains-schema.ts). */
     domains: domainsSchema,
+    /** Event log retention, sender metadata limits, webhook batching and retries (src/config/events-schema.ts). */
+    events: eventsSchema,
     store: z
       .strictObject({
         /** Storage backend. "sqlite" is embedded: one file in dataDir. */
