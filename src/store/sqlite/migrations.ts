@@ -210,4 +210,29 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries(webhook_id, id);
   `,
+  // 5: bounces and suppressions (issue 5): the suppression list per account, node secrets (VERP).
+  `
+  -- One row per suppressed address per account; mail to it is not attempted (dropped at accept,
+  -- or refused at RCPT with suppression.mode: reject). Addresses are stored lower-cased.
+  -- reason: invalid-recipient | invalid-domain (hard bounces) | spamreport | manual | import.
+  -- event_id: the bounce or spamreport event that caused it (none for manual and imported rows).
+  CREATE TABLE suppressions (
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    address TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    event_id TEXT,
+    message_id TEXT,
+    detail TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (account_id, address)
+  ) WITHOUT ROWID;
+
+  -- Secrets Petrel generates for itself on first use and every node must share (the VERP token
+  -- key): in the store, so that the delivery thread, the bounce listener and other nodes agree.
+  CREATE TABLE node_secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];
