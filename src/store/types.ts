@@ -268,6 +268,24 @@ export interface Store {
    * delivery records older than `before`; returns the number of events deleted.
    */
   pruneEvents(before: number): Promise<number>;
+
+  // ── Bounces and suppressions (issue 5, items 2–5) ─────────────────────────────────────────────
+  // Suppressions are per account and per lower-cased address; a hard bounce (recordOutcomes, or
+  // recordInboundReport for a late DSN) and a complaint add one in the transaction of their event.
+
+  /** The account's suppression of `address` (compared lower-cased), or undefined. */
+  findSuppression(accountId: number, address: string): Promise<Suppression | undefined>;
+  /** Suppressions ordered by account name and address. */
+  listSuppressions(filter?: SuppressionFilter): Promise<Suppression[]>;
+  /** Adds suppressions in one transaction; an address already suppressed keeps its row. Returns how many were added. */
+  addSuppressions(entries: readonly NewSuppression[]): Promise<number>;
+  removeSuppression(accountId: number, address: string): Promise<boolean>;
+  /** A secret Petrel keeps for itself (the VERP key): created with generate() on first use, the same for every process. */
+  nodeSecret(name: string, generate: () => string): Promise<string>;
+  /** The recipient a VERP token names: it must exist and belong to that message. */
+  getBounceTarget(messageId: string, recipientId: number): Promise<BounceTarget | undefined>;
+  /** Applies a late bounce or a complaint for one recipient: state, event and suppression in one transaction. */
+  recordInboundReport(record: InboundReportRecord): Promise<InboundReportResult>;
 }
 
 export interface ClaimRequest {
@@ -605,6 +623,86 @@ export interface WebhookDelivery {
   readonly events: number;
   readonly firstEventId: string | null;
   readonly lastEventId: string | null;
+}
+
+// ── Bounces and suppressions (issue 5, items 2–5) ─────────────────────────────────────────────
+
+export interface Suppression {
+  readonly accountId: number;
+  readonly accountName: string;
+  /** Lower-cased. */
+  readonly address: string;
+  /** invalid-recipient | invalid-domain (hard bounces) | spamreport | manual | import. */
+  readonly reason: string;
+  /** The bounce or spamreport event that caused it; null for manual and imported rows. */
+  readonly eventId: string | null;
+  readonly messageId: string | null;
+  /** The remote reply or feedback that caused it, or the operator's note. */
+  readonly detail: string | null;
+  readonly createdAt: number;
+}
+
+export interface NewSuppression {
+  readonly accountId: number;
+  readonly address: string;
+  readonly reason: string;
+  readonly detail?: string | null;
+  /** Defaults to now (an import keeps the original time). */
+  readonly createdAt?: number;
+}
+
+export interface SuppressionFilter {
+  readonly accountId?: number;
+  readonly reason?: string;
+  readonly limit?: number;
+}
+
+/** The recipient a VERP token names. */
+export interface BounceTarget {
+  readonly recipientId: number;
+  readonly messageId: string;
+  readonly accountId: number;
+  readonly address: string;
+  readonly state: RecipientState;
+  /** The message's envelope sender ("" for a null sender). */
+  readonly mailFrom: string;
+}
+
+/** A late bounce (a DSN after the remote accepted) or a complaint, for the recipient a token names. */
+export type InboundReportRecord =
+  | {
+      readonly kind: "bounce";
+      readonly messageId: string;
+      readonly recipientId: number;
+      /** When the report arrived. */
+      readonly at: number;
+      /** The remote diagnostic ("550 5.1.1 …"). */
+      readonly reply: string;
+      readonly enhancedCode: string | null;
+      /** The Remote-MTA of the report, if any. */
+      readonly remoteMta: string | null;
+      readonly bounceClass: string;
+      readonly bounceHard: boolean;
+    }
+  | {
+      readonly kind: "spamreport";
+      readonly messageId: string;
+      readonly recipientId: number;
+      readonly at: number;
+      /** The ARF Feedback-Type (abuse, fraud, …). */
+      readonly feedbackType: string;
+      /** What the report says (user agent, source), for the event and the suppression. */
+      readonly reply: string | null;
+    };
+
+export interface InboundReportResult {
+  /** Whether anything was written. */
+  readonly applied: boolean;
+  readonly eventId: string | null;
+  /** Whether the address was newly suppressed. */
+  readonly suppressed: boolean;
+  /** What happened, or why nothing did ("recipient is bounced", "complaint already recorded"). */
+  readonly reason: string;
 }
 
 /** A uniqueness rule was broken (a name or domain already taken). */

@@ -53,13 +53,23 @@ import type {
   WebhookDelivery,
   WebhookWithSecret,
 } from "../types.js";
+import type {
+  BounceTarget,
+  InboundReportRecord,
+  InboundReportResult,
+  NewSuppression,
+  Suppression,
+  SuppressionFilter,
+} from "../types.js";
 import { StoreConflictError } from "../types.js";
+import { type BounceOps, createBounceOps } from "./bounce-ops.js";
 import { createDomainOps, type DomainOps } from "./domain-ops.js";
 import { configureConnection, prepareEnqueue } from "./enqueue.js";
 import { EnqueueThread } from "./enqueue-thread.js";
 import { createEventOps, type EventOps } from "./event-ops.js";
 import { MIGRATIONS } from "./migrations.js";
 import { createQueueOps, type QueueOps } from "./queue-ops.js";
+import { createSuppressionOps, type SuppressionOps } from "./suppression-ops.js";
 import { createWebhookOps, type WebhookOps } from "./webhook-ops.js";
 
 type Row = Record<string, unknown>;
@@ -115,6 +125,9 @@ export class SqliteStore implements Store {
   /** Events and webhooks (issue 5): event-ops.ts, webhook-ops.ts. */
   private readonly events: EventOps;
   private readonly webhooks: WebhookOps;
+  /** Bounces and suppressions (issue 5): suppression-ops.ts, bounce-ops.ts. */
+  private readonly suppressions: SuppressionOps;
+  private readonly bounces: BounceOps;
 
   private readonly enqueueThread: EnqueueThread | undefined;
 
@@ -126,6 +139,8 @@ export class SqliteStore implements Store {
     this.domains = createDomainOps(db);
     this.events = createEventOps(db);
     this.webhooks = createWebhookOps(db);
+    this.suppressions = createSuppressionOps(db);
+    this.bounces = createBounceOps(db);
     this.insertBatch = prepareEnqueue(db);
   }
 
@@ -452,6 +467,29 @@ export class SqliteStore implements Store {
   async pruneEvents(before: number): Promise<number> {
     // The smallest id of the millisecond `before`: every older event sorts below it.
     return this.webhooks.prune(before, `${randomUlid(before).slice(0, 10)}0000000000000000`);
+  }
+
+  // ── Bounces and suppressions (issue 5): delegated to suppression-ops.ts and bounce-ops.ts ──
+  async findSuppression(accountId: number, address: string): Promise<Suppression | undefined> {
+    return this.suppressions.find(accountId, address);
+  }
+  async listSuppressions(filter?: SuppressionFilter): Promise<Suppression[]> {
+    return this.suppressions.list(filter);
+  }
+  async addSuppressions(entries: readonly NewSuppression[]): Promise<number> {
+    return this.suppressions.add(entries);
+  }
+  async removeSuppression(accountId: number, address: string): Promise<boolean> {
+    return this.suppressions.remove(accountId, address);
+  }
+  async nodeSecret(name: string, generate: () => string): Promise<string> {
+    return this.suppressions.nodeSecret(name, generate);
+  }
+  async getBounceTarget(messageId: string, recipientId: number): Promise<BounceTarget | undefined> {
+    return this.bounces.getBounceTarget(messageId, recipientId);
+  }
+  async recordInboundReport(record: InboundReportRecord): Promise<InboundReportResult> {
+    return this.bounces.recordInboundReport(record);
   }
 
   private recipientsOf(messageId: string): RecipientDetail[] {
