@@ -194,4 +194,17 @@ describe("end to end with real clients", () => {
       return true;
     });
   });
+
+  it("exits cleanly on SIGTERM and has recorded when each key was last used", async () => {
+    assert.equal(await petrel.stop("SIGTERM"), 0);
+    const keys = JSON.parse(await petrelOk(dataDir, ["keys", "list", "--json"])) as Array<{
+      name: string;
+      lastUsedAt: number | null;
+    }>;
+    const used = keys.find((k) => k.name === "e2e");
+    assert.ok(
+      used?.lastUsedAt && Date.now() - used.lastUsedAt < 120_000,
+      "last use of the e2e key is recorded",
+    );
+  });
 });

@@ -17,6 +17,7 @@ import { randomUlid } from "../../events/event-id.js";
 import type {
   Account,
   ApiKey,
+  BounceTarget,
   ClaimedRecipient,
   ClaimRequest,
   DeliveryAttempt,
@@ -27,6 +28,8 @@ import type {
   DomainEvent,
   DomainStatus,
   EventFilter,
+  InboundReportRecord,
+  InboundReportResult,
   MessageDetail,
   MessageFilter,
   MessageSummary,
@@ -34,6 +37,7 @@ import type {
   NewDkimKey,
   NewEvent,
   NewMessage,
+  NewSuppression,
   NewWebhook,
   PetrelEvent,
   QueueCounts,
@@ -47,19 +51,13 @@ import type {
   SigningKeys,
   SingleSender,
   Store,
+  Suppression,
+  SuppressionFilter,
   Webhook,
   WebhookAttempt,
   WebhookBatch,
   WebhookDelivery,
   WebhookWithSecret,
-} from "../types.js";
-import type {
-  BounceTarget,
-  InboundReportRecord,
-  InboundReportResult,
-  NewSuppression,
-  Suppression,
-  SuppressionFilter,
 } from "../types.js";
 import { StoreConflictError } from "../types.js";
 import { type BounceOps, createBounceOps } from "./bounce-ops.js";

@@ -17,7 +17,9 @@ type Row = Record<string, unknown>;
 
 /** Adds suppressions inside a caller's transaction; returns whether the row is new. */
 export interface SuppressionWriter {
-  add(entry: NewSuppression & { readonly eventId?: string | null; readonly messageId?: string | null }): boolean;
+  add(
+    entry: NewSuppression & { readonly eventId?: string | null; readonly messageId?: string | null },
+  ): boolean;
 }
 
 export function prepareSuppressionWriter(db: Database.Database): SuppressionWriter {
