@@ -11,6 +11,8 @@ import { startDomainRechecker } from "../domains/recheck.js";
 import { DomainsService } from "../domains/service.js";
 import { createMessageSigning } from "../domains/signer.js";
 import { UsageError } from "../errors.js";
+import { startEventRetention } from "../events/retention.js";
+import { WebhookDispatcher } from "../events/webhook-dispatcher.js";
 import type { Logger } from "../log.js";
 import { AuthThrottle } from "../policy/auth-throttle.js";
 import { Spool } from "../queue/spool.js";
@@ -27,6 +29,8 @@ export interface RunningPetrel {
   readonly smtp: SmtpServer<Submitter>;
   /** Delivery workers (issue 3); undefined when delivery.enabled is false. */
   readonly delivery: DeliveryThread | undefined;
+  /** Webhook dispatcher (issue 5); undefined when events.webhooks.enabled is false. */
+  readonly webhooks: WebhookDispatcher | undefined;
   /** Stops accepting, lets DATA transactions finish within the grace period, closes the store. */
   close(): Promise<void>;
 }
@@ -159,6 +163,20 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
     }
   }
   // ── end delivery ──
+  // ── Events and webhooks (issue 5): POST new events to endpoints; delete old events ──
+  // Started after the listeners and delivery, stopped after them (below) so events written by
+  // the last transactions still go out when the grace period allows.
+  let webhooks: WebhookDispatcher | undefined;
+  if (config.events.webhooks.enabled) {
+    webhooks = new WebhookDispatcher({
+      store,
+      config: config.events.webhooks,
+      logger: logger.child({ component: "webhooks" }),
+    });
+    webhooks.start();
+  }
+  const retention = startEventRetention(store, config.events, logger);
+  // ── end events and webhooks ──
   const rechecker = startDomainRechecker(domains, store, logger, {
     intervalMs: config.domains.recheckIntervalMs,
   });
@@ -169,6 +187,7 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
     spool,
     smtp,
     delivery,
+    webhooks,
     close() {
       closing ??= (async () => {
         clearInterval(housekeeping);
@@ -177,6 +196,9 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
         await spool.drain();
         // Transactions in flight may finish within the grace period; unsent work is given back.
         await delivery?.stop(config.smtp.shutdownGraceMs);
+        // Events and webhooks (issue 5): POSTs in flight may finish; unsent events stay in the log.
+        await retention.stop();
+        await webhooks?.stop(Math.min(config.smtp.shutdownGraceMs, config.events.webhooks.timeoutMs));
         await flushKeyUses();
         await store.close();
         logger.info("stopped");

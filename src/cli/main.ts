@@ -8,11 +8,13 @@ import { UsageError } from "../errors.js";
 import { StoreConflictError } from "../store/types.js";
 import { registerAccounts } from "./commands/accounts.js";
 import { registerConfig } from "./commands/config.js";
+import { registerEvents } from "./commands/events.js";
 import { registerIdentities } from "./commands/identities.js";
 import { registerKeys } from "./commands/keys.js";
 import { registerQueue } from "./commands/queue.js";
 import { registerSend } from "./commands/send.js";
 import { registerServe } from "./commands/serve.js";
+import { registerWebhooks } from "./commands/webhooks.js";
 
 export function buildProgram(): Command {
   const program = new Command()
@@ -29,6 +31,8 @@ export function buildProgram(): Command {
   registerIdentities(program);
   registerQueue(program);
   registerSend(program);
+  registerEvents(program);
+  registerWebhooks(program);
   registerConfig(program);
   return program;
 }

@@ -259,6 +259,8 @@ export interface Store {
   webhookBatch(webhook: Webhook, limit: number, scan: number): Promise<WebhookBatch>;
   /** Records a POST (or a test, or a disable) and moves the endpoint's cursor and failure state, in one transaction. */
   recordWebhookAttempt(attempt: WebhookAttempt): Promise<void>;
+  /** Moves a cursor forward past events that are not for the endpoint (no attempt record). */
+  advanceWebhookCursor(webhookId: number, cursor: string): Promise<void>;
   /** Re-enables a disabled endpoint (due now, failures cleared, cursor kept). */
   enableWebhook(accountId: number, url: string): Promise<boolean>;
   /** Recent attempts of one endpoint, newest first. */
@@ -541,6 +543,8 @@ export interface PetrelEvent {
 export interface EventFilter {
   /** Only events with an id greater than this. */
   readonly afterId?: string;
+  /** Only events with an id up to this one. */
+  readonly upToId?: string;
   readonly messageId?: string;
   readonly recipient?: string;
   readonly types?: readonly EventType[];

@@ -103,6 +103,10 @@ export function createEventOps(db: Database.Database) {
         where.push("e.id > @after");
         params.after = filter.afterId;
       }
+      if (filter.upToId !== undefined) {
+        where.push("e.id <= @upTo");
+        params.upTo = filter.upToId;
+      }
       if (filter.messageId !== undefined) {
         where.push("e.message_id = @message");
         params.message = filter.messageId;

@@ -36,6 +36,7 @@ import type {
   RecipientState,
 } from "../types.js";
 import { prepareEventWriter } from "./event-ops.js";
+import { prepareSuppressionWriter } from "./suppression-ops.js";
 
 type Row = Record<string, unknown>;
 
@@ -187,6 +188,8 @@ export function createQueueOps(db: Database.Database) {
   });
 
   const events = prepareEventWriter(db);
+  // Issue 5: a hard bounce suppresses its recipient in the transaction of its event.
+  const suppressions = prepareSuppressionWriter(db);
   const EVENT_OF: Record<OutcomeState, EventType> = {
     delivered: "delivered",
     deferred: "deferred",
@@ -206,7 +209,7 @@ export function createQueueOps(db: Database.Database) {
           : s.finish.run({ id: o.recipientId, state: o.state, reply: a.reply, now }).changes;
       if (moved > 0) {
         const r = s.eventSource.get(o.recipientId) as Row;
-        events.insert(
+        const [eventId] = events.insert(
           [
             {
               type: EVENT_OF[o.state],
@@ -226,6 +229,16 @@ export function createQueueOps(db: Database.Database) {
           ],
           nextId,
         );
+        if (o.state === "bounced" && o.bounceHard === true) {
+          suppressions.add({
+            accountId: Number(r.account_id),
+            address: String(r.address),
+            reason: o.bounceClass ?? "hard-bounce",
+            eventId,
+            messageId: String(r.message_id),
+            detail: a.reply,
+          });
+        }
       }
       // The attempt happened whether or not the state moved (a lost lease), so it is always recorded.
       s.attempt.run({

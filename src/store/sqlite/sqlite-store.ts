@@ -456,6 +456,9 @@ export class SqliteStore implements Store {
   async recordWebhookAttempt(attempt: WebhookAttempt): Promise<void> {
     this.webhooks.recordAttempt(attempt);
   }
+  async advanceWebhookCursor(webhookId: number, cursor: string): Promise<void> {
+    this.webhooks.advanceCursor(webhookId, cursor);
+  }
   async enableWebhook(accountId: number, url: string): Promise<boolean> {
     return this.webhooks.enable(accountId, url);
   }

@@ -75,6 +75,22 @@ export function createWebhookOps(db: Database.Database) {
     pruneDeliveries: db.prepare("DELETE FROM webhook_deliveries WHERE at < ?"),
   };
 
+  /**
+   * Runs a write without its own fsync (synchronous=NORMAL; the next spool commit syncs it), as
+   * delivery outcomes do: these writes come from the server's main thread, many per second
+   * under load, and losing the last of them to a power cut only means sending a batch again.
+   */
+  function relaxed<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
+    return (...args: A): R => {
+      db.pragma("synchronous = NORMAL");
+      try {
+        return fn(...args);
+      } finally {
+        db.pragma("synchronous = FULL");
+      }
+    };
+  }
+
   const add = db.transaction((webhook: NewWebhook): Webhook => {
     const cursor = (s.newest.get() as string | undefined) ?? "";
     try {
@@ -148,7 +164,10 @@ export function createWebhookOps(db: Database.Database) {
       }
       return { events: picked, cursor };
     },
-    recordAttempt: (attempt: WebhookAttempt): void => recordAttempt.immediate(attempt),
+    recordAttempt: relaxed((attempt: WebhookAttempt): void => recordAttempt.immediate(attempt)),
+    advanceCursor: relaxed((webhookId: number, cursor: string): void => {
+      s.moveCursor.run({ webhook: webhookId, cursor });
+    }),
     enable: (accountId: number, url: string): boolean => s.enable.run(accountId, url).changes > 0,
     deliveries(webhookId: number, limit: number): WebhookDelivery[] {
       return (s.deliveries.all(webhookId, limit) as Row[]).map((r) => ({

@@ -1,0 +1,207 @@
+/**
+ * The webhook dispatcher: reads the event log after each active endpoint's cursor and POSTs the
+ * events, signed, in batches (maxBatchEvents, or once the oldest has waited batchWindowMs).
+ *
+ * Invariants:
+ * - At least once: the event log is the outbox (events are written in the transaction of their
+ *   state change) and an endpoint's cursor moves only after a 2xx for the batch, so an event is
+ *   sent after any crash, and a batch acknowledged but not yet recorded is sent again with the
+ *   same event ids (receivers de-duplicate by id).
+ * - Ordered per endpoint by event id: one POST in flight per endpoint, batches in id order, and a
+ *   failed batch is retried before anything after it.
+ * - Retries: a failed POST (non-2xx, timeout, refused) waits by `retrySchedule` (with jitter);
+ *   an endpoint with no success for `disableAfterMs` (72 h) since its first failure is disabled,
+ *   logged at warn and recorded in the store (webhooks.disabled_*, a `disabled` delivery record).
+ * - Endpoints are read from the store at every poll, so `petrel webhooks add|remove|enable`
+ *   apply to a running server without a restart.
+ * Security: secrets are used to sign only, never logged; URLs are logged without query or userinfo.
+ */
+import type { WebhooksConfig } from "../config/events-schema.js";
+import type { Logger } from "../log.js";
+import { retryDelay } from "../queue/backoff.js";
+import type { Store, WebhookWithSecret } from "../store/types.js";
+import { ulidTime } from "./event-id.js";
+import { displayUrl, postSigned } from "./webhook-post.js";
+
+export interface WebhookDispatcherDeps {
+  readonly store: Store;
+  readonly config: WebhooksConfig;
+  readonly logger: Logger;
+  readonly now?: () => number;
+  readonly random?: () => number;
+}
+
+export interface WebhookStats {
+  posts: number;
+  events: number;
+  failures: number;
+}
+
+/** How many events a batch read may look at per event it can take (other accounts, other types). */
+const SCAN_FACTOR = 20;
+
+export class WebhookDispatcher {
+  readonly stats: WebhookStats = { posts: 0, events: 0, failures: 0 };
+  private readonly deps: WebhookDispatcherDeps;
+  private readonly now: () => number;
+  private readonly inFlight = new Map<number, Promise<void>>();
+  private readonly abort = new AbortController();
+  private running = false;
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+
+  constructor(deps: WebhookDispatcherDeps) {
+    this.deps = deps;
+    this.now = deps.now ?? Date.now;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.schedule(0);
+  }
+
+  /** Stops polling, lets POSTs in flight finish within graceMs, then aborts them (sent again later). */
+  async stop(graceMs: number): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    clearTimeout(this.timer);
+    await this.ticking;
+    const all = Promise.all(this.inFlight.values());
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(timer);
+    this.abort.abort();
+    await all;
+  }
+
+  private schedule(ms: number): void {
+    this.timer = setTimeout(() => {
+      this.ticking = this.tick().finally(() => {
+        this.ticking = undefined;
+        if (this.running) this.schedule(this.deps.config.pollIntervalMs);
+      });
+    }, ms);
+  }
+
+  private async tick(): Promise<void> {
+    let due: WebhookWithSecret[];
+    try {
+      due = await this.deps.store.dueWebhooks(this.now());
+    } catch (err) {
+      this.deps.logger.error({ err }, "could not read webhooks");
+      return;
+    }
+    for (const webhook of due) {
+      if (this.inFlight.has(webhook.id) || !this.running) continue;
+      const run = this.serve(webhook)
+        .catch((err: unknown) =>
+          this.deps.logger.error(
+            { err, webhook: webhook.id, url: displayUrl(webhook.url) },
+            "webhook dispatch failed",
+          ),
+        )
+        .finally(() => this.inFlight.delete(webhook.id));
+      this.inFlight.set(webhook.id, run);
+    }
+  }
+
+  /** Sends what is pending for one endpoint, batch after batch, until caught up or failing. */
+  private async serve(initial: WebhookWithSecret): Promise<void> {
+    const { store, config, logger } = this.deps;
+    let endpoint = initial;
+    while (this.running) {
+      const batch = await store.webhookBatch(
+        endpoint,
+        config.maxBatchEvents,
+        config.maxBatchEvents * SCAN_FACTOR,
+      );
+      const first = batch.events[0];
+      if (!first) {
+        // Nothing for this endpoint, but maybe others' events to step over.
+        if (batch.cursor === endpoint.cursor) return;
+        await store.advanceWebhookCursor(endpoint.id, batch.cursor);
+        endpoint = { ...endpoint, cursor: batch.cursor };
+        continue;
+      }
+      const full = batch.events.length >= config.maxBatchEvents;
+      // A batch that is not full waits (to the next poll) until its oldest event is old enough.
+      if (!full && endpoint.failures === 0 && this.now() - ulidTime(first.id) < config.batchWindowMs) return;
+
+      const body = JSON.stringify(batch.events);
+      const at = this.now();
+      const result = await postSigned(endpoint.url, endpoint.secret, body, {
+        timeoutMs: config.timeoutMs,
+        signal: this.abort.signal,
+        webhookId: endpoint.id,
+      });
+      // Shutting down: not the receiver's failure; the batch is sent again after the restart.
+      if (this.abort.signal.aborted) return;
+      this.stats.posts++;
+      const last = batch.events[batch.events.length - 1]!;
+      const record = {
+        webhookId: endpoint.id,
+        kind: "events" as const,
+        at,
+        durationMs: result.durationMs,
+        statusCode: result.statusCode,
+        error: result.error,
+        ok: result.ok,
+        events: batch.events.length,
+        firstEventId: first.id,
+        lastEventId: last.id,
+      };
+      if (result.ok) {
+        this.stats.events += batch.events.length;
+        await store.recordWebhookAttempt({
+          ...record,
+          cursor: batch.cursor,
+          failures: 0,
+          failingSince: null,
+          nextAttemptAt: 0,
+        });
+        if (endpoint.failures > 0) {
+          logger.info({ webhook: endpoint.id, url: displayUrl(endpoint.url) }, "webhook endpoint recovered");
+        }
+        endpoint = { ...endpoint, cursor: batch.cursor, failures: 0, failingSince: null };
+        continue;
+      }
+
+      this.stats.failures++;
+      const failures = endpoint.failures + 1;
+      const failingSince = endpoint.failingSince ?? at;
+      const fields = {
+        webhook: endpoint.id,
+        url: displayUrl(endpoint.url),
+        status: result.statusCode,
+        error: result.error,
+        failures,
+      };
+      if (at - failingSince >= config.disableAfterMs) {
+        const hours = Math.round((at - failingSince) / 360_000) / 10;
+        const reason = `no successful delivery for ${hours} h (last: ${result.error})`;
+        await store.recordWebhookAttempt({ ...record, failures, failingSince });
+        await store.recordWebhookAttempt({
+          ...record,
+          kind: "disabled",
+          durationMs: 0,
+          statusCode: null,
+          ok: false,
+          error: reason,
+          events: 0,
+          disable: reason,
+        });
+        logger.warn(fields, `webhook endpoint disabled: ${reason}; re-enable with petrel webhooks enable`);
+        return;
+      }
+      const wait = retryDelay(
+        { schedule: config.retrySchedule, jitter: config.retryJitter },
+        failures,
+        this.deps.random,
+      );
+      await store.recordWebhookAttempt({ ...record, failures, failingSince, nextAttemptAt: at + wait });
+      logger.warn({ ...fields, retryInMs: wait }, "webhook delivery failed");
+      return;
+    }
+  }
+}
