@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { type NewMessage, type Store, StoreConflictError } from "../../src/store/types.js";
+import { bounceConformance } from "./store-conformance-bounces.js";
 import { deliveryConformance } from "./store-conformance-delivery.js";
 import { domainConformance } from "./store-conformance-domains.js";
 
@@ -151,5 +152,6 @@ export function storeConformance(backend: string, openFresh: () => Promise<Store
 
     // Sender domains (issue 4): DKIM keys, checks, key switches, events.
     domainConformance(withStore);
+    bounceConformance(withStore);
   });
 }
