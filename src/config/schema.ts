@@ -9,6 +9,7 @@ import { hostname } from "node:os";
 import { z } from "zod";
 import { deliverySchema, dnsSchema } from "./delivery-schema.js";
 import { dkimSchema, domainsSchema, sendingSchema } from "./domains-schema.js";
+import { bouncesSchema, suppressionSchema } from "./bounces-schema.js";
 import { eventsSchema } from "./events-schema.js";
 
 const port = z.number().int().min(0).max(65535);
@@ -146,6 +147,10 @@ export const configSchema = z
     domains: domainsSchema,
     /** Event log retention, sender metadata limits, webhook batching and retries (src/config/events-schema.ts). */
     events: eventsSchema,
+    /** VERP return paths, the bounce listener, extra classification rules, DSNs to senders (src/config/bounces-schema.ts). */
+    bounces: bouncesSchema,
+    /** Mail to suppressed recipients: dropped (default) or refused at RCPT (src/config/bounces-schema.ts). */
+    suppression: suppressionSchema,
     store: z
       .strictObject({
         /** Storage backend. "sqlite" is embedded: one file in dataDir. */
