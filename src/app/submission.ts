@@ -21,9 +21,10 @@ import type { Logger } from "../log.js";
 import { addTraceFields, headerSenders, readHeaderSection } from "../message/headers.js";
 import type { AuthThrottle } from "../policy/auth-throttle.js";
 import { checkDomainsVerified, checkEnvelopeSender, checkHeaderSenders } from "../policy/sender.js";
+import { checkSuppression } from "../policy/suppression.js";
 import type { Verdict } from "../policy/verdict.js";
 import { newQueueId, type Spool } from "../queue/spool.js";
-import type { HookVerdict, SessionHooks, SessionInfo, SmtpReply } from "../smtp/types.js";
+import type { Envelope, HookVerdict, SessionHooks, SessionInfo, SmtpReply } from "../smtp/types.js";
 import type { DomainStatus, SenderIdentities, Store } from "../store/types.js";
 
 /** Who is submitting: an account, through an API key or a trusted network. */
@@ -63,6 +64,9 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
   // Sender domain statuses for sending.requireVerifiedDomains, read at MAIL FROM like identities.
   const requireVerified = config.sending.requireVerifiedDomains;
   const statusesBySession = new WeakMap<SessionInfo<Submitter>, ReadonlyMap<string, DomainStatus>>();
+  // Issue 5: suppressed recipients accepted in this transaction (suppression.mode drop): stored
+  // `dropped` with reason `suppressed` in the commit that accepts the message, never attempted.
+  const droppedByEnvelope = new WeakMap<Envelope, string[]>();
 
   return {
     async onConnect(session) {
@@ -118,7 +122,13 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
       return toHookVerdict(checkDomainsVerified(identities, statuses, [envelope.mailFrom]), session, logger);
     },
 
-    async onRcptTo() {
+    async onRcptTo(session, envelope, recipient) {
+      const suppressed = await store.findSuppression(session.user!.accountId, recipient);
+      const verdict = checkSuppression(suppressed, config.suppression.mode);
+      if (verdict.kind !== "drop") return toHookVerdict(verdict, session, logger);
+      const dropped = droppedByEnvelope.get(envelope) ?? [];
+      dropped.push(recipient);
+      droppedByEnvelope.set(envelope, dropped);
       return { ok: true };
     },
 
@@ -187,6 +197,7 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
           expiresAt: now.getTime() + config.queue.maxLifetimeMs,
           metadata: attached.metadata,
           categories: attached.categories,
+          dropped: droppedByEnvelope.get(envelope)?.map((address) => ({ address, reason: "suppressed" })),
         });
       } catch (err) {
         logger.error({ err, session: session.id, queueId }, "spool commit failed");
