@@ -8,6 +8,7 @@ import { type NewMessage, type Store, StoreConflictError } from "../../src/store
 import { bounceConformance } from "./store-conformance-bounces.js";
 import { deliveryConformance } from "./store-conformance-delivery.js";
 import { domainConformance } from "./store-conformance-domains.js";
+import { eventConformance } from "./store-conformance-events.js";
 
 export function storeConformance(backend: string, openFresh: () => Promise<Store>): void {
   describe(`Store conformance: ${backend}`, () => {
@@ -152,6 +153,9 @@ export function storeConformance(backend: string, openFresh: () => Promise<Store
 
     // Sender domains (issue 4): DKIM keys, checks, key switches, events.
     domainConformance(withStore);
+
+    // Events and webhooks (issue 5): an event per state change, in its transaction; endpoints.
+    eventConformance(withStore);
     bounceConformance(withStore);
   });
 }
