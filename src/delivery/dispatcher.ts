@@ -36,6 +36,11 @@ export interface DispatchJob {
   readonly domain: string;
   readonly recipients: readonly string[];
   readonly route: ResolvedRoute;
+  /**
+   * Issue 5: the envelope sender per recipient (VERP, src/bounces/return-path.ts); recipients with
+   * different senders go in transactions of their own. Absent: `mailFrom` for all.
+   */
+  readonly returnPaths?: ReadonlyMap<string, string> | undefined;
 }
 
 export interface AttemptInfo {
@@ -315,12 +320,17 @@ export class Dispatcher {
       for (const to of job.recipients) replies.set(to, refuse);
     } else {
       const chunk = this.deps.config.maxRecipientsPerTransaction;
-      for (let i = 0; i < job.recipients.length; i += chunk) {
-        const to = job.recipients.slice(i, i + chunk);
-        const result = await session.send({ from: job.mailFrom, to }, job.content);
-        this.stats.transactions++;
-        for (const address of to) {
-          replies.set(address, result.replies.get(address) ?? local(451, "4.4.2", "no reply for recipient"));
+      for (const [from, group] of bySender(job)) {
+        for (let i = 0; i < group.length; i += chunk) {
+          const to = group.slice(i, i + chunk);
+          const result = await session.send({ from, to }, job.content);
+          this.stats.transactions++;
+          for (const address of to) {
+            replies.set(
+              address,
+              result.replies.get(address) ?? local(451, "4.4.2", "no reply for recipient"),
+            );
+          }
         }
       }
     }
@@ -450,6 +460,18 @@ export class Dispatcher {
       notBefore: dest.suspendedUntil,
     };
   }
+}
+
+/** The job's recipients grouped by envelope sender, in order (one group unless VERP applies). */
+function bySender(job: DispatchJob): Map<string, string[]> {
+  const groups = new Map<string, string[]>();
+  for (const to of job.recipients) {
+    const from = job.returnPaths?.get(to) ?? job.mailFrom;
+    const group = groups.get(from);
+    if (group) group.push(to);
+    else groups.set(from, [to]);
+  }
+  return groups;
 }
 
 function everyone(job: DispatchJob, reply: Reply): Map<string, Reply> {

@@ -3,7 +3,12 @@
  * dispatcher and worker, wired explicitly. `petrel serve` starts it from src/app/petrel.ts; tests
  * start it in-process on a store with an injected clock.
  */
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { createClassifier } from "../bounces/classify.js";
+import { createFailureNotifier } from "../bounces/notify.js";
+import { createReturnPaths } from "../bounces/return-path.js";
+import { VerpCodec } from "../bounces/verp.js";
 import { inDataDir } from "../config/load.js";
 import type { PetrelConfig } from "../config/schema.js";
 import { createResolver } from "../dns/resolver.js";
@@ -22,7 +27,9 @@ export interface DeliveryEngine {
 }
 
 export interface EngineOptions {
-  readonly config: Pick<PetrelConfig, "delivery" | "dns" | "hostname" | "dataDir">;
+  /** Issue 5: without `bounces` and `domains` (tests' rigs), the built-in classification and no VERP. */
+  readonly config: Pick<PetrelConfig, "delivery" | "dns" | "hostname" | "dataDir"> &
+    Partial<Pick<PetrelConfig, "bounces" | "domains" | "queue">>;
   readonly store: Store;
   readonly logger: Logger;
   /** Clock for due times, leases and backoff (tests pass a controllable one). */
@@ -60,6 +67,25 @@ export async function startDelivery(options: EngineOptions): Promise<DeliveryEng
       for (const domain of domains) store.setDestinationBackoff({ domain, until: null }).catch(onError);
     },
   });
+  // ── Bounces (issue 5): classification, VERP return paths, DSNs to senders ──
+  const bounces = config.bounces;
+  const returnPaths =
+    bounces?.verp && config.domains
+      ? createReturnPaths({
+          store,
+          codec: await verpCodec(store),
+          subdomain: config.domains.returnPath.subdomain,
+        })
+      : undefined;
+  const onFailed = bounces?.notifySender
+    ? createFailureNotifier({
+        store,
+        hostname: config.hostname,
+        lifetimeMs: config.queue?.maxLifetimeMs ?? 72 * 3600_000,
+        now,
+      })
+    : undefined;
+  // ── end bounces ──
   const worker = new DeliveryWorker({
     store,
     dispatcher,
@@ -69,6 +95,9 @@ export async function startDelivery(options: EngineOptions): Promise<DeliveryEng
     logger: log,
     now,
     random: options.random,
+    classify: createClassifier(bounces?.rules ?? []),
+    returnPaths,
+    onFailed,
   });
   await worker.start();
   log.info(
@@ -83,4 +112,10 @@ export async function startDelivery(options: EngineOptions): Promise<DeliveryEng
     dispatcher,
     stop: (graceMs) => worker.stop(graceMs),
   };
+}
+
+/** The VERP codec with the node's key, generated into the store by whichever process needs it first. */
+export async function verpCodec(store: Store): Promise<VerpCodec> {
+  const secret = await store.nodeSecret("verp-key", () => randomBytes(32).toString("base64"));
+  return new VerpCodec(Buffer.from(secret, "base64"));
 }

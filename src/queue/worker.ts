@@ -16,6 +16,9 @@
  *   is committed.
  */
 import { randomBytes } from "node:crypto";
+import { type Classifier, classifyBounce } from "../bounces/classify.js";
+import type { FailedDelivery } from "../bounces/notify.js";
+import type { ReturnPaths } from "../bounces/return-path.js";
 import type { DeliveryConfig } from "../config/delivery-schema.js";
 import { deliveryLogLine } from "../delivery/delivery-log.js";
 import type { DispatchJob, JobResult } from "../delivery/dispatcher.js";
@@ -42,6 +45,14 @@ export interface WorkerDeps {
   readonly logger: Logger;
   readonly now?: () => number;
   readonly random?: () => number;
+  // Issue 5 (bounces): classification of every reply that is not a delivery, VERP return paths,
+  // and a hook for recipients that bounced or expired (DSNs to senders, bounces.notifySender).
+  /** Default: the built-in table (src/bounces/rules.ts). */
+  readonly classify?: Classifier;
+  /** Absent: every delivery uses the submitted envelope sender. */
+  readonly returnPaths?: ReturnPaths;
+  /** Called after the commit that made these recipients bounced or expired. */
+  readonly onFailed?: (failed: readonly FailedDelivery[]) => Promise<void>;
 }
 
 export interface WorkerStats {
@@ -62,9 +73,12 @@ export class DeliveryWorker {
   private readonly deps: WorkerDeps;
   private readonly now: () => number;
   private readonly policy: RetryPolicy;
+  private readonly classify: Classifier;
   private readonly inFlight = new Set<number>();
   private readonly jobs = new Set<Promise<void>>();
   private pendingOutcomes: RecipientOutcome[] = [];
+  /** What onFailed needs about a pending bounced/expired outcome, by recipient id. */
+  private readonly pendingFailures = new Map<number, FailedDelivery>();
   private committing: Promise<void> | undefined;
   private running = false;
   private wake: (() => void) | undefined;
@@ -78,6 +92,7 @@ export class DeliveryWorker {
     this.now = deps.now ?? Date.now;
     this.owner = `${deps.nodeId}:${process.pid}:${randomBytes(4).toString("hex")}`;
     this.policy = { schedule: deps.config.retrySchedule, jitter: deps.config.retryJitter };
+    this.classify = deps.classify ?? classifyBounce;
   }
 
   async start(): Promise<void> {
@@ -206,6 +221,7 @@ export class DeliveryWorker {
         domain: first.domain,
         recipients: recipients.map((r) => r.address),
         route,
+        returnPaths: await this.returnPathsFor(first, content, recipients),
       };
       const startedAt = this.now();
       const done = this.deps.dispatcher
@@ -246,6 +262,21 @@ export class DeliveryWorker {
         }
       }
       this.stats[state]++;
+      const bounce =
+        state === "delivered"
+          ? undefined
+          : this.classify({ code: reply.code, enhanced: reply.enhanced, text: reply.text });
+      if (state === "bounced" || state === "expired") {
+        this.pendingFailures.set(r.id, {
+          messageId: r.messageId,
+          address: r.address,
+          reply: reply.text,
+          status: reply.enhanced,
+          remoteMta: a.mxHost,
+          at: now,
+          expired: state === "expired",
+        });
+      }
       this.pendingOutcomes.push({
         recipientId: r.id,
         owner: this.owner,
@@ -261,6 +292,8 @@ export class DeliveryWorker {
           tls: a.tls,
           reply: reply.text,
         },
+        bounceClass: bounce?.class ?? null,
+        bounceHard: bounce ? state === "bounced" && bounce.hard : null,
       });
       const line = deliveryLogLine({
         queueId: r.messageId,
@@ -274,7 +307,14 @@ export class DeliveryWorker {
         state,
         reply: reply.text,
       });
-      const fields = { queueId: r.messageId, to: r.address, status: state, relay: a.mxHost, ip: a.ip };
+      const fields = {
+        queueId: r.messageId,
+        to: r.address,
+        status: state,
+        relay: a.mxHost,
+        ip: a.ip,
+        ...(bounce ? { bounceClass: bounce.class } : {}),
+      };
       if (state === "delivered") this.deps.logger.info(fields, line);
       else this.deps.logger.warn(fields, line);
     }
@@ -294,6 +334,7 @@ export class DeliveryWorker {
             () => {
               this.stats.commits++;
               this.onCommit?.(batch);
+              this.failed(batch);
             },
             (err: unknown) => {
               // The leases stay; the recipients are due again when they expire (maybe a duplicate).
@@ -301,12 +342,43 @@ export class DeliveryWorker {
             },
           )
           .finally(() => {
-            for (const o of batch) this.inFlight.delete(o.recipientId);
+            for (const o of batch) {
+              this.inFlight.delete(o.recipientId);
+              this.pendingFailures.delete(o.recipientId);
+            }
             this.committing = undefined;
             resolve();
             this.scheduleCommit();
           });
       });
+    });
+  }
+
+  /** The VERP return paths of a job, or undefined (the submitted sender) when none apply or they cannot be read. */
+  private async returnPathsFor(
+    first: ClaimedRecipient,
+    content: Buffer,
+    recipients: readonly ClaimedRecipient[],
+  ): Promise<ReadonlyMap<string, string> | undefined> {
+    if (!this.deps.returnPaths) return undefined;
+    try {
+      return await this.deps.returnPaths.forMessage(first.messageId, first.mailFrom, content, recipients);
+    } catch (err) {
+      this.deps.logger.warn({ err, queueId: first.messageId }, "could not choose a VERP return path");
+      return undefined;
+    }
+  }
+
+  /** Hands the bounced/expired recipients of a committed batch to onFailed. */
+  private failed(batch: readonly RecipientOutcome[]): void {
+    if (!this.deps.onFailed) return;
+    const failed = batch.flatMap((o) => {
+      const f = this.pendingFailures.get(o.recipientId);
+      return f ? [f] : [];
+    });
+    if (failed.length === 0) return;
+    this.deps.onFailed(failed).catch((err: unknown) => {
+      this.deps.logger.error({ err }, "could not notify senders of failed deliveries");
     });
   }
 
