@@ -9,13 +9,21 @@
  * CPU ms per message and its peak RSS. `--json` prints the same as one JSON object (for
  * bench/compare-postfix.sh, which runs Postfix on the same load and sink in the same run).
  *
+ * Webhooks (issue 5, on unless `--webhook off`): a local HTTP receiver in this process is added
+ * with `petrel webhooks add` before the start, with the default batching (100 events or 1 s);
+ * it reports the events/s it received while Petrel relayed (every event: processed + delivered),
+ * and the lag from a recipient's delivery commit (its `delivered` event's timestamp) to the
+ * arrival of that event at the receiver, p50/p99.
+ *
  * Usage: npm run bench:relay -- [--messages 20000] [--sessions 20] [--size 2048] [--sink-port P] [--json]
  *        [--profile DIR]   (a CPU profile of the server, written when it stops)
  *        [--in-process]    (delivery on the main event loop: delivery.thread false)
+ *        [--webhook on|off]
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { createServer as createHttpServer } from "node:http";
+import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
@@ -31,6 +39,8 @@ const { values: args } = parseArgs({
     profile: { type: "string" },
     /** Deliver on the main event loop (delivery.thread: false) instead of a thread of its own. */
     "in-process": { type: "boolean", default: false },
+    /** A local webhook receiver for every event (on), or none (off). */
+    webhook: { type: "string", default: "on" },
     json: { type: "boolean", default: false },
   },
 });
@@ -62,6 +72,56 @@ function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
+interface Receiver {
+  readonly url: string;
+  events: number;
+  firstAt: number;
+  lastAt: number;
+  /** Delivery commit → arrival at the receiver, per delivered event (ms). */
+  readonly deliveredLag: number[];
+  /** Accepted → arrival, per processed event (ms). */
+  readonly processedLag: number[];
+  close(): Promise<void>;
+}
+
+/** A webhook receiver that counts events and their lag (it answers 200 and checks nothing). */
+async function startReceiver(): Promise<Receiver> {
+  const server = createHttpServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const now = Date.now();
+      const events = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Array<{
+        type: string;
+        timestamp: number;
+      }>;
+      if (receiver.events === 0) receiver.firstAt = now;
+      receiver.lastAt = now;
+      receiver.events += events.length;
+      for (const e of events) {
+        if (e.type === "delivered") receiver.deliveredLag.push(now - e.timestamp);
+        else if (e.type === "processed") receiver.processedLag.push(now - e.timestamp);
+      }
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const receiver: Receiver = {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`,
+    events: 0,
+    firstAt: 0,
+    lastAt: 0,
+    deliveredLag: [],
+    processedLag: [],
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+  return receiver;
+}
+
 async function startSink(port: number): Promise<ChildProcess> {
   const sink = spawn("smtp-sink", ["-u", "nobody", `127.0.0.1:${port}`, "1024"], { stdio: "ignore" });
   for (let i = 0; i < 100; i++) {
@@ -79,8 +139,10 @@ async function main(): Promise<void> {
   const sinkPort = ownSink ? await freePort() : Number(args["sink-port"]);
   const sink = ownSink ? await startSink(sinkPort) : undefined;
   const dataDir = tempDataDir("petrel-bench-relay-");
+  const receiver = args.webhook === "off" ? undefined : await startReceiver();
   try {
     await petrelOk(dataDir, ["domains", "add", "bench.example"]);
+    if (receiver) await petrelOk(dataDir, ["webhooks", "add", receiver.url]);
     const petrel = await startPetrel(dataDir, {
       // nodeArgs: node's own flags for the server process (test/support/petrel-process.ts).
       ...(args.profile ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${args.profile}`] } : {}),
@@ -149,6 +211,13 @@ async function main(): Promise<void> {
       .pluck()
       .get();
     db.close();
+    // Every event (processed and delivered per message) must reach the receiver.
+    const webhookDeadline = Date.now() + 300_000;
+    while (receiver && receiver.events < 2 * MESSAGES) {
+      if (Date.now() > webhookDeadline)
+        throw new Error(`webhook: only ${receiver.events} of ${2 * MESSAGES} events`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     await petrel.stop();
 
     const lastDone = Math.max(...rows.map((r) => r.done));
@@ -165,6 +234,7 @@ async function main(): Promise<void> {
       cpuMsPerMessage: Number(((stats.cpuMs - cpuBefore) / MESSAGES).toFixed(2)),
       peakRssMb: Math.round(stats.peakRssMb),
       notDelivered: Number(notDelivered),
+      ...(receiver ? webhookFigures(receiver, t0) : {}),
     };
     if (args.json) {
       process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -175,13 +245,32 @@ async function main(): Promise<void> {
           `  end-to-end rate  ${result.endToEndRate} msg/s (${result.endToEndSeconds.toFixed(1)} s, first submit → last delivery committed)\n` +
           `  time in queue    p50 ${result.inQueueP50Ms} ms, p99 ${result.inQueueP99Ms} ms\n` +
           `  server CPU       ${result.cpuMsPerMessage} ms/message\n` +
-          `  peak RSS         ${result.peakRssMb} MB\n`,
+          `  peak RSS         ${result.peakRssMb} MB\n` +
+          (receiver
+            ? `  webhook          ${result.webhookEventsPerSecond} events/s received (${result.webhookEvents} events, first submit → last event in ${result.webhookSeconds} s)\n` +
+              `  webhook lag      delivered → received p50 ${result.webhookLagP50Ms} ms, p99 ${result.webhookLagP99Ms} ms; accepted → received p50 ${result.webhookProcessedLagP50Ms} ms\n`
+            : ""),
       );
     }
   } finally {
+    await receiver?.close();
     sink?.kill("SIGTERM");
     removeDataDir(dataDir);
   }
+}
+
+function webhookFigures(receiver: Receiver, t0: number) {
+  const delivered = [...receiver.deliveredLag].sort((a, b) => a - b);
+  const processed = [...receiver.processedLag].sort((a, b) => a - b);
+  const seconds = (receiver.lastAt - t0) / 1000;
+  return {
+    webhookEvents: receiver.events,
+    webhookSeconds: Number(seconds.toFixed(1)),
+    webhookEventsPerSecond: Math.round(receiver.events / seconds),
+    webhookLagP50Ms: percentile(delivered, 50),
+    webhookLagP99Ms: percentile(delivered, 99),
+    webhookProcessedLagP50Ms: percentile(processed, 50),
+  };
 }
 
 await main();
