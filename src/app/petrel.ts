@@ -2,6 +2,8 @@
  * The composition root: builds every part from the configuration and wires them explicitly
  * (no registries, no import-time side effects). `petrel serve` and the tests start Petrel here.
  */
+
+import { type BounceListener, startBounces } from "../bounces/listener.js";
 import type { PetrelConfig } from "../config/schema.js";
 import { compileTrustedNetworks } from "../config/schema.js";
 import { startDelivery } from "../delivery/engine.js";
@@ -31,6 +33,8 @@ export interface RunningPetrel {
   readonly delivery: DeliveryThread | undefined;
   /** Webhook dispatcher (issue 5); undefined when events.webhooks.enabled is false. */
   readonly webhooks: WebhookDispatcher | undefined;
+  /** The bounce listener (issue 5); undefined when off or its port could not be bound. */
+  readonly bounces: BounceListener | undefined;
   /** Stops accepting, lets DATA transactions finish within the grace period, closes the store. */
   close(): Promise<void>;
 }
@@ -149,6 +153,16 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
   }
   for (const a of smtp.addresses) logger.info({ listener: a.name, port: a.port }, "listening");
 
+  // ── Bounces (issue 5): the inbound listener for VERP return paths (bounces.listener) ──
+  let bounces: BounceListener | undefined;
+  try {
+    bounces = await startBounces(config, store, logger, { key: certificate.key, cert: certificate.cert });
+  } catch (err) {
+    await smtp.close(0);
+    throw err;
+  }
+  // ── end bounces ──
+
   // ── Delivery (issue 3): workers claim due recipients with leases and deliver them ──
   // On its own thread with its own store connection (delivery.thread), or in-process.
   let delivery: DeliveryThread | undefined;
@@ -188,11 +202,13 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
     smtp,
     delivery,
     webhooks,
+    bounces,
     close() {
       closing ??= (async () => {
         clearInterval(housekeeping);
         await rechecker.stop();
         await smtp.close(config.smtp.shutdownGraceMs);
+        await bounces?.close(config.smtp.shutdownGraceMs);
         await spool.drain();
         // Transactions in flight may finish within the grace period; unsent work is given back.
         await delivery?.stop(config.smtp.shutdownGraceMs);

@@ -14,6 +14,7 @@ import { registerKeys } from "./commands/keys.js";
 import { registerQueue } from "./commands/queue.js";
 import { registerSend } from "./commands/send.js";
 import { registerServe } from "./commands/serve.js";
+import { registerSuppressions } from "./commands/suppressions.js";
 import { registerWebhooks } from "./commands/webhooks.js";
 
 export function buildProgram(): Command {
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   registerSend(program);
   registerEvents(program);
   registerWebhooks(program);
+  registerSuppressions(program);
   registerConfig(program);
   return program;
 }

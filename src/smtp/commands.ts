@@ -87,7 +87,8 @@ function helo<User>(s: Session<User>, verb: "EHLO" | "HELO", arg: string): undef
   if (verb === "HELO") return s.ok(`250 ${s.host.hostname}\r\n`);
   const info = s.info;
   const startTls = s.listener.mode === "starttls" && !info.secure;
-  const auth = (info.secure || s.host.allowInsecureAuth) && info.authMethod === undefined;
+  const auth =
+    s.host.authEnabled && (info.secure || s.host.allowInsecureAuth) && info.authMethod === undefined;
   s.ok(s.host.ehlo(startTls, auth));
 }
 
@@ -201,6 +202,7 @@ function starttls<User>(s: Session<User>, arg: string): undefined {
 
 function auth<User>(s: Session<User>, arg: string): Promise<void> | undefined {
   const info = s.info;
+  if (!s.host.authEnabled) return s.reject(REPLY.notImplemented);
   if (!info.secure && !s.host.allowInsecureAuth) return s.reject(REPLY.tlsFirst);
   if (info.authMethod !== undefined) return s.reject(REPLY.alreadyAuthed);
   if (!info.esmtp) return s.reject(REPLY.ehloFirst);

@@ -82,6 +82,7 @@ export class SmtpServer<User> {
         minVersion: opts.tls.minVersion ?? "TLSv1.2",
       }),
       allowInsecureAuth: opts.allowInsecureAuth ?? false,
+      authEnabled: opts.auth ?? true,
       greeting: `220 ${opts.hostname} ESMTP Petrel\r\n`,
       shuttingDown: false,
       ehlo: (startTls, auth) => ehloVariants[(startTls ? 2 : 0) + (auth ? 1 : 0)]!,

@@ -30,6 +30,8 @@ export interface SessionHost<User> {
   readonly logger: Logger;
   readonly secureContext: SecureContext;
   readonly allowInsecureAuth: boolean;
+  /** False on a listener that offers no AUTH at all (an MX, such as the bounce listener). */
+  readonly authEnabled: boolean;
   readonly greeting: string;
   readonly shuttingDown: boolean;
   ehlo(startTls: boolean, auth: boolean): string;

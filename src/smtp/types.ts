@@ -111,6 +111,8 @@ export interface SmtpServerOptions<User> {
   tls: { key: string | Buffer; cert: string | Buffer; minVersion?: "TLSv1.2" | "TLSv1.3" };
   /** Default false: AUTH is neither advertised nor accepted before TLS. */
   allowInsecureAuth?: boolean;
+  /** Default true. False: AUTH is never advertised and the command is not implemented (the bounce listener, an MX). */
+  auth?: boolean;
   limits: SmtpLimits;
   hooks: SessionHooks<User>;
   logger: Logger;

@@ -88,6 +88,8 @@ export function testConfig(dataDir: string, extra: Record<string, unknown> = {})
     // Most end-to-end tests add a sender domain without publishing DNS records for it; the tests
     // of domain verification (test/e2e-dkim*.test.ts) turn the production default back on.
     sending: { requireVerifiedDomains: false },
+    // The bounce listener (issue 5) on an ephemeral loopback port, never port 25.
+    bounces: { listener: { port: 0 } },
   };
   return deepMerge(base, extra);
 }

@@ -4,6 +4,7 @@
  * whose behaviour the recipient's local part chooses:
  *
  *   tempfail@…            RCPT → 451 4.2.1      permfail@…          RCPT → 550 5.1.1
+ *   blocked@…             RCPT → 550 5.7.1 (a blocklist rejection, as Postfix with Spamhaus words it)
  *   data-tempfail@…       end of DATA → 451     data-permfail@…     end of DATA → 554 5.6.0
  *   disconnect-in-data@…  the connection is cut while the message is being sent
  *   slow@…                RCPT answered after `slowMs`
@@ -135,6 +136,10 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
           return callback(smtpError(451, "4.2.1 Mailbox busy, try again later"));
         case "permfail":
           return callback(smtpError(550, "5.1.1 No such user here"));
+        case "blocked":
+          return callback(
+            smtpError(550, "5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org"),
+          );
         case "slow":
           return void setTimeout(() => callback(), options.slowMs ?? 300);
         default:
