@@ -35,7 +35,7 @@ export const eventsSchema = z
          */
         batchWindowMs: ms.default(1000),
         /** How often the dispatcher looks for new events and due endpoints. */
-        pollIntervalMs: z.number().int().positive().default(200),
+        pollIntervalMs: z.number().int().positive().default(50),
         /** A POST without a response within this time counts as failed. */
         timeoutMs: z.number().int().positive().default(10_000),
         /** Wait after the 1st, 2nd, … consecutive failure of an endpoint; the last entry repeats. */
