@@ -7,17 +7,14 @@
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { resolve } from "node:path";
 import { describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { classifyBounce, createClassifier } from "../src/bounces/classify.js";
 import { interpret } from "../src/bounces/interpret.js";
 import { parseReport } from "../src/bounces/report.js";
 import type { BounceClass } from "../src/bounces/rules.js";
 import { parseReply } from "../src/delivery/smtp-client.js";
-
-/** dist/test → the repository root → ../shared/samples beside it (as in CI). */
-export const SAMPLES = resolve(dirname(fileURLToPath(import.meta.url)), "../../../shared/samples");
+import { SAMPLES } from "./support/bounce-samples.js";
 
 type Case = readonly [source: string, reply: string, expected: BounceClass];
 
