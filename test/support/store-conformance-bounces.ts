@@ -125,6 +125,30 @@ export function bounceConformance(withStore: WithStore): void {
   );
 
   it(
+    "drops a queued recipient suppressed after its message was accepted, instead of claiming it",
+    withStore(async (store) => {
+      const accountId = await enqueue(store, "M1", ["gone@one.test", "ok@one.test"]);
+      await store.addSuppressions([{ accountId, address: "GONE@one.test", reason: "manual" }]);
+      const claimed = await store.claimDue({ owner: "n1:1:a", now: T0, leaseMs: 1000, limit: 10 });
+      assert.deepEqual(
+        claimed.map((r) => r.address),
+        ["ok@one.test"],
+      );
+      const states = (await store.getMessage("M1"))!.recipientDetails.map((r) => `${r.address}:${r.state}`);
+      assert.deepEqual(states, ["gone@one.test:dropped", "ok@one.test:delivering"]);
+      const dropped = await store.listEvents({ messageId: "M1", types: ["dropped"] });
+      assert.deepEqual(
+        dropped.map((e) => [e.recipient, e.reason]),
+        [["gone@one.test", "suppressed"]],
+      );
+      assert.deepEqual(
+        (await store.listAttempts("M1")).map((a) => [a.recipient, a.status]),
+        [["gone@one.test", "dropped"]],
+      );
+    }),
+  );
+
+  it(
     "applies a late bounce to a delivered recipient once, with its event and suppression",
     withStore(async (store) => {
       const accountId = await enqueue(store, "M1", ["a@one.test", "b@one.test"]);

@@ -51,12 +51,23 @@ export function createQueueOps(db: Database.Database) {
     // and reads rows in due order without a sort; LIMIT then stops the scan early.
     due: db.prepare(
       `SELECT r.id, r.message_id, r.address, r.domain, r.attempts, m.mail_from, m.size, m.received_at,
-              m.expires_at
+              m.expires_at, m.account_id,
+              EXISTS (SELECT 1 FROM suppressions x WHERE x.account_id = m.account_id
+                AND x.address = lower(r.address)) AS suppressed
        FROM recipients r INDEXED BY recipients_pending JOIN messages m ON m.id = r.message_id
        WHERE ${PENDING} AND r.next_attempt_at <= @now
          AND NOT EXISTS (SELECT 1 FROM destination_backoff b WHERE b.domain = r.domain AND b.until > @now)
          AND r.domain NOT IN (SELECT value FROM json_each(@skip))
        ORDER BY r.next_attempt_at LIMIT @limit`,
+    ),
+    // Issue 5: a recipient suppressed after its message was accepted is dropped when it comes due.
+    dropSuppressed: db.prepare(
+      `UPDATE recipients SET state = 'dropped', next_attempt_at = NULL, lease_owner = NULL,
+         lease_expires_at = NULL, last_reply = @reply, updated_at = @now WHERE id = @id`,
+    ),
+    dropSuppressedAttempt: db.prepare(
+      `INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, reply)
+       VALUES (@id, @message, @now, 0, 'dropped', @reply)`,
     ),
     anyDue: db.prepare(
       `SELECT 1 FROM recipients r INDEXED BY recipients_pending WHERE ${PENDING} AND r.next_attempt_at <= @now LIMIT 1`,
@@ -171,7 +182,26 @@ export function createQueueOps(db: Database.Database) {
       limit: request.limit,
     }) as Row[];
     const until = request.now + request.leaseMs;
-    return rows.map((row) => {
+    return rows.flatMap((row) => {
+      if (row.suppressed) {
+        // Suppressed since it was accepted (a hard bounce or complaint of another message):
+        // never attempted, like a recipient suppressed at accept (src/app/submission.ts).
+        const reply = "dropped: suppressed";
+        s.dropSuppressed.run({ id: row.id, reply, now: request.now });
+        s.dropSuppressedAttempt.run({ id: row.id, message: row.message_id, reply, now: request.now });
+        claimEvents.insert([
+          {
+            type: "dropped",
+            messageId: String(row.message_id),
+            accountId: Number(row.account_id),
+            recipient: String(row.address),
+            at: request.now,
+            attempt: Number(row.attempts),
+            reason: "suppressed",
+          },
+        ]);
+        return [];
+      }
       s.lease.run(request.owner, until, until, request.now, row.id);
       return {
         id: Number(row.id),
@@ -186,6 +216,7 @@ export function createQueueOps(db: Database.Database) {
       };
     });
   });
+  const claimEvents = prepareEventWriter(db);
 
   const events = prepareEventWriter(db);
   // Issue 5: a hard bounce suppresses its recipient in the transaction of its event.
