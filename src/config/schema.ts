@@ -7,9 +7,9 @@
 import { BlockList, isIP } from "node:net";
 import { hostname } from "node:os";
 import { z } from "zod";
+import { bouncesSchema, suppressionSchema } from "./bounces-schema.js";
 import { deliverySchema, dnsSchema } from "./delivery-schema.js";
 import { dkimSchema, domainsSchema, sendingSchema } from "./domains-schema.js";
-import { bouncesSchema, suppressionSchema } from "./bounces-schema.js";
 import { eventsSchema } from "./events-schema.js";
 
 const port = z.number().int().min(0).max(65535);

@@ -138,7 +138,10 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
           return callback(smtpError(550, "5.1.1 No such user here"));
         case "blocked":
           return callback(
-            smtpError(550, "5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org"),
+            smtpError(
+              550,
+              "5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org",
+            ),
           );
         case "slow":
           return void setTimeout(() => callback(), options.slowMs ?? 300);
