@@ -14,6 +14,7 @@
  */
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { stringify } from "yaml";
@@ -290,5 +291,31 @@ describe("VERP return paths and the bounce listener", () => {
       (m) => m.mailFrom === "" && m.recipients.includes(`permfail@${DOMAIN}`),
     );
     assert.equal(fromNull.length, 1);
+  });
+});
+
+describe("the bounce listener's port", () => {
+  it("says in one warning line that it cannot listen, and serve runs on without it", async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((done) => blocker.listen(0, "127.0.0.1", done));
+    const port = (blocker.address() as net.AddressInfo).port;
+    const dataDir = tempDataDir("petrel-bounces-port-");
+    const petrel = await startPetrel(dataDir, { config: { bounces: { listener: { port } } } });
+    try {
+      assert.equal(petrel.ports.bounces, undefined);
+      assert.ok(petrel.ports.submission, "submission listens");
+      const warnings = petrel.logRecords().filter((r) => r.listener === "bounces" && r.level === 40);
+      assert.equal(warnings.length, 1);
+      assert.match(
+        String(warnings[0]!.msg),
+        new RegExp(
+          `^bounce listener not started: cannot listen on 127\\.0\\.0\\.1:${port}: the port is already in use; .*bounces\\.listener\\.port`,
+        ),
+      );
+    } finally {
+      await petrel.stop();
+      blocker.close();
+      removeDataDir(dataDir);
+    }
   });
 });
