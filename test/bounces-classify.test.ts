@@ -13,6 +13,7 @@ import { classifyBounce, createClassifier } from "../src/bounces/classify.js";
 import { interpret } from "../src/bounces/interpret.js";
 import { parseReport } from "../src/bounces/report.js";
 import type { BounceClass } from "../src/bounces/rules.js";
+import { configSchema } from "../src/config/schema.js";
 import { parseReply } from "../src/delivery/smtp-client.js";
 import { SAMPLES } from "./support/bounce-samples.js";
 
@@ -308,6 +309,18 @@ describe("bounce classification table", () => {
     assert.deepEqual([regex.class, regex.rule], ["invalid-recipient", "operator:frobnicated mailbox"]);
     // Without a matching operator rule, the table decides as before.
     assert.equal(classify({ code: 550, enhanced: "5.1.1", text: "550 5.1.1 no" }).class, "invalid-recipient");
+  });
+
+  it("validates bounces.rules at start: a bad pattern or class stops the configuration", () => {
+    const parsed = configSchema.parse({ bounces: { rules: [{ match: "x.2.x", class: "mailbox-full" }] } });
+    assert.equal(parsed.bounces.rules[0]!.class, "mailbox-full");
+    assert.throws(
+      () => configSchema.parse({ bounces: { rules: [{ match: "(unclosed", class: "unknown" }] } }),
+      /regular expression/,
+    );
+    assert.throws(() => configSchema.parse({ bounces: { rules: [{ match: "554", class: "hard" }] } }));
+    assert.equal(configSchema.parse({}).suppression.mode, "drop");
+    assert.equal(configSchema.parse({}).bounces.listener.port, 25);
   });
 });
 
