@@ -196,7 +196,6 @@ describe("events end to end", () => {
   });
 
   it("removes the fields before DKIM signing: the MX gets neither, and the signature verifies", async () => {
-    const before = mx.messages.length;
     const message = {
       from: "app@signed.events.example",
       to: ["signed@example.com"],
@@ -206,8 +205,9 @@ describe("events end to end", () => {
       ),
     };
     const [id] = await submitAll(petrel.ports.submission!, [message]);
-    await waitUntil(() => mx.messages.length > before, "the signed message at the MX");
-    const received = mx.messages.find((m) => m.to.includes("signed@example.com"))!.content;
+    const signedOne = () => mx.messages.find((m) => m.to.includes("signed@example.com"));
+    await waitUntil(() => signedOne() !== undefined, "the signed message at the MX");
+    const received = signedOne()!.content;
     const text = received.toString();
     assert.match(text, /^DKIM-Signature: /m);
     assert.doesNotMatch(text, /X-Petrel/i);
@@ -241,12 +241,16 @@ describe("events end to end", () => {
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     let out = "";
+    let err = "";
     child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
       out += chunk;
     });
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      err += chunk;
+    });
     try {
-      // Let it take its starting point before the message is submitted.
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      // It has taken its starting point (the newest event) once it says so.
+      await waitUntil(() => err.includes("Following new events"), "events tail --follow to start", 60_000);
       const [id] = await submitAll(petrel.ports.submission!, [testMessage(5, "follow@example.com")]);
       await waitUntil(() => out.includes(id!), "the followed event", 60_000);
       const lines = out

@@ -67,6 +67,8 @@ export function registerEvents(program: Command): void {
       }
       // The cursor starts at the newest event of any kind, so only new events follow.
       let after = first.at(-1)?.id ?? (await store.listEvents({ limit: 1, newest: true }))[0]?.id ?? "";
+      // On stderr, so that --json output stays one event per line; scripts can wait for it.
+      process.stderr.write("Following new events (Ctrl-C to stop)\n");
       let stop = false;
       const interrupted = new Promise<void>((resolve) => {
         const done = () => {

@@ -129,47 +129,64 @@ export function createEventOps(db: Database.Database) {
       if (filter.newest) rows.reverse();
       return toEvents(rows);
     },
-    /** Events with an id greater than `after`, oldest first, at most `limit` (for webhook batches). */
-    after(after: string, limit: number): PetrelEvent[] {
-      return toEvents(
-        prepared(`${EVENT_SELECT} WHERE e.id > ? ORDER BY e.id LIMIT ?`).all(after, limit) as Row[],
-      );
+    /**
+     * Events with an id greater than `after`, oldest first, at most `scan` of them, for webhook
+     * batches: `take` says whether an event is wanted and whether to go on (rows are read one at
+     * a time, so a batch that fills early reads no further). Returns the last id looked at.
+     */
+    scanAfter(after: string, scan: number, take: (event: PetrelEvent) => "take" | "skip" | "stop"): string {
+      let last = after;
+      const cache: MetadataCache = new Map();
+      for (const row of prepared(`${EVENT_SELECT} WHERE e.id > ? ORDER BY e.id LIMIT ?`).iterate(
+        after,
+        scan,
+      ) as IterableIterator<Row>) {
+        const event = toEvent(row, cache);
+        const verdict = take(event);
+        if (verdict === "stop") break;
+        last = event.id;
+      }
+      return last;
     },
   };
 }
 
+type MetadataCache = Map<string, { metadata: Record<string, unknown> | null; categories: string[] }>;
+
 /** Rows to events; metadata is parsed once per message. */
 export function toEvents(rows: readonly Row[]): PetrelEvent[] {
-  const parsed = new Map<string, { metadata: Record<string, unknown> | null; categories: string[] }>();
-  return rows.map((row) => {
-    const messageId = String(row.message_id);
-    let extra = parsed.get(messageId);
-    if (!extra) {
-      extra = {
-        metadata: row.metadata ? (JSON.parse(String(row.metadata)) as Record<string, unknown>) : null,
-        categories: row.categories ? (JSON.parse(String(row.categories)) as string[]) : [],
-      };
-      parsed.set(messageId, extra);
-    }
-    const hard = row.bounce_hard as number | null;
-    return {
-      id: String(row.id),
-      type: row.type as EventType,
-      timestamp: Number(row.at),
-      messageId,
-      account: String(row.account_name ?? row.account_id),
-      recipient: String(row.recipient),
-      attempt: (row.attempt as number | null) ?? null,
-      nextAttemptAt: (row.next_attempt_at as number | null) ?? null,
-      mxHost: (row.mx_host as string | null) ?? null,
-      ip: (row.ip as string | null) ?? null,
-      reply: (row.reply as string | null) ?? null,
-      enhancedCode: (row.enhanced_code as string | null) ?? null,
-      bounceClass: (row.bounce_class as string | null) ?? null,
-      bounceHard: hard === null || hard === undefined ? null : hard === 1,
-      reason: (row.reason as string | null) ?? null,
-      metadata: extra.metadata,
-      categories: extra.categories,
+  const cache: MetadataCache = new Map();
+  return rows.map((row) => toEvent(row, cache));
+}
+
+function toEvent(row: Row, cache: MetadataCache): PetrelEvent {
+  const messageId = String(row.message_id);
+  let extra = cache.get(messageId);
+  if (!extra) {
+    extra = {
+      metadata: row.metadata ? (JSON.parse(String(row.metadata)) as Record<string, unknown>) : null,
+      categories: row.categories ? (JSON.parse(String(row.categories)) as string[]) : [],
     };
-  });
+    cache.set(messageId, extra);
+  }
+  const hard = row.bounce_hard as number | null;
+  return {
+    id: String(row.id),
+    type: row.type as EventType,
+    timestamp: Number(row.at),
+    messageId,
+    account: String(row.account_name ?? row.account_id),
+    recipient: String(row.recipient),
+    attempt: (row.attempt as number | null) ?? null,
+    nextAttemptAt: (row.next_attempt_at as number | null) ?? null,
+    mxHost: (row.mx_host as string | null) ?? null,
+    ip: (row.ip as string | null) ?? null,
+    reply: (row.reply as string | null) ?? null,
+    enhancedCode: (row.enhanced_code as string | null) ?? null,
+    bounceClass: (row.bounce_class as string | null) ?? null,
+    bounceHard: hard === null || hard === undefined ? null : hard === 1,
+    reason: (row.reason as string | null) ?? null,
+    metadata: extra.metadata,
+    categories: extra.categories,
+  };
 }

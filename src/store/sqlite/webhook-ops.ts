@@ -14,6 +14,7 @@ import type Database from "better-sqlite3";
 import type {
   EventType,
   NewWebhook,
+  PetrelEvent,
   Webhook,
   WebhookAttempt,
   WebhookBatch,
@@ -151,17 +152,14 @@ export function createWebhookOps(db: Database.Database) {
       return (s.due.all(now) as Row[]).map((row) => ({ ...toWebhook(row), secret: String(row.secret) }));
     },
     batch(webhook: Webhook, limit: number, scan: number): WebhookBatch {
-      const scanned = events.after(webhook.cursor, scan);
       const types = webhook.eventTypes ? new Set<EventType>(webhook.eventTypes) : undefined;
-      const picked = [];
-      let cursor = webhook.cursor;
-      for (const event of scanned) {
-        if (picked.length === limit) break;
-        cursor = event.id;
-        if (event.account !== webhook.accountName) continue;
-        if (types && !types.has(event.type)) continue;
+      const picked: PetrelEvent[] = [];
+      const cursor = events.scanAfter(webhook.cursor, scan, (event) => {
+        if (picked.length === limit) return "stop";
+        if (event.account !== webhook.accountName || (types && !types.has(event.type))) return "skip";
         picked.push(event);
-      }
+        return "take";
+      });
       return { events: picked, cursor };
     },
     recordAttempt: relaxed((attempt: WebhookAttempt): void => recordAttempt.immediate(attempt)),
