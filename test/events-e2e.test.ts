@@ -279,6 +279,10 @@ describe("events end to end", () => {
     assert.match(await cliOk(["webhooks", "deliveries", receiver.url]), /test\s+200\s+1/);
     assert.equal((await cli(["webhooks", "add", receiver.url])).code, 1, "one endpoint per URL and account");
     assert.equal((await cli(["webhooks", "add", "ftp://x.test/"])).code, 1);
+    assert.match(
+      (await cli(["webhooks", "add", "https://u:p@x.test/"])).stderr,
+      /cannot carry user:password@/,
+    );
     const other = await cli(["webhooks", "add", "http://127.0.0.1:1/x", "--events", "bounce,nope"]);
     assert.match(other.stderr, /unknown event type nope/);
     assert.match(await cliOk(["webhooks", "remove", receiver.url]), /Removed webhook/);

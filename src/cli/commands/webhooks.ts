@@ -26,6 +26,11 @@ function checkUrl(value: string): string {
   }
   if (url.protocol !== "https:" && url.protocol !== "http:")
     throw new UsageError(`webhook URLs must be http:// or https:// (got ${url.protocol})`);
+  // fetch refuses URLs with user:password@; a receiver checks the signature instead.
+  if (url.username || url.password)
+    throw new UsageError(
+      "a webhook URL cannot carry user:password@ (verify the Petrel-Signature header instead)",
+    );
   return value;
 }
 
