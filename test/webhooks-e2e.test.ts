@@ -89,6 +89,11 @@ describe("webhooks end to end", () => {
         }
       }
       assert.ok(receiver.posts.length >= 20, `batched: ${receiver.posts.length} POSTs`);
+      assert.equal(
+        receiver.accepted().length,
+        2000,
+        "no event sent twice when the receiver always answers 200",
+      );
       // The fields were removed before delivery: recipients never see them.
       for (const m of mx.messages.slice(-1000))
         assert.doesNotMatch(m.content.toString(), /X-Petrel-(Metadata|Category)/i);

@@ -45,6 +45,11 @@ export class WebhookDispatcher {
   private readonly deps: WebhookDispatcherDeps;
   private readonly now: () => number;
   private readonly inFlight = new Map<number, Promise<void>>();
+  /**
+   * Endpoints whose last read found a batch not yet full and not yet due: until new events come
+   * or the batch is due, the next polls need not read the events again.
+   */
+  private readonly waiting = new Map<number, { cursor: string; scannedTo: string; dueAt: number }>();
   private readonly abort = new AbortController();
   private running = false;
   private timer: NodeJS.Timeout | undefined;
@@ -109,7 +114,18 @@ export class WebhookDispatcher {
   /** Sends what is pending for one endpoint, batch after batch, until caught up or failing. */
   private async serve(initial: WebhookWithSecret): Promise<void> {
     const { store, config, logger } = this.deps;
-    let endpoint = initial;
+    // The tick's list may predate the end of this endpoint's previous run (which moved its cursor
+    // and failure state): read it again now that no other run of it can be going on, or a batch
+    // already acknowledged would be sent twice.
+    const fresh = (await store.dueWebhooks(this.now())).find((w) => w.id === initial.id);
+    if (!fresh) return;
+    let endpoint = fresh;
+    const wait = this.waiting.get(endpoint.id);
+    if (wait && wait.cursor === endpoint.cursor && this.now() < wait.dueAt) {
+      const newest = (await store.listEvents({ limit: 1, newest: true }))[0]?.id ?? "";
+      if (newest <= wait.scannedTo) return;
+    }
+    this.waiting.delete(endpoint.id);
     while (this.running) {
       const batch = await store.webhookBatch(
         endpoint,
@@ -126,7 +142,11 @@ export class WebhookDispatcher {
       }
       const full = batch.events.length >= config.maxBatchEvents;
       // A batch that is not full waits (to the next poll) until its oldest event is old enough.
-      if (!full && endpoint.failures === 0 && this.now() - ulidTime(first.id) < config.batchWindowMs) return;
+      const dueAt = ulidTime(first.id) + config.batchWindowMs;
+      if (!full && endpoint.failures === 0 && this.now() < dueAt) {
+        this.waiting.set(endpoint.id, { cursor: endpoint.cursor, scannedTo: batch.cursor, dueAt });
+        return;
+      }
 
       const body = JSON.stringify(batch.events);
       const at = this.now();

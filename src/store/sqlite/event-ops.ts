@@ -131,20 +131,29 @@ export function createEventOps(db: Database.Database) {
     },
     /**
      * Events with an id greater than `after`, oldest first, at most `scan` of them, for webhook
-     * batches: `take` says whether an event is wanted and whether to go on (rows are read one at
-     * a time, so a batch that fills early reads no further). Returns the last id looked at.
+     * batches: `take` says whether an event is wanted and whether to go on. Rows are read in
+     * chunks of `chunk` (the batch size: an endpoint that takes every event reads one chunk), so
+     * a batch that fills early reads little further. Returns the last id looked at.
      */
-    scanAfter(after: string, scan: number, take: (event: PetrelEvent) => "take" | "skip" | "stop"): string {
-      let last = after;
+    scanAfter(
+      after: string,
+      scan: number,
+      chunk: number,
+      take: (event: PetrelEvent) => "take" | "skip" | "stop",
+    ): string {
+      const statement = prepared(`${EVENT_SELECT} WHERE e.id > ? ORDER BY e.id LIMIT ?`);
       const cache: MetadataCache = new Map();
-      for (const row of prepared(`${EVENT_SELECT} WHERE e.id > ? ORDER BY e.id LIMIT ?`).iterate(
-        after,
-        scan,
-      ) as IterableIterator<Row>) {
-        const event = toEvent(row, cache);
-        const verdict = take(event);
-        if (verdict === "stop") break;
-        last = event.id;
+      let last = after;
+      let read = 0;
+      while (read < scan) {
+        const rows = statement.all(last, Math.min(chunk, scan - read)) as Row[];
+        read += rows.length;
+        for (const row of rows) {
+          const event = toEvent(row, cache);
+          if (take(event) === "stop") return last;
+          last = event.id;
+        }
+        if (rows.length < chunk) break;
       }
       return last;
     },

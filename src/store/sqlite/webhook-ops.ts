@@ -154,7 +154,7 @@ export function createWebhookOps(db: Database.Database) {
     batch(webhook: Webhook, limit: number, scan: number): WebhookBatch {
       const types = webhook.eventTypes ? new Set<EventType>(webhook.eventTypes) : undefined;
       const picked: PetrelEvent[] = [];
-      const cursor = events.scanAfter(webhook.cursor, scan, (event) => {
+      const cursor = events.scanAfter(webhook.cursor, scan, limit, (event) => {
         if (picked.length === limit) return "stop";
         if (event.account !== webhook.accountName || (types && !types.has(event.type))) return "skip";
         picked.push(event);
