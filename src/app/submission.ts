@@ -195,8 +195,9 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
           clientIp: session.remoteAddress,
           receivedAt: now.getTime(),
           expiresAt: now.getTime() + config.queue.maxLifetimeMs,
-          metadata: attached.metadata,
-          categories: attached.categories,
+          // Only when present: the message is copied to the commit thread, field by field.
+          ...(attached.metadata === null ? {} : { metadata: attached.metadata }),
+          ...(attached.categories.length === 0 ? {} : { categories: attached.categories }),
           dropped: droppedByEnvelope.get(envelope)?.map((address) => ({ address, reason: "suppressed" })),
         });
       } catch (err) {

@@ -38,6 +38,9 @@ export function ulidTime(id: string): number {
 
 /** `id` plus one (the random part carries into the time part only at its maximum). */
 export function incrementUlid(id: string): string {
+  // The common case (the last character is not the highest digit) without splitting the string.
+  const tail = ALPHABET.indexOf(id[id.length - 1]!);
+  if (tail < 31) return id.slice(0, -1) + ALPHABET[tail + 1]!;
   const chars = id.split("");
   for (let i = chars.length - 1; i >= 0; i--) {
     const v = ALPHABET.indexOf(chars[i]!);
