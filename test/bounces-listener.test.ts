@@ -297,11 +297,14 @@ describe("VERP return paths and the bounce listener", () => {
 describe("the bounce listener's port", () => {
   it("says in one warning line that it cannot listen, and serve runs on without it", async () => {
     const blocker = net.createServer();
+    // Never keeps the test process alive, whatever happens below.
+    blocker.unref();
     await new Promise<void>((done) => blocker.listen(0, "127.0.0.1", done));
     const port = (blocker.address() as net.AddressInfo).port;
     const dataDir = tempDataDir("petrel-bounces-port-");
-    const petrel = await startPetrel(dataDir, { config: { bounces: { listener: { port } } } });
+    let petrel: PetrelProcess | undefined;
     try {
+      petrel = await startPetrel(dataDir, { config: { bounces: { listener: { port } } } });
       assert.equal(petrel.ports.bounces, undefined);
       assert.ok(petrel.ports.submission, "submission listens");
       const warnings = petrel.logRecords().filter((r) => r.listener === "bounces" && r.level === 40);
@@ -313,7 +316,7 @@ describe("the bounce listener's port", () => {
         ),
       );
     } finally {
-      await petrel.stop();
+      await petrel?.stop();
       blocker.close();
       removeDataDir(dataDir);
     }
