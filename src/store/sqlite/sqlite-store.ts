@@ -60,6 +60,7 @@ import type {
   WebhookWithSecret,
 } from "../types.js";
 import { StoreConflictError } from "../types.js";
+import { type AccountOps, conflictOr, createAccountOps } from "./account-ops.js";
 import { type BounceOps, createBounceOps } from "./bounce-ops.js";
 import { createDomainOps, type DomainOps } from "./domain-ops.js";
 import { configureConnection, prepareEnqueue } from "./enqueue.js";
@@ -108,14 +109,13 @@ function migrate(db: Database.Database): void {
   }).immediate();
 }
 
-const API_KEY_COLUMNS = `k.id, k.account_id, a.name AS account_name, k.name, k.prefix, k.created_at,
-  k.last_used_at, k.revoked_at`;
-
 export class SqliteStore implements Store {
   readonly kind = "sqlite" as const;
   private readonly db: Database.Database;
   private readonly statements: ReturnType<typeof prepareStatements>;
   private readonly insertBatch: (messages: readonly NewMessage[]) => void;
+  /** Accounts and API keys (account-ops.ts). */
+  private readonly accounts: AccountOps;
   /** Delivery: leases, outcomes, queue actions (queue-ops.ts). */
   private readonly queue: QueueOps;
   /** Sender domains: DKIM keys, checks, events (domain-ops.ts). */
@@ -133,6 +133,7 @@ export class SqliteStore implements Store {
     this.db = db;
     this.enqueueThread = enqueueThread;
     this.statements = prepareStatements(db);
+    this.accounts = createAccountOps(db);
     this.queue = createQueueOps(db);
     this.domains = createDomainOps(db);
     this.events = createEventOps(db);
@@ -148,68 +149,35 @@ export class SqliteStore implements Store {
   }
 
   async createAccount(name: string): Promise<Account> {
-    try {
-      const row = this.db
-        .prepare("INSERT INTO accounts (name, created_at) VALUES (?, ?) RETURNING id, name, created_at")
-        .get(name, Date.now()) as Row;
-      return toAccount(row);
-    } catch (err) {
-      throw conflictOr(err, `account ${name} already exists`);
-    }
+    return this.accounts.createAccount(name);
   }
 
   async getAccount(name: string): Promise<Account | undefined> {
-    const row = this.db.prepare("SELECT id, name, created_at FROM accounts WHERE name = ?").get(name) as
-      | Row
-      | undefined;
-    return row && toAccount(row);
+    return this.accounts.getAccount(name);
   }
 
   async listAccounts(): Promise<Account[]> {
-    return (this.db.prepare("SELECT id, name, created_at FROM accounts ORDER BY name").all() as Row[]).map(
-      toAccount,
-    );
+    return this.accounts.listAccounts();
   }
 
   async insertApiKey(key: NewApiKey): Promise<ApiKey> {
-    try {
-      const { id } = this.db
-        .prepare(
-          "INSERT INTO api_keys (account_id, name, hash, prefix, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
-        )
-        .get(key.accountId, key.name, key.hash, key.prefix, Date.now()) as { id: number };
-      return toApiKey(
-        this.db.prepare(`SELECT ${API_KEY_COLUMNS} ${API_KEY_FROM} WHERE k.id = ?`).get(id) as Row,
-      );
-    } catch (err) {
-      throw conflictOr(err, `an active key named ${key.name} already exists`);
-    }
+    return this.accounts.insertApiKey(key);
   }
 
   async findActiveApiKey(hash: string): Promise<ApiKey | undefined> {
-    const row = this.statements.findKey.get(hash) as Row | undefined;
-    return row && toApiKey(row);
+    return this.accounts.findActiveApiKey(hash);
   }
 
   async listApiKeys(): Promise<ApiKey[]> {
-    const rows = this.db
-      .prepare(`SELECT ${API_KEY_COLUMNS} ${API_KEY_FROM} ORDER BY k.revoked_at IS NOT NULL, k.name`)
-      .all() as Row[];
-    return rows.map(toApiKey);
+    return this.accounts.listApiKeys();
   }
 
   async revokeApiKey(name: string): Promise<boolean> {
-    const result = this.db
-      .prepare("UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
-      .run(Date.now(), name);
-    return result.changes > 0;
+    return this.accounts.revokeApiKey(name);
   }
 
   async recordApiKeyUse(uses: ReadonlyArray<{ readonly id: number; readonly at: number }>): Promise<void> {
-    const update = this.statements.touchKey;
-    this.db.transaction(() => {
-      for (const use of uses) update.run(use.at, use.id, use.at);
-    })();
+    this.accounts.recordApiKeyUse(uses);
   }
 
   async addDomain(accountId: number, domain: string): Promise<SenderDomain> {
@@ -505,7 +473,6 @@ export class SqliteStore implements Store {
   }
 }
 
-const API_KEY_FROM = "FROM api_keys k JOIN accounts a ON a.id = k.account_id";
 const DOMAIN_SELECT = `SELECT d.id, d.account_id, a.name AS account_name, d.domain, d.status, d.created_at,
   d.last_checked_at FROM sender_domains d JOIN accounts a ON a.id = d.account_id`;
 const SENDER_SELECT = `SELECT s.id, s.account_id, a.name AS account_name, s.address, s.created_at
@@ -515,12 +482,6 @@ const MESSAGE_SELECT = `SELECT m.id, a.name AS account_name, m.mail_from, m.size
 
 function prepareStatements(db: Database.Database) {
   return {
-    findKey: db.prepare(
-      `SELECT ${API_KEY_COLUMNS} ${API_KEY_FROM} WHERE k.hash = ? AND k.revoked_at IS NULL`,
-    ),
-    touchKey: db.prepare(
-      "UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
-    ),
     accountDomains: db.prepare("SELECT domain FROM sender_domains WHERE account_id = ?"),
     accountSenders: db.prepare("SELECT address FROM single_senders WHERE account_id = ?"),
     content: db.prepare("SELECT content FROM message_contents WHERE message_id = ?"),
@@ -528,23 +489,6 @@ function prepareStatements(db: Database.Database) {
       `SELECT address, state, attempts, next_attempt_at, last_reply, updated_at
        FROM recipients WHERE message_id = ? ORDER BY id`,
     ),
-  };
-}
-
-function toAccount(row: Row): Account {
-  return { id: Number(row.id), name: String(row.name), createdAt: Number(row.created_at) };
-}
-
-function toApiKey(row: Row): ApiKey {
-  return {
-    id: Number(row.id),
-    accountId: Number(row.account_id),
-    accountName: String(row.account_name),
-    name: String(row.name),
-    prefix: String(row.prefix),
-    createdAt: Number(row.created_at),
-    lastUsedAt: (row.last_used_at as number | null) ?? null,
-    revokedAt: (row.revoked_at as number | null) ?? null,
   };
 }
 
@@ -587,13 +531,4 @@ function toSummary(row: Row, recipients: readonly RecipientDetail[]): MessageSum
 
 function escapeLike(value: string): string {
   return value.replace(/[%_\\]/g, "\\$&");
-}
-
-function conflictOr(err: unknown, message: string): unknown {
-  if (err instanceof StoreConflictError) return err;
-  const code = (err as { code?: string }).code;
-  if (code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY") {
-    return new StoreConflictError(message);
-  }
-  return err;
 }

@@ -1,0 +1,114 @@
+/**
+ * Accounts and API keys in SQLite. Keys are stored as hashes only; a name identifies one active
+ * key (revoked keys keep theirs for the record). Synchronous, like every better-sqlite3 call; the
+ * store's async methods delegate here.
+ */
+import type Database from "better-sqlite3";
+import type { Account, ApiKey, NewApiKey } from "../types.js";
+import { StoreConflictError } from "../types.js";
+
+type Row = Record<string, unknown>;
+
+const API_KEY_SELECT = `SELECT k.id, k.account_id, a.name AS account_name, k.name, k.prefix, k.created_at,
+  k.last_used_at, k.revoked_at FROM api_keys k JOIN accounts a ON a.id = k.account_id`;
+
+export type AccountOps = ReturnType<typeof createAccountOps>;
+
+export function createAccountOps(db: Database.Database) {
+  const findKey = db.prepare(`${API_KEY_SELECT} WHERE k.hash = ? AND k.revoked_at IS NULL`);
+  // Monotonic: a late flush from one process never moves "last used" backwards.
+  const touchKey = db.prepare(
+    "UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+  );
+  const touchKeys = db.transaction((uses: ReadonlyArray<{ readonly id: number; readonly at: number }>) => {
+    for (const use of uses) touchKey.run(use.at, use.id, use.at);
+  });
+
+  return {
+    createAccount(name: string): Account {
+      try {
+        const row = db
+          .prepare("INSERT INTO accounts (name, created_at) VALUES (?, ?) RETURNING id, name, created_at")
+          .get(name, Date.now()) as Row;
+        return toAccount(row);
+      } catch (err) {
+        throw conflictOr(err, `account ${name} already exists`);
+      }
+    },
+
+    getAccount(name: string): Account | undefined {
+      const row = db.prepare("SELECT id, name, created_at FROM accounts WHERE name = ?").get(name) as
+        | Row
+        | undefined;
+      return row && toAccount(row);
+    },
+
+    listAccounts(): Account[] {
+      return (db.prepare("SELECT id, name, created_at FROM accounts ORDER BY name").all() as Row[]).map(
+        toAccount,
+      );
+    },
+
+    insertApiKey(key: NewApiKey): ApiKey {
+      try {
+        const { id } = db
+          .prepare(
+            "INSERT INTO api_keys (account_id, name, hash, prefix, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+          )
+          .get(key.accountId, key.name, key.hash, key.prefix, Date.now()) as { id: number };
+        return toApiKey(db.prepare(`${API_KEY_SELECT} WHERE k.id = ?`).get(id) as Row);
+      } catch (err) {
+        throw conflictOr(err, `an active key named ${key.name} already exists`);
+      }
+    },
+
+    findActiveApiKey(hash: string): ApiKey | undefined {
+      const row = findKey.get(hash) as Row | undefined;
+      return row && toApiKey(row);
+    },
+
+    listApiKeys(): ApiKey[] {
+      const rows = db.prepare(`${API_KEY_SELECT} ORDER BY k.revoked_at IS NOT NULL, k.name`).all() as Row[];
+      return rows.map(toApiKey);
+    },
+
+    revokeApiKey(name: string): boolean {
+      return (
+        db
+          .prepare("UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
+          .run(Date.now(), name).changes > 0
+      );
+    },
+
+    recordApiKeyUse(uses: ReadonlyArray<{ readonly id: number; readonly at: number }>): void {
+      touchKeys(uses);
+    },
+  };
+}
+
+function toAccount(row: Row): Account {
+  return { id: Number(row.id), name: String(row.name), createdAt: Number(row.created_at) };
+}
+
+function toApiKey(row: Row): ApiKey {
+  return {
+    id: Number(row.id),
+    accountId: Number(row.account_id),
+    accountName: String(row.account_name),
+    name: String(row.name),
+    prefix: String(row.prefix),
+    createdAt: Number(row.created_at),
+    lastUsedAt: (row.last_used_at as number | null) ?? null,
+    revokedAt: (row.revoked_at as number | null) ?? null,
+  };
+}
+
+/** Turns a uniqueness violation into a StoreConflictError with a message an operator understands. */
+export function conflictOr(err: unknown, message: string): unknown {
+  if (err instanceof StoreConflictError) return err;
+  const code = (err as { code?: string }).code;
+  if (code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY") {
+    return new StoreConflictError(message);
+  }
+  return err;
+}
