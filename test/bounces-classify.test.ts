@@ -279,9 +279,30 @@ describe("bounce classification table", () => {
     });
   }
 
-  it("puts the enhanced code before the text, and never calls a temporary reply hard", () => {
-    const code = classifyBounce({ code: 550, enhanced: "5.1.1", text: "550 5.1.1 mailbox full" });
+  it("lets wording that names its cause beat the code, the code beat weak wording; never calls a temporary reply hard", () => {
+    // Providers reuse 5.1.1 for a full mailbox (Orange, Comcast) and for a throttle (GoDaddy).
+    const full = classifyBounce({ code: 552, enhanced: "5.1.1", text: "552 5.1.1 mailbox full" });
+    assert.deepEqual([full.class, full.hard], ["mailbox-full", false]);
+    const throttle = classifyBounce({
+      text: "550 5.1.1 <a@b.example> - 192.0.2.1 has sent to too many recipients this hour",
+    });
+    assert.deepEqual([throttle.class, throttle.hard], ["reputation", false]);
+    // "access denied" is weaker evidence than 5.1.1.
+    const code = classifyBounce({
+      code: 550,
+      enhanced: "5.1.1",
+      text: "550 5.1.1 <a@b.example>: access denied",
+    });
     assert.deepEqual([code.class, code.hard], ["invalid-recipient", true]);
+    // Enhanced codes in the notations MTAs use inside the text.
+    assert.equal(
+      classifyBounce({ text: "550 sorry, no mailbox here by that name (#5.1.1 - chkusr)" }).class,
+      "invalid-recipient",
+    );
+    assert.equal(
+      classifyBounce({ text: "553 #5.1.8 Domain of sender address b@nx.example does not exist" }).class,
+      "auth-failure",
+    );
     const temporary = classifyBounce({ code: 450, enhanced: "4.1.1", text: "450 4.1.1 user unknown" });
     assert.deepEqual([temporary.class, temporary.hard], ["transient", false]);
     // A generic status defers to a specific code inside the diagnostic.
