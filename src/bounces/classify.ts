@@ -24,7 +24,7 @@ export interface BounceInput {
 export interface Classification {
   readonly class: BounceClass;
   readonly hard: boolean;
-  /** Which rule decided: "operator:<match>", "code:5.1.1", "text:<pattern>", "subject:x.7", "basic:5xx". */
+  /** Which rule decided: "operator:<match>", "code:5.1.1", 'text:"<words matched>"', "subject:x.7", "basic:5xx". */
   readonly rule: string;
 }
 
@@ -152,6 +152,11 @@ function bySubject(input: Parsed): Classification | undefined {
   }
 }
 
+/** Names a text rule by the words it matched: what an operator would put in an override. */
+function textRule(matched: string): string {
+  return `text:"${matched.replace(/\s+/g, " ").slice(0, 60)}"`;
+}
+
 export function createClassifier(operatorRules: readonly OperatorRule[] = []): Classifier {
   const compiled = compileOperatorRules(operatorRules);
   return (raw) => {
@@ -161,15 +166,15 @@ export function createClassifier(operatorRules: readonly OperatorRule[] = []): C
         return result(operatorRules[i]!.class, input, `operator:${operatorRules[i]!.match}`);
     }
     for (const rule of SPECIFIC_TEXT_RULES) {
-      if (rule.text.test(input.text))
-        return result(rule.class, input, `text:${rule.text.source.slice(0, 40)}`);
+      const m = rule.text.exec(input.text);
+      if (m) return result(rule.class, input, textRule(m[0]));
     }
     for (const rule of CODE_RULES) {
       if (codeRuleMatches(rule, input)) return result(rule.class, input, `code:${rule.code}`);
     }
     for (const rule of TEXT_RULES as readonly TextRule[]) {
-      if (rule.text.test(input.text))
-        return result(rule.class, input, `text:${rule.text.source.slice(0, 40)}`);
+      const m = rule.text.exec(input.text);
+      if (m) return result(rule.class, input, textRule(m[0]));
     }
     const subject = bySubject(input);
     if (subject) return subject;

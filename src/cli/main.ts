@@ -7,6 +7,7 @@ import { Command, CommanderError } from "commander";
 import { UsageError } from "../errors.js";
 import { StoreConflictError } from "../store/types.js";
 import { registerAccounts } from "./commands/accounts.js";
+import { registerBounces } from "./commands/bounces.js";
 import { registerConfig } from "./commands/config.js";
 import { registerEvents } from "./commands/events.js";
 import { registerIdentities } from "./commands/identities.js";
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
   registerWebhooks(program);
   registerSuppressions(program);
   registerConfig(program);
+  registerBounces(program);
   return program;
 }
 
