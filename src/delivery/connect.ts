@@ -11,7 +11,7 @@
 import type { DeliveryConfig } from "../config/delivery-schema.js";
 import type { DnsResolver } from "../dns/types.js";
 import type { Logger } from "../log.js";
-import type { AttemptInfo } from "./dispatcher.js";
+import type { AttemptInfo } from "./jobs.js";
 import { type Candidate, type MxOutcome, resolveMx, resolveRelay } from "./mx.js";
 import type { ResolvedRoute } from "./routes.js";
 import { local, type Reply, SessionError, SmtpSession } from "./smtp-client.js";

@@ -35,55 +35,19 @@ import type { DnsResolver } from "../dns/types.js";
 import type { Logger } from "../log.js";
 import { destinationWait, type RetryPolicy } from "../queue/backoff.js";
 import { type ConnectDeps, openSession, resolveCandidates } from "./connect.js";
+import type { DispatchJob, JobResult, ThrottleEvent, ThrottleSnapshot } from "./jobs.js";
 import type { MxOutcome } from "./mx.js";
 import { compileSites, type ShapingLimits, type SiteResolver } from "./providers.js";
 import type { ResolvedRoute } from "./routes.js";
 import { local, type Reply, type SmtpSession } from "./smtp-client.js";
 import { SourcePool } from "./sources.js";
-import {
-  describeLimits,
-  type Limits,
-  lower,
-  RateBucket,
-  RecentRate,
-  recover,
-  type ThrottleChange,
-  type ThrottleState,
-} from "./throttle.js";
+import { answer, bySender, everyone, preflight } from "./transaction.js";
 
-export interface DispatchJob {
-  readonly messageId: string;
-  readonly mailFrom: string;
-  readonly content: Buffer;
-  /** The recipients' domain (one per job). */
-  readonly domain: string;
-  readonly recipients: readonly string[];
-  readonly route: ResolvedRoute;
-  /**
-   * Issue 5: the envelope sender per recipient (VERP, src/bounces/return-path.ts); recipients with
-   * different senders go in transactions of their own. Absent: `mailFrom` for all.
-   */
-  readonly returnPaths?: ReadonlyMap<string, string> | undefined;
-}
+export type { AttemptInfo, DispatchJob, JobResult, ThrottleEvent, ThrottleSnapshot } from "./jobs.js";
+export { needsSmtpUtf8 } from "./transaction.js";
 
-export interface AttemptInfo {
-  readonly mxHost: string | null;
-  readonly ip: string | null;
-  readonly port: number | null;
-  readonly sourceIp: string | null;
-  readonly tls: string | null;
-  readonly durationMs: number;
-}
-
-export type JobResult =
-  | {
-      readonly kind: "done";
-      readonly replies: ReadonlyMap<string, Reply>;
-      readonly attempt: AttemptInfo;
-      /** Not before this time (the destination is suspended until then). */
-      readonly notBefore: number | null;
-    }
-  | { readonly kind: "released" };
+import { type CausedChange, Shaping } from "./shaping.js";
+import { describeLimits } from "./throttle.js";
 
 export interface DispatcherDeps {
   readonly config: DeliveryConfig;
@@ -112,33 +76,6 @@ export interface DispatcherDeps {
   readonly monotonic?: () => number;
 }
 
-/** One change of a destination's throttled limits, with what caused it. */
-export interface ThrottleEvent extends ThrottleChange {
-  readonly destination: string;
-  readonly provider: string | null;
-  /** Recipient domains seen for the destination. */
-  readonly domains: readonly string[];
-  /** The message and recipient whose reply (lowered) or delivery (raised, restored) caused it. */
-  readonly messageId: string;
-  readonly recipient: string;
-  /** The throttle reply (lowered), or the clean delivery's reply. */
-  readonly reply: string;
-  readonly at: number;
-  /** No step back up before this time (`deps.now` clock). */
-  readonly holdUntil: number | null;
-}
-
-/** A destination's throttle as it stands (Dispatcher.throttles()). */
-export interface ThrottleSnapshot {
-  readonly destination: string;
-  readonly provider: string | null;
-  readonly domains: readonly string[];
-  readonly limits: Limits;
-  readonly configured: Limits;
-  readonly reply: string;
-  readonly since: number;
-}
-
 interface Pending {
   readonly job: DispatchJob;
   readonly resolve: (result: JobResult) => void;
@@ -150,13 +87,7 @@ interface Destination {
   readonly key: string;
   readonly route: ResolvedRoute;
   readonly provider: string | null;
-  readonly limits: ShapingLimits;
-  readonly bucket: RateBucket;
-  readonly recent: RecentRate;
-  throttle: ThrottleState | undefined;
-  /** The reply that lowered the limits last, and when (deps.now). */
-  throttleReply: string;
-  throttleSince: number;
+  readonly shaping: Shaping;
   /** Pump again when the next token is due (a rate-limited destination with jobs waiting). */
   wakeTimer: NodeJS.Timeout | undefined;
   readonly queue: Pending[];
@@ -221,6 +152,13 @@ export class Dispatcher {
           }
           dest.domains.add(job.domain);
           if (dest.suspendedUntil > this.deps.now()) return resolve(this.suspended(dest, job));
+          if (mx?.kind === "temporary") {
+            // The MX lookup failed: a deferral now, no connection (RFC 5321 §5.1: try again later).
+            const reply = local(451, mx.enhanced, mx.message);
+            this.failed(dest, reply);
+            const notBefore = dest.suspendedUntil > this.deps.now() ? dest.suspendedUntil : null;
+            return resolve(answer(job, reply, notBefore));
+          }
           dest.queue.push({ job, resolve, mx });
           this.pump();
         },
@@ -246,8 +184,8 @@ export class Dispatcher {
     const mx = await resolveCandidates(this.connect, route, job.domain);
     if (mx.kind === "permanent") return { dest: undefined, mx };
     if (mx.kind === "temporary") {
-      // Counted (and suspended) under the domain's own name; the lookup is made again on connect.
-      return { dest: this.destination(`domain:${job.domain}`, route, null, routeLimits) };
+      // No site to count it against: counted (and suspended) under the domain's own name.
+      return { dest: this.destination(`domain:${job.domain}`, route, null, routeLimits), mx };
     }
     const hosts = [...new Set(mx.candidates.map((c) => c.host))];
     const site = this.sites(hosts, routeLimits);
@@ -269,21 +207,10 @@ export class Dispatcher {
 
   /** Destinations running under throttled limits now. */
   throttles(): ThrottleSnapshot[] {
-    return [...this.destinations.values()].flatMap((d) =>
-      d.throttle
-        ? [
-            {
-              destination: d.key,
-              provider: d.provider,
-              domains: [...d.domains],
-              limits: d.throttle.limits,
-              configured: configured(d),
-              reply: d.throttleReply,
-              since: d.throttleSince,
-            },
-          ]
-        : [],
-    );
+    return [...this.destinations.values()].flatMap((d) => {
+      const now = d.shaping.snapshot();
+      return now ? [{ destination: d.key, provider: d.provider, domains: [...d.domains], ...now }] : [];
+    });
   }
 
   get connections(): number {
@@ -324,12 +251,7 @@ export class Dispatcher {
         key,
         route,
         provider,
-        limits,
-        bucket: new RateBucket(limits.maxMessagesPerMinute, this.clock()),
-        recent: new RecentRate(),
-        throttle: undefined,
-        throttleReply: "",
-        throttleSince: 0,
+        shaping: new Shaping(limits, this.deps.config.throttle, this.clock),
         wakeTimer: undefined,
         queue: [],
         idle: [],
@@ -344,14 +266,6 @@ export class Dispatcher {
     return dest;
   }
 
-  /** Connections allowed to a destination now (its throttled cap while throttled). */
-  private cap(dest: Destination): number {
-    return Math.min(
-      dest.limits.maxConnections,
-      dest.throttle?.limits.connections ?? Number.POSITIVE_INFINITY,
-    );
-  }
-
   /**
    * Hands waiting jobs to idle connections and starts connections where the caps allow, each job
    * with a token of its destination's rate; frees idle slots for waiting destinations.
@@ -363,12 +277,12 @@ export class Dispatcher {
     for (const dest of this.destinations.values()) {
       while (dest.queue.length > 0) {
         const idle = dest.idle.length > 0;
-        if (!idle && dest.active >= this.cap(dest)) break;
+        if (!idle && dest.active >= dest.shaping.cap) break;
         if (!idle && this.active >= globalCap) {
           starved = true;
           break;
         }
-        const wait = dest.bucket.take(this.clock());
+        const wait = dest.shaping.take();
         if (wait > 0) {
           this.wakeLater(dest, wait);
           break;
@@ -415,7 +329,7 @@ export class Dispatcher {
           dest.queue.length === 0 &&
           dest.idle.length === 0 &&
           dest.failures === 0 &&
-          !dest.throttle &&
+          !dest.shaping.throttled &&
           !dest.wakeTimer
         ) {
           this.destinations.delete(dest.key);
@@ -436,7 +350,13 @@ export class Dispatcher {
     const opened = await openSession(this.connect, dest.route, first.job.domain, first.mx, dest.key);
     if (opened.kind !== "ok") {
       const attempt = { ...opened.attempt, durationMs: performance.now() - started };
-      if (opened.atGreeting && this.isThrottle(opened.reply)) this.throttled(dest, first.job, opened.reply);
+      if (opened.atGreeting && this.isThrottle(opened.reply)) {
+        this.throttleChanged(
+          dest,
+          first.job,
+          dest.shaping.throttle(opened.reply, first.job.recipients[0]!, this.deps.now()),
+        );
+      }
       if (opened.kind === "temporary") this.failed(dest, opened.reply);
       first.resolve({
         kind: "done",
@@ -458,12 +378,19 @@ export class Dispatcher {
         const t0 = next === first ? started : performance.now();
         current.job = next;
         const result = await this.deliver(session, next.job, t0);
-        this.observe(dest, next.job, result);
+        if (result.kind === "done") {
+          const isThrottle = (reply: Reply) => this.isThrottle(reply);
+          this.throttleChanged(
+            dest,
+            next.job,
+            dest.shaping.finished(result.replies, isThrottle, this.deps.now()),
+          );
+        }
         next.resolve(result);
         sent++;
-        if (sent >= dest.limits.maxMessagesPerConnection || !session.usable || this.stopping) break;
+        if (sent >= dest.shaping.limits.maxMessagesPerConnection || !session.usable || this.stopping) break;
         // Throttled to fewer connections: the ones above the cap close after their message.
-        if (dest.active > this.cap(dest)) break;
+        if (dest.active > dest.shaping.cap) break;
         next = await this.nextJob(dest);
       }
     } finally {
@@ -475,7 +402,7 @@ export class Dispatcher {
   /** The next job for this connection (with a rate token), or undefined after idleTimeoutMs (or when told to close). */
   private nextJob(dest: Destination): Promise<Pending | undefined> {
     if (dest.queue.length > 0) {
-      const wait = dest.bucket.take(this.clock());
+      const wait = dest.shaping.take();
       if (wait === 0) return Promise.resolve(dest.queue.shift());
       this.wakeLater(dest, wait);
     }
@@ -538,66 +465,24 @@ export class Dispatcher {
     return reply.code >= 400 && reply.code < 500 && isThrottle?.(reply) === true;
   }
 
-  /** After a job: a throttle reply lowers the destination's limits; a clean delivery may raise them. */
-  private observe(dest: Destination, job: DispatchJob, result: JobResult): void {
-    if (result.kind !== "done") return;
-    dest.recent.add(this.clock());
-    let delivered: [string, Reply] | undefined;
-    for (const [to, reply] of result.replies) {
-      if (this.isThrottle(reply)) {
-        this.throttled(dest, job, reply, to);
-        return;
-      }
-      if (reply.code >= 200 && reply.code < 300) delivered ??= [to, reply];
-    }
-    if (!delivered || !dest.throttle || !this.deps.config.throttle.enabled) return;
-    const step = recover(dest.throttle, configured(dest), this.clock(), this.deps.config.throttle);
-    this.applyThrottle(dest, step.state, step.change, job, delivered[0], delivered[1].text);
-  }
-
-  private throttled(dest: Destination, job: DispatchJob, reply: Reply, to = job.recipients[0]!): void {
-    if (!this.deps.config.throttle.enabled) return;
-    const now = this.clock();
-    const step = lower(
-      dest.throttle,
-      configured(dest),
-      dest.recent.perMinute(now),
-      now,
-      this.deps.config.throttle,
-    );
-    if (step.change) {
-      dest.throttleReply = reply.text;
-      dest.throttleSince = this.deps.now();
-    }
-    this.applyThrottle(dest, step.state, step.change, job, to, reply.text);
-  }
-
-  private applyThrottle(
-    dest: Destination,
-    state: ThrottleState | undefined,
-    change: ThrottleChange | null,
-    job: DispatchJob,
-    recipient: string,
-    reply: string,
-  ): void {
-    dest.throttle = state;
+  /** Logs a throttle change, reports it, and lets more work start if the limits rose. */
+  private throttleChanged(dest: Destination, job: DispatchJob, change: CausedChange | null): void {
     if (!change) return;
-    const rate = state ? state.limits.messagesPerMinute : dest.limits.maxMessagesPerMinute;
-    dest.bucket.setRate(rate, this.clock());
     const holdUntil = change.kind === "lowered" ? this.deps.now() + this.deps.config.throttle.holdMs : null;
     const what =
       change.kind === "restored"
         ? `back to its configured limits (${describeLimits(change.to)})`
         : `${change.kind} from ${describeLimits(change.from)} to ${describeLimits(change.to)}`;
+    const cause = change.kind === "lowered" ? ` after "${change.reply}"` : "";
     this.deps.logger.warn(
       {
         destination: dest.key,
         provider: dest.provider,
         queueId: job.messageId,
         throttle: change.kind,
-        reply,
+        reply: change.reply,
       },
-      `destination ${dest.provider ?? dest.key} throttled: ${what}${change.kind === "lowered" ? ` after "${reply}"` : ""}`,
+      `destination ${dest.provider ?? dest.key} throttled: ${what}${cause}`,
     );
     this.deps.onThrottle?.({
       ...change,
@@ -605,12 +490,9 @@ export class Dispatcher {
       provider: dest.provider,
       domains: [...dest.domains],
       messageId: job.messageId,
-      recipient,
-      reply,
       at: this.deps.now(),
       holdUntil,
     });
-    // More connections or a faster rate may be allowed now.
     this.pump();
   }
 
@@ -648,59 +530,4 @@ export class Dispatcher {
       notBefore: dest.suspendedUntil,
     };
   }
-}
-
-/** The configured limits of a destination, as throttle.ts counts them. */
-function configured(dest: Destination): Limits {
-  return { messagesPerMinute: dest.limits.maxMessagesPerMinute, connections: dest.limits.maxConnections };
-}
-
-/** The same reply for every recipient, with no connection made. */
-function answer(job: DispatchJob, reply: Reply): JobResult {
-  return {
-    kind: "done",
-    replies: everyone(job, reply),
-    attempt: { mxHost: null, ip: null, port: null, sourceIp: null, tls: null, durationMs: 0 },
-    notBefore: null,
-  };
-}
-
-/** The job's recipients grouped by envelope sender, in order (one group unless VERP applies). */
-function bySender(job: DispatchJob): Map<string, string[]> {
-  const groups = new Map<string, string[]>();
-  for (const to of job.recipients) {
-    const from = job.returnPaths?.get(to) ?? job.mailFrom;
-    const group = groups.get(from);
-    if (group) group.push(to);
-    else groups.set(from, [to]);
-  }
-  return groups;
-}
-
-function everyone(job: DispatchJob, reply: Reply): Map<string, Reply> {
-  return new Map(job.recipients.map((to) => [to, reply]));
-}
-
-/**
- * Checks before MAIL FROM: SIZE (RFC 1870: a message over the advertised limit would be refused
- * anyway) and SMTPUTF8 (RFC 6531 §3.2: a message that needs it cannot go to a server without it).
- */
-function preflight(session: SmtpSession, job: DispatchJob): Reply | undefined {
-  const { maxSize, smtputf8, host } = session.info;
-  if (maxSize > 0 && job.content.length > maxSize) {
-    return local(552, "5.3.4", `message size ${job.content.length} exceeds the limit ${maxSize} of ${host}`);
-  }
-  if (!smtputf8 && needsSmtpUtf8(job)) {
-    return local(553, "5.6.7", `SMTPUTF8 is required but was not offered by ${host}`);
-  }
-  return undefined;
-}
-
-/** Non-ASCII in the envelope or the header section needs SMTPUTF8 (RFC 6531, RFC 6532). */
-export function needsSmtpUtf8(job: Pick<DispatchJob, "mailFrom" | "recipients" | "content">): boolean {
-  const nonAscii = /[^\x00-\x7f]/;
-  if (nonAscii.test(job.mailFrom) || job.recipients.some((r) => nonAscii.test(r))) return true;
-  const end = job.content.indexOf("\r\n\r\n");
-  const header = job.content.subarray(0, end < 0 ? job.content.length : end);
-  return header.some((byte) => byte > 0x7f);
 }

@@ -78,7 +78,8 @@ export async function startRig(
   const engine = await startDelivery({
     config: {
       delivery: config,
-      dns: { servers: [dns.server], timeoutMs: 300, tries: 1 },
+      // Generous too: the DNS server shares the test's event loop with fsyncing enqueues.
+      dns: { servers: [dns.server], timeoutMs: 1000, tries: 2 },
       hostname: "petrel.test",
       dataDir,
     },
