@@ -86,6 +86,8 @@ export async function openSession(
       atGreeting: false,
     };
   }
+  // delivery.mxPorts: tests run several MX hosts on loopback addresses, each on its own port.
+  const portOf = (ip: string) => (route.transport === "mx" ? (config.mxPorts[ip] ?? route.port) : route.port);
   let tried = 0;
   let refusedAtGreeting = 0;
   let last: { candidate: Candidate; error: SessionError; source: string | null } | undefined;
@@ -96,7 +98,7 @@ export async function openSession(
       const session = await SmtpSession.open({
         host: candidate.host,
         ip: candidate.ip,
-        port: route.port,
+        port: portOf(candidate.ip),
         implicitTls: route.implicitTls,
         tlsPolicy: route.tlsPolicy,
         ca: deps.ca,
@@ -120,7 +122,7 @@ export async function openSession(
   const attempt = {
     mxHost: last!.candidate.host,
     ip: last!.candidate.ip,
-    port: route.port,
+    port: portOf(last!.candidate.ip),
     sourceIp: last!.source,
     tls: null,
   };

@@ -78,8 +78,7 @@ export async function startRig(
   const engine = await startDelivery({
     config: {
       delivery: config,
-      // Generous too: the DNS server shares the test's event loop with fsyncing enqueues.
-      dns: { servers: [dns.server], timeoutMs: 1000, tries: 2 },
+      dns: { servers: [dns.server], timeoutMs: 2000, tries: 2 },
       hostname: "petrel.test",
       dataDir,
     },
