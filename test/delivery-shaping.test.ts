@@ -130,7 +130,7 @@ describe("delivery shaping: destinations by MX site and provider", () => {
 
   it("bounces with the greeting's reply when every MX answers the greeting with 554", async () => {
     const mx1 = await startTestMx({ address: "127.0.0.2", refuse: 554 });
-    const mx2 = await startTestMx({ address: "127.0.0.3", port: mx1.port, refuse: 554 });
+    const mx2 = await startTestMx({ address: "127.0.0.3", refuse: 554 });
     const zone = {
       "refused.test": {
         MX: [
@@ -142,7 +142,7 @@ describe("delivery shaping: destinations by MX site and provider", () => {
       "mx2.refused.test": { A: ["127.0.0.3"] },
     };
     try {
-      await withRig(zone, mx1, {}, async (rig) => {
+      await withRig(zone, mx1, { mxPorts: { "127.0.0.2": mx1.port, "127.0.0.3": mx2.port } }, async (rig) => {
         const id = await rig.enqueue(["ann@refused.test"]);
         const detail = await rig.settled(id);
         const r = detail.recipientDetails[0]!;
@@ -157,7 +157,7 @@ describe("delivery shaping: destinations by MX site and provider", () => {
 
   it("defers when only some MX hosts answer the greeting with 5xx", async () => {
     const mx1 = await startTestMx({ address: "127.0.0.2", refuse: 554 });
-    const mx2 = await startTestMx({ address: "127.0.0.3", port: mx1.port, refuse: 421 });
+    const mx2 = await startTestMx({ address: "127.0.0.3", refuse: 421 });
     const zone = {
       "mixed.test": {
         MX: [
@@ -169,7 +169,7 @@ describe("delivery shaping: destinations by MX site and provider", () => {
       "mx2.mixed.test": { A: ["127.0.0.3"] },
     };
     try {
-      await withRig(zone, mx1, {}, async (rig) => {
+      await withRig(zone, mx1, { mxPorts: { "127.0.0.2": mx1.port, "127.0.0.3": mx2.port } }, async (rig) => {
         const id = await rig.enqueue(["ann@mixed.test"]);
         const detail = await rig.settled(id, ["deferred"]);
         assert.match(detail.recipientDetails[0]!.lastReply ?? "", /^421 /);
