@@ -185,17 +185,22 @@ describe("webhooks end to end", () => {
   it("disables an endpoint that keeps failing, and resumes it from where it stopped when enabled", async () => {
     const receiver = await startWebhookReceiver(() => 503);
     const { dataDir } = await prepare(receiver);
+    // A second endpoint that always answers 200: its POSTs show the dispatcher at work.
+    const control = await startWebhookReceiver(() => 200);
+    await petrelOk(dataDir, ["webhooks", "add", control.url]);
     const petrel = await startPetrel(dataDir, {
       config: eventsConfig(dns, mx.port, { disableAfterMs: 1500, retrySchedule: [200] }),
     });
     try {
       await submitAll(petrel.ports.submission!, [testMessage(1, "off@example.com")]);
-      await waitUntil(
-        async () =>
-          JSON.parse(await petrelOk(dataDir, ["webhooks", "list", "--json"]))[0].state === "disabled",
-        "the endpoint disabled",
-      );
-      const [listed] = JSON.parse(await petrelOk(dataDir, ["webhooks", "list", "--json"]));
+      // The list is ordered by URL: pick the failing endpoint by its own.
+      const failing = async () => {
+        type Listed = { url: string; state: string; disabledReason: string; secret: string };
+        const all = JSON.parse(await petrelOk(dataDir, ["webhooks", "list", "--json"])) as Listed[];
+        return all.find((w) => w.url === receiver.url)!;
+      };
+      await waitUntil(async () => (await failing()).state === "disabled", "the endpoint disabled");
+      const listed = await failing();
       assert.match(listed.disabledReason, /^no successful delivery for [\d.]+ h \(last: HTTP 503/);
       assert.match(listed.secret, /^whsec_.{4}…$/, "the secret is masked");
       const deliveries = JSON.parse(
@@ -204,16 +209,19 @@ describe("webhooks end to end", () => {
       assert.equal(deliveries[0].kind, "disabled");
       assert.ok(petrel.logRecords().some((r) => String(r.msg).startsWith("webhook endpoint disabled")));
       const posts = receiver.posts.length;
-      await new Promise((resolve) => setTimeout(resolve, 600));
+      // New events: the control endpoint gets them; the disabled one gets nothing, not even retries.
+      await submitAll(petrel.ports.submission!, [testMessage(2, "off2@example.com")]);
+      await control.waitFor(() => control.distinct().size >= 4, 60_000, "the new events at the control");
       assert.equal(receiver.posts.length, posts, "nothing more is sent to a disabled endpoint");
 
       receiver.respond = () => 200;
       await petrelOk(dataDir, ["webhooks", "enable", receiver.url]);
-      await receiver.waitFor(() => receiver.distinct().size >= 2, 60_000, "both events after enable");
+      await receiver.waitFor(() => receiver.distinct().size >= 4, 60_000, "all four events after enable");
       assert.deepEqual(byId(receiver.distinct().values()), await readEvents(dataDir));
     } finally {
       await petrel.stop();
       await receiver.close();
+      await control.close();
       removeDataDir(dataDir);
     }
   });
