@@ -7,6 +7,8 @@
  *   with the same id (and identical content); the failures are in `webhooks deliveries`.
  * - kill -9 after events are written and before they are sent (a batch window longer than the
  *   test), and kill -9 with a POST in flight: after the restart every event arrives.
+ * - A receiver that never answers is given up on after timeoutMs (the request closed) and the
+ *   batch sent again; a 3xx is a failure (no redirect followed) and the batch is retried.
  * - An endpoint failing for `disableAfterMs` is disabled (log, store record); `enable` resumes it
  *   from where it stopped.
  */
@@ -178,6 +180,72 @@ describe("webhooks end to end", () => {
     } finally {
       await petrel.stop();
       await receiver.close();
+      removeDataDir(dataDir);
+    }
+  });
+
+  it("gives up on a receiver that never answers after timeoutMs, closes the request and sends the batch again", async () => {
+    const receiver = await startWebhookReceiver(({ n }) => (n === 0 ? "hang" : 200));
+    const { dataDir } = await prepare(receiver);
+    const petrel = await startPetrel(dataDir, {
+      config: eventsConfig(dns, mx.port, { timeoutMs: 1000, retrySchedule: [200], batchWindowMs: 0 }),
+    });
+    try {
+      await submitAll(petrel.ports.submission!, [testMessage(1, "hang@example.com")]);
+      await receiver.waitFor(() => receiver.distinct().size >= 2, 60_000, "both events after the hang");
+      assert.equal(receiver.posts[0]!.status, "hang");
+      // The batch that hung is sent again first, with the same events.
+      const hung = receiver.posts[0]!.events.map((e) => e.id);
+      assert.deepEqual(receiver.posts[1]!.events.map((e) => e.id).slice(0, hung.length), hung);
+      await receiver.waitFor(() => receiver.hanging() === 0, 60_000, "Petrel to close the hung request");
+      const deliveries = JSON.parse(
+        await petrelOk(dataDir, ["webhooks", "deliveries", receiver.url, "--json", "-n", "100"]),
+      ) as Array<{ statusCode: number | null; error: string | null }>;
+      assert.ok(
+        deliveries.some((d) => d.statusCode === null && /no response within 1000 ms/.test(String(d.error))),
+        JSON.stringify(deliveries),
+      );
+      assert.ok(deliveries.some((d) => d.statusCode === 200));
+      assert.deepEqual(byId(receiver.distinct().values()), await readEvents(dataDir));
+    } finally {
+      await petrel.stop();
+      await receiver.close();
+      removeDataDir(dataDir);
+    }
+  });
+
+  it("counts a 3xx as a failure: no redirect followed, the batch retried until a 2xx", async () => {
+    const elsewhere = await startWebhookReceiver(() => 200);
+    const receiver = await startWebhookReceiver(({ n }) => (n < 2 ? 302 : 200));
+    receiver.redirectTo = elsewhere.url;
+    const { dataDir } = await prepare(receiver);
+    const petrel = await startPetrel(dataDir, {
+      config: eventsConfig(dns, mx.port, { retrySchedule: [200], batchWindowMs: 0 }),
+    });
+    try {
+      await submitAll(petrel.ports.submission!, [testMessage(1, "moved@example.com")]);
+      await receiver.waitFor(() => receiver.distinct().size >= 2, 60_000, "both events after two 302s");
+      assert.deepEqual(
+        receiver.posts.slice(0, 3).map((p) => p.status),
+        [302, 302, 200],
+      );
+      const first = receiver.posts[0]!.events.map((e) => e.id);
+      assert.deepEqual(receiver.posts[2]!.events.map((e) => e.id).slice(0, first.length), first);
+      assert.equal(elsewhere.posts.length, 0, "a signed batch is never replayed to the Location");
+      const deliveries = JSON.parse(
+        await petrelOk(dataDir, ["webhooks", "deliveries", receiver.url, "--json", "-n", "100"]),
+      ) as Array<{ statusCode: number | null; error: string | null }>;
+      const redirects = deliveries.filter((d) => d.statusCode === 302);
+      assert.equal(redirects.length, 2, JSON.stringify(deliveries));
+      assert.ok(
+        redirects.every((d) => /^HTTP 302/.test(String(d.error))),
+        JSON.stringify(redirects),
+      );
+      assert.deepEqual(byId(receiver.distinct().values()), await readEvents(dataDir));
+    } finally {
+      await petrel.stop();
+      await receiver.close();
+      await elsewhere.close();
       removeDataDir(dataDir);
     }
   });
