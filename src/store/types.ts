@@ -36,6 +36,8 @@ export interface NewApiKey {
   readonly hash: string;
   /** The first characters of the key, shown in listings so an operator can tell keys apart. */
   readonly prefix: string;
+  /** What the key may do (src/auth/scopes.ts); default ["mail.send"]. */
+  readonly scopes?: readonly string[];
 }
 
 export interface ApiKey {
@@ -47,6 +49,8 @@ export interface ApiKey {
   readonly createdAt: number;
   readonly lastUsedAt: number | null;
   readonly revokedAt: number | null;
+  /** What the key may do: mail.send, messages.read, …, admin (every scope). */
+  readonly scopes: readonly string[];
 }
 
 export interface SenderDomain {
@@ -130,6 +134,9 @@ export interface RecipientDetail {
 }
 
 export interface MessageDetail extends MessageSummary {
+  readonly accountId: number;
+  readonly metadata: Record<string, unknown> | null;
+  readonly categories: readonly string[];
   readonly clientIp: string;
   readonly apiKeyName: string | null;
   readonly expiresAt: number;
@@ -141,6 +148,32 @@ export interface MessageFilter {
   /** Only messages with a recipient at this domain (lower-case). */
   readonly domain?: string;
   readonly limit?: number;
+}
+
+/** The HTTP API's message search: one account, newest first, after a cursor. */
+export interface MessageSearch {
+  readonly accountId: number;
+  readonly from?: string;
+  readonly to?: string;
+  readonly state?: RecipientState;
+  readonly category?: string;
+  /** received_at bounds (ms): since ≤ t < until. */
+  readonly since?: number;
+  readonly until?: number;
+  /** Only messages with an id below this one (the cursor: the previous page's last id). */
+  readonly before?: string;
+  readonly limit: number;
+}
+
+export interface MessageSearchRow {
+  readonly id: string;
+  readonly mailFrom: string;
+  readonly size: number;
+  readonly receivedAt: number;
+  readonly expiresAt: number;
+  readonly metadata: Record<string, unknown> | null;
+  readonly categories: readonly string[];
+  readonly recipients: ReadonlyArray<{ readonly address: string; readonly state: RecipientState }>;
 }
 
 export interface Store {
@@ -174,6 +207,8 @@ export interface Store {
   listMessages(filter?: MessageFilter): Promise<MessageSummary[]>;
   getMessage(id: string): Promise<MessageDetail | undefined>;
   getMessageContent(id: string): Promise<Buffer | undefined>;
+  /** The HTTP API's search: a page of one account's messages, newest first (index scans only). */
+  searchMessages(query: MessageSearch): Promise<MessageSearchRow[]>;
 
   // ── Delivery (issue 3): leases, outcomes, attempt history, operator actions ──────────────────
   // Leases: a claimed recipient is `delivering` with an owner and an expiry; an expired lease is

@@ -32,6 +32,8 @@ import type {
   InboundReportResult,
   MessageDetail,
   MessageFilter,
+  MessageSearch,
+  MessageSearchRow,
   MessageSummary,
   NewApiKey,
   NewDkimKey,
@@ -66,6 +68,7 @@ import { createDomainOps, type DomainOps } from "./domain-ops.js";
 import { configureConnection, prepareEnqueue } from "./enqueue.js";
 import { EnqueueThread } from "./enqueue-thread.js";
 import { createEventOps, type EventOps } from "./event-ops.js";
+import { createMessageSearch } from "./message-search.js";
 import { MIGRATIONS } from "./migrations.js";
 import { createQueueOps, type QueueOps } from "./queue-ops.js";
 import { createSuppressionOps, type SuppressionOps } from "./suppression-ops.js";
@@ -126,6 +129,8 @@ export class SqliteStore implements Store {
   /** Bounces and suppressions (issue 5): suppression-ops.ts, bounce-ops.ts. */
   private readonly suppressions: SuppressionOps;
   private readonly bounces: BounceOps;
+  /** The HTTP API's message search (message-search.ts). */
+  private readonly search: ReturnType<typeof createMessageSearch>;
 
   private readonly enqueueThread: EnqueueThread | undefined;
 
@@ -135,6 +140,7 @@ export class SqliteStore implements Store {
     this.statements = prepareStatements(db);
     this.accounts = createAccountOps(db);
     this.queue = createQueueOps(db);
+    this.search = createMessageSearch(db);
     this.domains = createDomainOps(db);
     this.events = createEventOps(db);
     this.webhooks = createWebhookOps(db);
@@ -301,11 +307,18 @@ export class SqliteStore implements Store {
     const recipients = this.recipientsOf(id);
     return {
       ...toSummary(row, recipients),
+      accountId: Number(row.account_id),
+      metadata: row.metadata ? (JSON.parse(String(row.metadata)) as Record<string, unknown>) : null,
+      categories: row.categories ? (JSON.parse(String(row.categories)) as string[]) : [],
       clientIp: String(row.client_ip),
       apiKeyName: (row.api_key_name as string | null) ?? null,
       expiresAt: Number(row.expires_at),
       recipientDetails: recipients,
     };
+  }
+
+  async searchMessages(query: MessageSearch): Promise<MessageSearchRow[]> {
+    return this.search.searchMessages(query);
   }
 
   async getMessageContent(id: string): Promise<Buffer | undefined> {
