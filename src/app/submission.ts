@@ -38,6 +38,13 @@ export interface SubmissionDeps {
   readonly onKeyUsed: (keyId: number, at: number) => void;
   /** DKIM signing by From domain (src/domains/signer.ts); absent = never sign. */
   readonly signing?: MessageSigning;
+  /** Counts accepted and refused messages (src/http/metrics.ts); absent = not counted. */
+  readonly metrics?: AcceptCounter;
+}
+
+export interface AcceptCounter {
+  accept(via: "smtp" | "http", seconds: number): void;
+  reject(via: "smtp" | "http", reason: string): void;
 }
 
 const AUTH_INVALID: SmtpReply = { code: 535, enhanced: "5.7.8", text: "Authentication credentials invalid" };
@@ -119,6 +126,7 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
     },
 
     async onData(session, envelope, content) {
+      const started = performance.now();
       const user = session.user!;
       const identities = identitiesBySession.get(session);
       const statuses = statusesBySession.get(session);
@@ -136,9 +144,15 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
         ...(statuses ? { statuses } : {}),
         logContext: { session: session.id },
       });
-      if (outcome.kind === "rejected") return toReply(outcome.verdict, session, logger);
-      if (outcome.kind === "tempfail")
+      if (outcome.kind === "rejected") {
+        deps.metrics?.reject("smtp", outcome.verdict.enhancedCode);
+        return toReply(outcome.verdict, session, logger);
+      }
+      if (outcome.kind === "tempfail") {
+        deps.metrics?.reject("smtp", "4.3.0");
         return { code: 451, enhanced: "4.3.0", text: "Temporary local problem, try again later" };
+      }
+      deps.metrics?.accept("smtp", (performance.now() - started) / 1000);
       const { queueId } = outcome;
       logger.info(
         {
