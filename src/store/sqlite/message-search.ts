@@ -13,7 +13,7 @@ type Row = Record<string, unknown>;
 export function createMessageSearch(db: Database.Database) {
   const recipientsOf = db.prepare("SELECT address, state FROM recipients WHERE message_id = ? ORDER BY id");
   return {
-    searchMessages(query: MessageSearch): MessageSearchRow[] {
+    async searchMessages(query: MessageSearch): Promise<MessageSearchRow[]> {
       const where = ["m.account_id = @account"];
       const params: Record<string, unknown> = { account: query.accountId, limit: query.limit };
       let from = "messages m";
