@@ -32,6 +32,13 @@ export interface HttpTls {
   readonly cert: string | Buffer;
 }
 
+/** Every route the app registered (method and URL), for comparing with the OpenAPI document. */
+const ROUTES = new WeakMap<FastifyInstance, Array<{ method: string; url: string }>>();
+
+export function registeredRoutes(app: FastifyInstance): ReadonlyArray<{ method: string; url: string }> {
+  return ROUTES.get(app) ?? [];
+}
+
 export async function buildHttpApp(deps: HttpDeps, tls?: HttpTls): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger.child({ component: "http" }),
@@ -41,6 +48,11 @@ export async function buildHttpApp(deps: HttpDeps, tls?: HttpTls): Promise<Fasti
     trustProxy: false,
     ...(tls ? { https: { key: tls.key, cert: tls.cert } } : {}),
   }) as unknown as FastifyInstance;
+  const routes: Array<{ method: string; url: string }> = [];
+  ROUTES.set(app, routes);
+  app.addHook("onRoute", (route) => {
+    for (const method of [route.method].flat()) if (method !== "HEAD") routes.push({ method, url: route.url });
+  });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(handleError);
