@@ -15,6 +15,8 @@ import { createMessageSigning } from "../domains/signer.js";
 import { UsageError } from "../errors.js";
 import { startEventRetention } from "../events/retention.js";
 import { WebhookDispatcher } from "../events/webhook-dispatcher.js";
+import { HttpMetrics } from "../http/metrics.js";
+import { httpTls, type RunningHttp, startHttp } from "../http/server.js";
 import type { Logger } from "../log.js";
 import { AuthThrottle } from "../policy/auth-throttle.js";
 import { Spool } from "../queue/spool.js";
@@ -35,6 +37,8 @@ export interface RunningPetrel {
   readonly webhooks: WebhookDispatcher | undefined;
   /** The bounce listener (issue 5); undefined when off or its port could not be bound. */
   readonly bounces: BounceListener | undefined;
+  /** The HTTP API (issue 9); undefined when http.enabled is false or its port could not be bound. */
+  readonly http: RunningHttp | undefined;
   /** Stops accepting, lets DATA transactions finish within the grace period, closes the store. */
   close(): Promise<void>;
 }
@@ -105,6 +109,12 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
       cache: false,
     }),
   });
+  const signing = createMessageSigning(store);
+  // Issue 9: metrics count SMTP and HTTP accepts here, and every thread's outcomes from the event log.
+  let inbound: (() => number) | undefined;
+  const metrics = new HttpMetrics({ store, inboundConnections: () => inbound?.() ?? 0 });
+  await metrics.start();
+  const onKeyUsed = (id: number, at: number) => keyUses.set(id, at);
   const hooks = createSubmissionHooks({
     config,
     store,
@@ -112,8 +122,9 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
     throttle,
     trusted,
     logger,
-    onKeyUsed: (id, at) => keyUses.set(id, at),
-    signing: createMessageSigning(store),
+    onKeyUsed,
+    signing,
+    metrics,
   });
   const listeners: ListenerSpec[] = [];
   const { host } = config.smtp;
@@ -152,6 +163,7 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
     throw err;
   }
   for (const a of smtp.addresses) logger.info({ listener: a.name, port: a.port }, "listening");
+  inbound = () => smtp.connectionCount();
 
   // ── Bounces (issue 5): the inbound listener for VERP return paths (bounces.listener) ──
   let bounces: BounceListener | undefined;
@@ -194,6 +206,44 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
   const rechecker = startDomainRechecker(domains, store, logger, {
     intervalMs: config.domains.recheckIntervalMs,
   });
+  // ── HTTP API (issue 9): the same services and accept path; a taken port is one warning ──
+  let ready = false;
+  let http: RunningHttp | undefined;
+  if (config.http.enabled) {
+    try {
+      http = await startHttp(
+        {
+          config,
+          store,
+          spool,
+          logger,
+          signing,
+          throttle,
+          onKeyUsed,
+          metrics,
+          ctx: { store, config },
+          notReady: () => (ready ? null : "starting"),
+        },
+        logger,
+        httpTls(config, { key: certificate.key, cert: certificate.cert }),
+      );
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== "EADDRINUSE" && code !== "EACCES") {
+        await smtp.close(0);
+        await delivery?.stop(0);
+        await webhooks?.stop(0);
+        await bounces?.close(0);
+        throw err;
+      }
+      logger.warn(
+        { host: config.http.host, port: config.http.port, code },
+        "cannot listen for the HTTP API; running without it (change http.port or PETREL_HTTP__PORT)",
+      );
+    }
+  }
+  ready = true;
+  // ── end HTTP API ──
 
   let closing: Promise<void> | undefined;
   return {
@@ -203,9 +253,12 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
     delivery,
     webhooks,
     bounces,
+    http,
     close() {
       closing ??= (async () => {
+        ready = false;
         clearInterval(housekeeping);
+        await http?.close();
         await rechecker.stop();
         await smtp.close(config.smtp.shutdownGraceMs);
         await bounces?.close(config.smtp.shutdownGraceMs);

@@ -11,6 +11,7 @@ import { bouncesSchema, suppressionSchema } from "./bounces-schema.js";
 import { deliverySchema, dnsSchema } from "./delivery-schema.js";
 import { dkimSchema, domainsSchema, sendingSchema } from "./domains-schema.js";
 import { eventsSchema } from "./events-schema.js";
+import { httpSchema } from "./http-schema.js";
 
 const port = z.number().int().min(0).max(65535);
 
@@ -151,6 +152,8 @@ export const configSchema = z
     bounces: bouncesSchema,
     /** Mail to suppressed recipients: dropped (default) or refused at RCPT (src/config/bounces-schema.ts). */
     suppression: suppressionSchema,
+    /** The HTTP API, /metrics and health checks (src/config/http-schema.ts). */
+    http: httpSchema,
     store: z
       .strictObject({
         /**

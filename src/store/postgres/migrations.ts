@@ -229,4 +229,11 @@ export const MIGRATIONS: readonly string[] = [
     created_at bigint NOT NULL
   );
   `,
+  // 2: SQLite version 6 (the HTTP API, issue 9): key scopes, the message search's indexes.
+  `
+  ALTER TABLE api_keys ADD COLUMN scopes text NOT NULL DEFAULT 'mail.send';
+  CREATE INDEX messages_account ON messages(account_id, id);
+  CREATE INDEX messages_account_from ON messages(account_id, mail_from, id);
+  CREATE INDEX recipients_address ON recipients(address, message_id);
+  `,
 ];
