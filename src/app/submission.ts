@@ -18,7 +18,7 @@ import type { PetrelConfig, TrustedNetwork } from "../config/schema.js";
 import type { MessageSigning } from "../domains/signer.js";
 import { readAttachedMetadata } from "../events/metadata.js";
 import type { Logger } from "../log.js";
-import { addTraceFields, headerSenders, readHeaderSection } from "../message/headers.js";
+import { addTraceFields, headerSenders, readLimitedHeaderSection } from "../message/headers.js";
 import type { AuthThrottle } from "../policy/auth-throttle.js";
 import { checkDomainsVerified, checkEnvelopeSender, checkHeaderSenders } from "../policy/sender.js";
 import { checkSuppression } from "../policy/suppression.js";
@@ -136,8 +136,13 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
       const user = session.user!;
       const identities =
         identitiesBySession.get(session) ?? (await store.getSenderIdentities(user.accountId));
-      const section = readHeaderSection(content);
-      const senders = headerSenders(section);
+      // Issue 13: limits on the header section first, so nothing costly runs on an oversized
+      // one, and a permanent reply for what can never pass.
+      const read = readLimitedHeaderSection(content, config.smtp.limits);
+      if (!read.ok) return toReply({ kind: "reject", ...read.refusal }, session, logger);
+      const section = read.section;
+      const senders = headerSenders(section, config.smtp.limits.maxAddressesPerField);
+      if ("refusal" in senders) return toReply({ kind: "reject", ...senders.refusal }, session, logger);
       const verdict = checkHeaderSenders(identities, senders);
       if (verdict.kind !== "accept") return toReply(verdict, session, logger);
       if (requireVerified) {

@@ -10,8 +10,13 @@
  *    recipient sees exactly what was sent.
  *  - Every bare LF and bare CR in the content becomes CRLF; nothing is passed on raw.
  *  - `size` counts raw bytes received (before unstuffing), excluding the final ".<CR><LF>".
- * Once the size or line limit is exceeded the reader keeps scanning for the end mark but stops
- * holding content. Performance: scans with Buffer.indexOf and keeps zero-copy views of the
+ *  - NUL bytes (RFC 5322 §2.1 and RFC 5321 allow none without BINARYMIME) never reach the
+ *    content: with "reject" the reader marks `nul` and stops holding content (the session answers
+ *    550 5.6.0); with "remove" they are dropped from the content. A receiver that discards NULs
+ *    would otherwise see <CR><LF><NUL>.<CR><LF> end the DATA (SMTP smuggling through Petrel).
+ *    They never take part in finding the end mark.
+ * Once the size or line limit is exceeded (or a NUL seen with "reject") the reader keeps scanning
+ * for the end mark but stops holding content. Performance: scans with Buffer.indexOf and keeps zero-copy views of the
  * input chunks; the message is concatenated once at the end.
  * Security: the input is untrusted; memory held is bounded by maxSize plus one chunk.
  */
@@ -35,6 +40,13 @@ export class DataReader {
   size = 0;
   tooBig = false;
   lineTooLong = false;
+  /** A NUL byte was received (only set with nulBytes "reject"). */
+  nul = false;
+  /** NUL bytes dropped (nulBytes "remove"). */
+  nulRemoved = 0;
+  // nulBytes "remove": the chunk being fed, and the offset of its next NUL (-1: none left).
+  private chunk: Buffer | null = null;
+  private nextNul = -1;
   private parts: Buffer[] = [];
   private held = 0;
   private state = LINE_START;
@@ -45,6 +57,7 @@ export class DataReader {
     private readonly maxSize: number,
     /** Octets per line excluding CRLF; 0 = unlimited. */
     private readonly maxLine: number,
+    private readonly nulBytes: "reject" | "remove" = "reject",
   ) {}
 
   /**
@@ -61,6 +74,10 @@ export class DataReader {
     let nextCr = -2; // cached indexOf results: -2 unknown, -1 none left in buf
     let nextLf = -2;
     let end = -1;
+    // One memchr per chunk; a NUL found may lie after the end mark, which is checked below.
+    const firstNul = this.nul ? -1 : buf.indexOf(0, start);
+    this.chunk = firstNul !== -1 && this.nulBytes === "remove" ? buf : null;
+    this.nextNul = firstNul;
     scan: while (i < len) {
       switch (state) {
         case NORMAL: {
@@ -138,10 +155,12 @@ export class DataReader {
     } else {
       this.size += end - start - 3; // the final ".<CR><LF>" is not content
     }
+    this.chunk = null;
     this.state = state;
     this.lineLen = lineLen;
     if (this.size > this.maxSize) this.tooBig = true;
-    if ((this.tooBig || this.lineTooLong) && !this.discard) {
+    if (firstNul !== -1 && (end === -1 || firstNul < end) && this.nulBytes === "reject") this.nul = true;
+    if ((this.tooBig || this.lineTooLong || this.nul) && !this.discard) {
       this.discard = true;
       this.parts = [];
       this.held = 0;
@@ -158,8 +177,35 @@ export class DataReader {
 
   private emit(buf: Buffer, from: number, to: number): void {
     if (to > from && !this.discard) {
+      if (buf === this.chunk) {
+        // The cached offset moves only forward, so finding NULs costs one pass over the chunk.
+        if (this.nextNul !== -1 && this.nextNul < from) this.nextNul = buf.indexOf(0, from);
+        if (this.nextNul !== -1 && this.nextNul < to) {
+          this.emitWithoutNul(buf, from, to);
+          return;
+        }
+      }
       this.parts.push(from === 0 && to === buf.length ? buf : buf.subarray(from, to));
       this.held += to - from;
+    }
+  }
+
+  /** emit() for a segment holding NULs: the runs between them, in order. */
+  private emitWithoutNul(buf: Buffer, from: number, to: number): void {
+    let runStart = from;
+    let z = this.nextNul;
+    for (; z !== -1 && z < to; z = buf.indexOf(0, z + 1)) {
+      if (z > runStart) {
+        this.parts.push(buf.subarray(runStart, z));
+        this.held += z - runStart;
+      }
+      this.nulRemoved++;
+      runStart = z + 1;
+    }
+    this.nextNul = z;
+    if (to > runStart) {
+      this.parts.push(buf.subarray(runStart, to));
+      this.held += to - runStart;
     }
   }
 }
