@@ -142,15 +142,19 @@ export function headerSenders(
     const name = field.name.toLowerCase();
     if (name !== "from" && name !== "sender") continue;
     if (name === "from") fromFields++;
-    const addresses = addressesIn(field.value);
-    if (addresses.length > maxAddressesPerField) {
-      const label = name === "from" ? "From" : "Sender";
+    const label = name === "from" ? "From" : "Sender";
+    // Counted before addressparser runs (about 0.4 µs a byte: 1 s for 125,000 addresses here):
+    // more list separators than the limit means more entries than the limit.
+    const separators = listSeparators(field.value);
+    const addresses = separators < maxAddressesPerField ? addressesIn(field.value) : [];
+    const count = separators < maxAddressesPerField ? addresses.length : separators + 1;
+    if (count > maxAddressesPerField) {
       return {
         refusal: {
           smtpCode: 550,
           enhancedCode: "5.6.0",
           message: `Too many addresses in the ${label} header field`,
-          reason: `${addresses.length} addresses in ${label} (limit ${maxAddressesPerField})`,
+          reason: `${separators < maxAddressesPerField ? `${count} addresses` : `${separators} list separators`} in ${label} (limit ${maxAddressesPerField})`,
         },
       };
     }
@@ -158,6 +162,29 @@ export function headerSenders(
     for (const address of addresses) into.push(address);
   }
   return { from, fromFields, sender };
+}
+
+/**
+ * Commas and semicolons between entries of an address list (RFC 5322 §3.4), i.e. outside
+ * quoted strings, comments and angle brackets: an upper bound for the entries minus one.
+ */
+function listSeparators(value: string): number {
+  let count = 0;
+  let quoted = false;
+  let comment = 0;
+  let angle = false;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 92 /* \ */ && (quoted || comment > 0)) i++;
+    else if (quoted) quoted = c !== 34;
+    else if (comment > 0) comment += c === 40 ? 1 : c === 41 ? -1 : 0;
+    else if (c === 34) quoted = true;
+    else if (c === 40) comment = 1;
+    else if (c === 60) angle = true;
+    else if (c === 62) angle = false;
+    else if ((c === 44 || c === 59) && !angle) count++;
+  }
+  return count;
 }
 
 function addressesIn(value: string): string[] {

@@ -25,6 +25,10 @@ const CR = 13;
 const LF = 10;
 const DOT = 46;
 
+/** Runs shorter than this are copied (keep()); a block holds many of them. */
+const SMALL_RUN = 256;
+const SMALL_BLOCK = 64 * 1024;
+
 const CRLF = Buffer.from("\r\n");
 const DOT_CRLF = Buffer.from(".\r\n");
 
@@ -47,6 +51,10 @@ export class DataReader {
   // nulBytes "remove": the chunk being fed, and the offset of its next NUL (-1: none left).
   private chunk: Buffer | null = null;
   private nextNul = -1;
+  // Short runs of content are copied into `small` (see keep()); [smallStart, smallEnd) not yet in parts.
+  private small: Buffer | null = null;
+  private smallStart = 0;
+  private smallEnd = 0;
   private parts: Buffer[] = [];
   private held = 0;
   private state = LINE_START;
@@ -163,6 +171,7 @@ export class DataReader {
     if ((this.tooBig || this.lineTooLong || this.nul) && !this.discard) {
       this.discard = true;
       this.parts = [];
+      this.small = null;
       this.held = 0;
     }
     return end;
@@ -170,8 +179,10 @@ export class DataReader {
 
   /** The message content; call once, after feed() found the end mark. */
   content(): Buffer {
+    this.flushSmall();
     const out = Buffer.concat(this.parts, this.held);
     this.parts = [];
+    this.small = null;
     return out;
   }
 
@@ -185,8 +196,7 @@ export class DataReader {
           return;
         }
       }
-      this.parts.push(from === 0 && to === buf.length ? buf : buf.subarray(from, to));
-      this.held += to - from;
+      this.keep(buf, from, to);
     }
   }
 
@@ -195,17 +205,43 @@ export class DataReader {
     let runStart = from;
     let z = this.nextNul;
     for (; z !== -1 && z < to; z = buf.indexOf(0, z + 1)) {
-      if (z > runStart) {
-        this.parts.push(buf.subarray(runStart, z));
-        this.held += z - runStart;
-      }
+      if (z > runStart) this.keep(buf, runStart, z);
       this.nulRemoved++;
       runStart = z + 1;
     }
     this.nextNul = z;
-    if (to > runStart) {
-      this.parts.push(buf.subarray(runStart, to));
-      this.held += to - runStart;
+    if (to > runStart) this.keep(buf, runStart, to);
+  }
+
+  /**
+   * Holds bytes of content: a long run as a view of the input chunk, a short one copied into a
+   * shared block. One view per short line (10 MB of bare LFs or of stuffed dots: millions of
+   * views and CRLF parts) held the event loop for 1.5 s; copies keep the part count at most
+   * one per SMALL_RUN bytes.
+   */
+  private keep(buf: Buffer, from: number, to: number): void {
+    const n = to - from;
+    this.held += n;
+    if (n >= SMALL_RUN) {
+      this.flushSmall();
+      this.parts.push(from === 0 && to === buf.length ? buf : buf.subarray(from, to));
+      return;
+    }
+    let small = this.small;
+    if (small === null || this.smallEnd + n > small.length) {
+      this.flushSmall();
+      small = this.small = Buffer.allocUnsafe(SMALL_BLOCK);
+      this.smallStart = this.smallEnd = 0;
+    }
+    if (n === 1) small[this.smallEnd] = buf[from]!;
+    else buf.copy(small, this.smallEnd, from, to);
+    this.smallEnd += n;
+  }
+
+  private flushSmall(): void {
+    if (this.small !== null && this.smallEnd > this.smallStart) {
+      this.parts.push(this.small.subarray(this.smallStart, this.smallEnd));
+      this.smallStart = this.smallEnd;
     }
   }
 }
