@@ -170,11 +170,10 @@ describe("delivery: connection reuse and limits", () => {
         mx.holdAll = true;
         const ids = await enqueueMany(rig, 5, (n) => `user${n}@stop.test`);
         await mx.waitForHeld(1);
-        const route = { destination: "stop.test" } as Parameters<typeof rig.engine.dispatcher.backlog>[0];
-        await waitFor(() => rig.engine.dispatcher.backlog(route) === 4, { what: "four jobs waiting" });
+        await waitFor(() => rig.engine.dispatcher.waitingJobs === 4, { what: "four jobs waiting" });
         const stopped = rig.engine.stop(10_000);
         // stop() gives back waiting jobs at once; then the held transaction may finish.
-        await waitFor(() => rig.engine.dispatcher.backlog(route) === 0, { what: "waiting jobs released" });
+        await waitFor(() => rig.engine.dispatcher.waitingJobs === 0, { what: "waiting jobs released" });
         mx.holdAll = false;
         mx.release();
         await stopped;

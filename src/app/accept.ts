@@ -14,7 +14,7 @@ import type { PetrelConfig } from "../config/schema.js";
 import type { MessageSigning } from "../domains/signer.js";
 import { readAttachedMetadata } from "../events/metadata.js";
 import type { Logger } from "../log.js";
-import { addTraceFields, headerSenders, readHeaderSection } from "../message/headers.js";
+import { addTraceFields, headerSenders, readLimitedHeaderSection } from "../message/headers.js";
 import { checkDomainsVerified, checkEnvelopeSender, checkHeaderSenders } from "../policy/sender.js";
 import { checkSuppression, type RecipientVerdict } from "../policy/suppression.js";
 import type { Verdict } from "../policy/verdict.js";
@@ -109,8 +109,13 @@ export async function acceptContent(deps: AcceptDeps, input: AcceptInput): Promi
   const { config, store, spool, logger } = deps;
   const user = input.submitter;
   const identities = input.identities ?? (await store.getSenderIdentities(user.accountId));
-  const section = readHeaderSection(input.content);
-  const senders = headerSenders(section);
+  // Issue 13: limits on the header section first, so nothing costly runs on an oversized one,
+  // and a permanent reply for what can never pass.
+  const read = readLimitedHeaderSection(input.content, config.smtp.limits);
+  if (!read.ok) return { kind: "rejected", verdict: { kind: "reject", ...read.refusal } };
+  const section = read.section;
+  const senders = headerSenders(section, config.smtp.limits.maxAddressesPerField);
+  if ("refusal" in senders) return { kind: "rejected", verdict: { kind: "reject", ...senders.refusal } };
   const verdict = checkHeaderSenders(identities, senders);
   if (verdict.kind !== "accept") return { kind: "rejected", verdict };
   if (config.sending.requireVerifiedDomains) {

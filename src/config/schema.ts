@@ -95,6 +95,22 @@ export const configSchema = z
             maxInvalidCommands: z.number().int().positive().default(10),
             /** Longest text line in a message, in octets without CRLF (RFC 5322 §2.1.1); 0 = no limit. */
             maxLineLength: z.number().int().min(0).default(998),
+            /** Largest header section of a submitted message, in bytes; over it: 552 5.3.4 (Exim's header_maxsize). */
+            maxHeaderBytes: z
+              .number()
+              .int()
+              .positive()
+              .default(1024 * 1024),
+            /** Header fields in a submitted message; over it: 552 5.3.4. */
+            maxHeaderFields: z.number().int().positive().default(1000),
+            /** Addresses in one From or Sender field; over it: 550 5.6.0. */
+            maxAddressesPerField: z.number().int().positive().default(1000),
+            /**
+             * NUL bytes in DATA (RFC 5322 §2.1 and RFC 5321 allow none without BINARYMIME):
+             * "reject" answers 550 5.6.0; "remove" deletes them. Either way none reaches an MX
+             * (a receiver that drops NULs could otherwise see <CR><LF><NUL>.<CR><LF> end the DATA).
+             */
+            nulBytes: z.enum(["reject", "remove"]).default("reject"),
           })
           .prefault({}),
         /** Let AUTH work without TLS. Only for testing: the key would cross the network in clear. */

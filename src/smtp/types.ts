@@ -45,6 +45,8 @@ export interface SmtpLimits {
   maxInvalidCommands: number;
   /** DATA text line limit in octets excluding CRLF; 998 per RFC 5322 §2.1.1; 0 = unlimited. */
   maxLineLength: number;
+  /** NUL bytes in DATA: "reject" (550 5.6.0, the default) or "remove" them (see DataReader). */
+  nulBytes?: "reject" | "remove";
 }
 
 export interface SessionInfo<User> {
