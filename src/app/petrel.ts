@@ -5,7 +5,7 @@
 
 import { type BounceListener, startBounces } from "../bounces/listener.js";
 import type { PetrelConfig } from "../config/schema.js";
-import { compileTrustedNetworks } from "../config/schema.js";
+import { compileNetworks, compileTrustedNetworks } from "../config/schema.js";
 import { startDelivery } from "../delivery/engine.js";
 import { type DeliveryThread, startDeliveryThread } from "../delivery/thread.js";
 import { createResolver } from "../dns/resolver.js";
@@ -117,12 +117,31 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
   });
   const listeners: ListenerSpec[] = [];
   const { host } = config.smtp;
-  if (config.smtp.submission.enabled)
-    listeners.push({ name: "submission", host, port: config.smtp.submission.port, mode: "starttls" });
-  if (config.smtp.submissions.enabled)
-    listeners.push({ name: "submissions", host, port: config.smtp.submissions.port, mode: "implicit" });
-  if (config.smtp.alternate.enabled)
-    listeners.push({ name: "alternate", host, port: config.smtp.alternate.port, mode: "starttls" });
+  const { submission, submissions, alternate } = config.smtp;
+  if (submission.enabled)
+    listeners.push({
+      name: "submission",
+      host,
+      port: submission.port,
+      mode: "starttls",
+      proxyProtocol: submission.proxyProtocol,
+    });
+  if (submissions.enabled)
+    listeners.push({
+      name: "submissions",
+      host,
+      port: submissions.port,
+      mode: "implicit",
+      proxyProtocol: submissions.proxyProtocol,
+    });
+  if (alternate.enabled)
+    listeners.push({
+      name: "alternate",
+      host,
+      port: alternate.port,
+      mode: "starttls",
+      proxyProtocol: alternate.proxyProtocol,
+    });
   if (listeners.length === 0)
     throw new UsageError("no SMTP listener is enabled (smtp.submission, smtp.submissions, smtp.alternate)");
 
@@ -134,6 +153,7 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
     limits: config.smtp.limits,
     hooks,
     logger,
+    proxyProtocol: { trusted: compileNetworks(config.smtp.proxyProtocol.trustedNetworks) },
   });
   try {
     await smtp.listen();
