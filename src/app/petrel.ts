@@ -11,11 +11,11 @@ import { type DeliveryThread, startDeliveryThread } from "../delivery/thread.js"
 import { createResolver } from "../dns/resolver.js";
 import { startDomainRechecker } from "../domains/recheck.js";
 import { DomainsService } from "../domains/service.js";
-import { createMessageSigning } from "../domains/signer.js";
+import { createMessageSigning, type SigningStats } from "../domains/signer.js";
 import { UsageError } from "../errors.js";
 import { startEventRetention } from "../events/retention.js";
 import { WebhookDispatcher } from "../events/webhook-dispatcher.js";
-import type { Logger } from "../log.js";
+import type { Logger, LogStats } from "../log.js";
 import { AuthThrottle } from "../policy/auth-throttle.js";
 import { Spool } from "../queue/spool.js";
 import { BindError, SmtpServer } from "../smtp/server.js";
@@ -25,7 +25,14 @@ import type { Store } from "../store/types.js";
 import { loadCertificate } from "./certificate.js";
 import { createSubmissionHooks, type Submitter } from "./submission.js";
 
+export interface StartOptions {
+  /** The counters of the logger's sink (src/log-sink.ts), passed on for /metrics. */
+  readonly logStats?: LogStats;
+}
+
 export interface RunningPetrel {
+  /** Counters for /metrics: log lines dropped, mail refused because it could not be signed. */
+  readonly counters: PetrelCounters;
   readonly store: Store;
   readonly spool: Spool;
   readonly smtp: SmtpServer<Submitter>;
@@ -48,17 +55,31 @@ const PORT_OPTIONS: Record<string, string> = {
 
 const KEY_USE_FLUSH_MS = 30_000;
 
-export async function startPetrel(config: PetrelConfig, logger: Logger): Promise<RunningPetrel> {
+export interface PetrelCounters {
+  readonly log: LogStats | undefined;
+  readonly signing: SigningStats;
+}
+
+export async function startPetrel(
+  config: PetrelConfig,
+  logger: Logger,
+  options: StartOptions = {},
+): Promise<RunningPetrel> {
   const store = await openStore(config, { forServer: true });
   try {
-    return await startWithStore(config, logger, store);
+    return await startWithStore(config, logger, store, options);
   } catch (err) {
     await store.close();
     throw err;
   }
 }
 
-async function startWithStore(config: PetrelConfig, logger: Logger, store: Store): Promise<RunningPetrel> {
+async function startWithStore(
+  config: PetrelConfig,
+  logger: Logger,
+  store: Store,
+  options: StartOptions,
+): Promise<RunningPetrel> {
   const trusted = [];
   for (const network of compileTrustedNetworks(config)) {
     const account = await store.getAccount(network.account);
@@ -105,6 +126,7 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
       cache: false,
     }),
   });
+  const signing = createMessageSigning(store);
   const hooks = createSubmissionHooks({
     config,
     store,
@@ -113,7 +135,7 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
     trusted,
     logger,
     onKeyUsed: (id, at) => keyUses.set(id, at),
-    signing: createMessageSigning(store),
+    signing,
   });
   const listeners: ListenerSpec[] = [];
   const { host } = config.smtp;
@@ -217,6 +239,7 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
 
   let closing: Promise<void> | undefined;
   return {
+    counters: { log: options.logStats, signing: signing.stats },
     store,
     spool,
     smtp,

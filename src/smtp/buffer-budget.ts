@@ -26,7 +26,8 @@ export class BufferBudget {
   refused = 0;
   evicted = 0;
   private readonly holders = new Set<BudgetHolder>();
-  private readonly waiting = new Set<BudgetHolder>();
+  /** Holders waiting for bytes, with how many each asked for. */
+  private readonly waiting = new Map<BudgetHolder, number>();
 
   constructor(readonly limit: number) {}
 
@@ -51,7 +52,7 @@ export class BufferBudget {
       this.waiting.delete(holder);
       return true;
     }
-    this.waiting.add(holder);
+    this.waiting.set(holder, n);
     this.breakDeadlock();
     return false;
   }
@@ -63,14 +64,26 @@ export class BufferBudget {
     holder.held = 0;
     this.holders.delete(holder);
     this.waiting.delete(holder);
-    for (const h of [...this.waiting]) {
-      if (this.used >= this.limit) break;
+    this.wakeWaiters();
+  }
+
+  private anyFits(): boolean {
+    for (const need of this.waiting.values()) if (this.used + need <= this.limit) return true;
+    return false;
+  }
+
+  /** Wakes, oldest first, the waiters whose request now fits. */
+  private wakeWaiters(): void {
+    let free = this.limit - this.used;
+    for (const [h, need] of this.waiting) {
+      if (need > free) continue;
+      free -= need;
       h.wake();
     }
   }
 
   private breakDeadlock(): void {
-    while (this.waiting.size > 0 && this.waiting.size === this.holders.size) {
+    while (this.waiting.size > 0 && this.waiting.size === this.holders.size && !this.anyFits()) {
       let last: BudgetHolder | undefined;
       for (const h of this.holders) last = h; // insertion order: the last to start
       this.evicted++;
@@ -80,9 +93,6 @@ export class BufferBudget {
       last!.held = 0;
       last!.evict();
     }
-    for (const h of [...this.waiting]) {
-      if (this.used >= this.limit) break;
-      h.wake();
-    }
+    this.wakeWaiters();
   }
 }
