@@ -31,7 +31,7 @@ describe("delivery end to end", () => {
   let mx: TestMx;
   const deliveryConfig = () => ({
     delivery: { enabled: true, port: mx.port, pollIntervalMs: 20, leaseMs: 60_000, idleTimeoutMs: 500 },
-    dns: { servers: [dns.server], timeoutMs: 500, tries: 1 },
+    dns: { servers: [dns.server], timeoutMs: 2000, tries: 2 },
   });
 
   before(async () => {

@@ -78,7 +78,7 @@ export async function startRig(
   const engine = await startDelivery({
     config: {
       delivery: config,
-      dns: { servers: [dns.server], timeoutMs: 300, tries: 1 },
+      dns: { servers: [dns.server], timeoutMs: 2000, tries: 2 },
       hostname: "petrel.test",
       dataDir,
     },

@@ -8,6 +8,7 @@
  *   data-tempfail@…       end of DATA → 451     data-permfail@…     end of DATA → 554 5.6.0
  *   disconnect-in-data@…  the connection is cut while the message is being sent
  *   slow@…                RCPT answered after `slowMs`
+ *   throttle@…            RCPT → 421 4.7.0 [TSS04] (Yahoo's throttle reply; the server then closes)
  *   anything else         accepted and kept in `messages`
  * (a "+tag" after the keyword is ignored: tempfail+3@… behaves as tempfail@…).
  *
@@ -16,7 +17,8 @@
  * the peak of concurrent ones, and messages per connection, and records each connection's remote
  * address, so tests can check connection reuse, caps and source addresses at the receiving end.
  *
- * Invariants: binds only the given loopback address; close() ends every open connection.
+ * Invariants: binds only the given loopback address, on an ephemeral port (port 0); close() ends
+ * every open connection.
  */
 
 import selfsigned from "selfsigned";
@@ -31,13 +33,13 @@ export interface ReceivedMessage {
   readonly secure: boolean;
   readonly user: string | undefined;
   readonly connection: string;
+  /** When the end of DATA arrived (Date.now()), for rates measured at the receiver. */
+  readonly at: number;
 }
 
 export interface TestMxOptions {
   /** Loopback address to bind, default 127.0.0.2. */
   readonly address?: string;
-  /** Port, default 0 (ephemeral). Several MX hosts of a test share one port on different addresses. */
-  readonly port?: number;
   /** Offer STARTTLS with this certificate. */
   readonly tls?: { readonly key: string; readonly cert: string };
   /** Speak TLS from the first byte (port 465 style) with the `tls` certificate. */
@@ -143,6 +145,13 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
               "5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org",
             ),
           );
+        case "throttle":
+          return callback(
+            smtpError(
+              421,
+              "4.7.0 [TSS04] Messages from 127.0.0.1 temporarily deferred due to unexpected volume or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes",
+            ),
+          );
         case "slow":
           return void setTimeout(() => callback(), options.slowMs ?? 300);
         default:
@@ -171,6 +180,7 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
           secure: session.secure,
           user: session.user as string | undefined,
           connection: session.id,
+          at: Date.now(),
         });
         stats.perConnection.set(session.id, (stats.perConnection.get(session.id) ?? 0) + 1);
         for (const w of waiters.filter((x) => messages.length >= x.count)) {
@@ -187,7 +197,9 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
   });
   await new Promise<void>((resolve, reject) => {
     server.server.once("error", reject);
-    server.listen(options.port ?? 0, address, () => resolve());
+    // Always port 0 on the exact address: a port found free elsewhere may be taken here by another
+    // test file. Point delivery at it with `delivery.mxPorts` (see mxPorts() below).
+    server.listen(0, address, () => resolve());
   });
   const port = (server.server.address() as { port: number }).port;
   return {
@@ -219,6 +231,22 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
     },
   };
 }
+
+/**
+ * `delivery.mxPorts` for several test MX hosts: each listens on its own ephemeral port, and
+ * delivery connects to each address on that port.
+ */
+export function mxPorts(
+  ...hosts: ReadonlyArray<{ readonly address: string; readonly port: number }>
+): Record<string, number> {
+  return Object.fromEntries(hosts.map((h) => [h.address, h.port]));
+}
+
+/**
+ * A port on which nothing listens on any address: 1 (tcpmux) is below the ephemeral range, so no
+ * test's port-0 bind can take it, and a connection to it is refused at once.
+ */
+export const CLOSED_PORT = 1;
 
 /** A self-signed certificate (its own CA) for these names, e.g. ["mx1.example.test"]. */
 export async function makeCertificate(names: readonly string[]): Promise<{ key: string; cert: string }> {
