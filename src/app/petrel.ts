@@ -4,6 +4,7 @@
  */
 
 import { type BounceListener, startBounces } from "../bounces/listener.js";
+import { inDataDir } from "../config/load.js";
 import type { PetrelConfig } from "../config/schema.js";
 import { compileNetworks, compileTrustedNetworks } from "../config/schema.js";
 import { startDelivery } from "../delivery/engine.js";
@@ -23,6 +24,7 @@ import type { ListenerSpec } from "../smtp/types.js";
 import { openStore } from "../store/open.js";
 import type { Store } from "../store/types.js";
 import { loadCertificate } from "./certificate.js";
+import { lockDatabase } from "./serve-lock.js";
 import { createSubmissionHooks, type Submitter } from "./submission.js";
 
 export interface StartOptions {
@@ -65,11 +67,30 @@ export async function startPetrel(
   logger: Logger,
   options: StartOptions = {},
 ): Promise<RunningPetrel> {
-  const store = await openStore(config, { forServer: true });
+  // One serve per SQLite database (issue 13): taken before the store is opened, held until close.
+  const lock =
+    config.store.driver === "sqlite" ? lockDatabase(inDataDir(config, config.store.sqlite.file)) : undefined;
+  let store: Store;
   try {
-    return await startWithStore(config, logger, store, options);
+    store = await openStore(config, { forServer: true });
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
+  try {
+    const running = await startWithStore(config, logger, store, options);
+    const close = running.close;
+    let closing: Promise<void> | undefined;
+    return {
+      ...running,
+      close: () => {
+        closing ??= close().finally(() => lock?.release());
+        return closing;
+      },
+    };
   } catch (err) {
     await store.close();
+    lock?.release();
     throw err;
   }
 }
