@@ -28,7 +28,10 @@ export async function backupDatabase(config: PetrelConfig, destination: string):
   const source = inDataDir(config, config.store.sqlite.file);
   if (!existsSync(source)) throw new PetrelError("not-found", `no database at ${source}`);
   if (existsSync(destination)) {
-    throw new PetrelError("conflict", `${destination} exists; choose a new file name (nothing was overwritten)`);
+    throw new PetrelError(
+      "conflict",
+      `${destination} exists; choose a new file name (nothing was overwritten)`,
+    );
   }
   let db: Database.Database;
   try {

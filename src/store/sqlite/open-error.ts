@@ -12,7 +12,8 @@ const HINTS: Record<string, string> = {
   SQLITE_CANTOPEN:
     "cannot be opened (missing directory, a directory in its place, or no permission); check the path and the permissions",
   SQLITE_READONLY: "is read-only; petrel needs to write to it and its directory",
-  SQLITE_PERM: "cannot be accessed (permission denied); check the owner and mode of the file and its directory",
+  SQLITE_PERM:
+    "cannot be accessed (permission denied); check the owner and mode of the file and its directory",
   SQLITE_IOERR: "cannot be read or written (I/O error); check the disk",
   SQLITE_FULL: "cannot be written: the disk is full; free some space",
 };
