@@ -153,12 +153,17 @@ export async function acceptContent(deps: AcceptDeps, input: AcceptInput): Promi
   });
   // checkHeaderSenders guarantees one From field with an address; its domain is d=.
   let signed: { content: Buffer; selectors: readonly string[] };
+  const fromDomain = domainOf(senders.from[0]!);
   try {
     signed = deps.signing
-      ? await deps.signing.sign(domainOf(senders.from[0]!), prepared)
+      ? await deps.signing.sign(fromDomain, prepared)
       : { content: prepared, selectors: [] };
   } catch (err) {
-    logger.error({ err, ...input.logContext, queueId }, "DKIM signing failed");
+    // Never unsigned by accident (issue 13): the log names the domain, the client retries.
+    logger.error(
+      { err, ...input.logContext, queueId, domain: fromDomain },
+      `DKIM signing failed for ${fromDomain}: message refused with 451 4.3.0`,
+    );
     return { kind: "tempfail", queueId };
   }
   try {

@@ -55,6 +55,8 @@ export class DataReader {
   private small: Buffer | null = null;
   private smallStart = 0;
   private smallEnd = 0;
+  /** Evicted by the memory budget (buffer-budget.ts): the reply is 452 4.3.1. */
+  overBudget = false;
   private parts: Buffer[] = [];
   private held = 0;
   private state = LINE_START;
@@ -175,6 +177,21 @@ export class DataReader {
       this.held = 0;
     }
     return end;
+  }
+
+  /** True once content is no longer kept (too big, line too long, over budget). */
+  get discarding(): boolean {
+    return this.discard;
+  }
+
+  /** Stops keeping content (memory budget): what was held is let go at once. */
+  drop(): void {
+    this.overBudget = true;
+    this.discard = true;
+    this.parts = [];
+    this.held = 0;
+    this.small = null;
+    this.smallStart = this.smallEnd = 0;
   }
 
   /** The message content; call once, after feed() found the end mark. */
