@@ -6,6 +6,7 @@
 import { Command, CommanderError } from "commander";
 import { PetrelError } from "../errors.js";
 import { registerAccounts } from "./commands/accounts.js";
+import { registerBounces } from "./commands/bounces.js";
 import { registerConfig } from "./commands/config.js";
 import { registerEvents } from "./commands/events.js";
 import { registerIdentities } from "./commands/identities.js";
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerWebhooks(program);
   registerSuppressions(program);
   registerConfig(program);
+  registerBounces(program);
   return program;
 }
 
