@@ -153,12 +153,31 @@ export const configSchema = z
     suppression: suppressionSchema,
     store: z
       .strictObject({
-        /** Storage backend. "sqlite" is embedded: one file in dataDir. */
-        driver: z.enum(["sqlite"]).default("sqlite"),
+        /**
+         * Storage backend. "sqlite" is embedded: one file in dataDir, one node. "postgres" is
+         * for a cluster: every node points at the same database (docs/cluster.md).
+         */
+        driver: z.enum(["sqlite", "postgres"]).default("sqlite"),
         sqlite: z
           .strictObject({
             /** Database file; relative paths are inside dataDir. */
             file: z.string().default("petrel.db"),
+          })
+          .prefault({}),
+        postgres: z
+          .strictObject({
+            /**
+             * Connection URL (libpq form: postgres://user:password@host:port/database?sslmode=…).
+             * A secret when it holds a password: prefer PETREL_STORE__POSTGRES__URL or a
+             * password in ~/.pgpass over the config file.
+             */
+            url: z.string().default("postgres://postgres@127.0.0.1:5432/petrel"),
+            /** Connections per process (`petrel serve` opens one pool per thread that uses the store). */
+            poolSize: z.number().int().min(1).max(1000).default(10),
+            /** A statement running longer than this is cancelled (0 = no limit). */
+            statementTimeoutMs: z.number().int().min(0).default(30_000),
+            /** How long a query waits for a free pooled connection before failing. */
+            connectTimeoutMs: z.number().int().min(100).default(10_000),
           })
           .prefault({}),
       })

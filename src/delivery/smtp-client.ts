@@ -60,10 +60,13 @@ export interface SessionInfo {
 /** A session could not be set up: connect, greeting, EHLO, STARTTLS or AUTH failed. */
 export class SessionError extends Error {
   readonly reply: Reply;
-  constructor(reply: Reply) {
+  /** The server itself answered the greeting with this reply (4xx/5xx instead of 220). */
+  readonly atGreeting: boolean;
+  constructor(reply: Reply, atGreeting = false) {
     super(reply.text);
     this.name = "SessionError";
     this.reply = reply;
+    this.atGreeting = atGreeting;
   }
 }
 
@@ -157,7 +160,10 @@ export class SmtpSession {
         if (settled) return;
         settled = true;
         connection.close();
-        reject(new SessionError(sessionReply(err, options)));
+        const e = err as NodemailerError;
+        const atGreeting =
+          e.command === "CONN" && typeof e.response === "string" && /^[45]\d\d/.test(e.response);
+        reject(new SessionError(sessionReply(err, options), atGreeting));
       };
       // Without a listener an 'error' event would throw; failures arrive through callbacks too.
       connection.on("error", fail);

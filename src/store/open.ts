@@ -4,12 +4,15 @@
 
 import { inDataDir } from "../config/load.js";
 import type { PetrelConfig } from "../config/schema.js";
+import { openPostgresStore } from "./postgres/postgres-store.js";
 import { openSqliteStore } from "./sqlite/sqlite-store.js";
 import type { Store } from "./types.js";
 
 export interface OpenStoreOptions {
   /** For the long-running server: commit spool batches off the main thread (SQLite). */
   readonly forServer?: boolean;
+  /** Shown in PostgreSQL's pg_stat_activity (which process holds a connection). */
+  readonly applicationName?: string;
 }
 
 export async function openStore(config: PetrelConfig, options: OpenStoreOptions = {}): Promise<Store> {
@@ -19,5 +22,15 @@ export async function openStore(config: PetrelConfig, options: OpenStoreOptions 
         file: inDataDir(config, config.store.sqlite.file),
         enqueueThread: options.forServer,
       });
+    case "postgres": {
+      const pg = config.store.postgres;
+      return openPostgresStore({
+        url: pg.url,
+        poolSize: pg.poolSize,
+        statementTimeoutMs: pg.statementTimeoutMs,
+        connectTimeoutMs: pg.connectTimeoutMs,
+        applicationName: options.applicationName ?? "petrel",
+      });
+    }
   }
 }

@@ -9,6 +9,7 @@
  *   disconnect-in-data@…  the connection is cut while the message is being sent
  *   slow@…                RCPT answered after `slowMs`
  *   hold@…                the end of DATA is not answered until release() (or the connection ends)
+ *   throttle@…            RCPT → 421 4.7.0 [TSS04] (Yahoo's throttle reply; the server then closes)
  *   anything else         accepted and kept in `messages`
  * (a "+tag" after the keyword is ignored: tempfail+3@… behaves as tempfail@…).
  *
@@ -35,6 +36,8 @@ export interface ReceivedMessage {
   readonly secure: boolean;
   readonly user: string | undefined;
   readonly connection: string;
+  /** When the end of DATA arrived (Date.now()), for rates measured at the receiver. */
+  readonly at: number;
 }
 
 export interface TestMxOptions {
@@ -160,6 +163,13 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
               "5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org",
             ),
           );
+        case "throttle":
+          return callback(
+            smtpError(
+              421,
+              "4.7.0 [TSS04] Messages from 127.0.0.1 temporarily deferred due to unexpected volume or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes",
+            ),
+          );
         case "slow":
           return void setTimeout(() => callback(), options.slowMs ?? 300);
         default:
@@ -185,6 +195,7 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
           secure: session.secure,
           user: session.user as string | undefined,
           connection: session.id,
+          at: Date.now(),
         });
         stats.perConnection.set(session.id, (stats.perConnection.get(session.id) ?? 0) + 1);
         for (const w of waiters.filter((x) => messages.length >= x.count)) {

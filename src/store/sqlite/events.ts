@@ -1,6 +1,7 @@
 /**
- * The event log in SQLite (issue 5): appending events inside the transaction of the state change
- * they record, and reading them back with the sender's metadata and categories.
+ * The event log in SQLite (Store part EventStore, issue 5; postgres/events.ts is its twin):
+ * appending events inside the transaction of the state change they record, and reading them back
+ * with the sender's metadata and categories.
  *
  * Invariants:
  * - Events are only appended, by code that holds the write lock (an IMMEDIATE transaction, or a
@@ -12,7 +13,8 @@
  */
 import type Database from "better-sqlite3";
 import { eventIdsAfter } from "../../events/event-id.js";
-import type { EventFilter, EventType, NewEvent, PetrelEvent } from "../types.js";
+import { enhancedCodeOf, type MetadataCache, toEvent, toEvents } from "../event-rows.js";
+import type { EventFilter, EventStore, NewEvent, PetrelEvent } from "../types.js";
 
 type Row = Record<string, unknown>;
 
@@ -22,14 +24,6 @@ export interface EventWriter {
   ids(now?: number): () => string;
   /** Appends events; returns their ids. Must run inside a transaction holding the write lock. */
   insert(events: readonly NewEvent[], nextId?: () => string): string[];
-}
-
-const ENHANCED = /^[245]\d\d[ -]([245]\.\d{1,3}\.\d{1,3})(?:\s|$)/;
-
-/** The enhanced status code at the start of an SMTP reply text ("550 5.1.1 …" → "5.1.1"). */
-export function enhancedCodeOf(reply: string | null | undefined): string | null {
-  if (!reply) return null;
-  return ENHANCED.exec(reply)?.[1] ?? null;
 }
 
 export function prepareEventWriter(db: Database.Database): EventWriter {
@@ -76,9 +70,10 @@ const EVENT_SELECT = `SELECT e.id, e.type, e.message_id, e.recipient, e.at, e.at
     a.name AS account_name, m.metadata, m.categories
   FROM events e LEFT JOIN accounts a ON a.id = e.account_id LEFT JOIN messages m ON m.id = e.message_id`;
 
-export type EventOps = ReturnType<typeof createEventOps>;
+export type EventReader = ReturnType<typeof createEventReader>;
 
-export function createEventOps(db: Database.Database) {
+/** EventStore's reads and the webhook batches' scan (webhooks.ts). */
+export function createEventReader(db: Database.Database) {
   const writer = prepareEventWriter(db);
   const record = db.transaction((events: readonly NewEvent[]) => writer.insert(events));
   const statements = new Map<string, Database.Statement>();
@@ -92,7 +87,6 @@ export function createEventOps(db: Database.Database) {
   };
 
   return {
-    writer,
     record(events: readonly NewEvent[]): string[] {
       return events.length === 0 ? [] : record.immediate(events);
     },
@@ -160,42 +154,14 @@ export function createEventOps(db: Database.Database) {
   };
 }
 
-type MetadataCache = Map<string, { metadata: Record<string, unknown> | null; categories: string[] }>;
-
-/** Rows to events; metadata is parsed once per message. */
-export function toEvents(rows: readonly Row[]): PetrelEvent[] {
-  const cache: MetadataCache = new Map();
-  return rows.map((row) => toEvent(row, cache));
-}
-
-function toEvent(row: Row, cache: MetadataCache): PetrelEvent {
-  const messageId = String(row.message_id);
-  let extra = cache.get(messageId);
-  if (!extra) {
-    extra = {
-      metadata: row.metadata ? (JSON.parse(String(row.metadata)) as Record<string, unknown>) : null,
-      categories: row.categories ? (JSON.parse(String(row.categories)) as string[]) : [],
-    };
-    cache.set(messageId, extra);
-  }
-  const hard = row.bounce_hard as number | null;
+export function createEventStore(db: Database.Database): EventStore {
+  const reader = createEventReader(db);
   return {
-    id: String(row.id),
-    type: row.type as EventType,
-    timestamp: Number(row.at),
-    messageId,
-    account: String(row.account_name ?? row.account_id),
-    recipient: String(row.recipient),
-    attempt: (row.attempt as number | null) ?? null,
-    nextAttemptAt: (row.next_attempt_at as number | null) ?? null,
-    mxHost: (row.mx_host as string | null) ?? null,
-    ip: (row.ip as string | null) ?? null,
-    reply: (row.reply as string | null) ?? null,
-    enhancedCode: (row.enhanced_code as string | null) ?? null,
-    bounceClass: (row.bounce_class as string | null) ?? null,
-    bounceHard: hard === null || hard === undefined ? null : hard === 1,
-    reason: (row.reason as string | null) ?? null,
-    metadata: extra.metadata,
-    categories: extra.categories,
+    async recordEvents(events: readonly NewEvent[]): Promise<string[]> {
+      return reader.record(events);
+    },
+    async listEvents(filter?: EventFilter): Promise<PetrelEvent[]> {
+      return reader.list(filter);
+    },
   };
 }
