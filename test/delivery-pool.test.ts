@@ -170,12 +170,10 @@ describe("delivery: connection reuse and limits", () => {
         mx.holdAll = true;
         const ids = await enqueueMany(rig, 5, (n) => `user${n}@stop.test`);
         await mx.waitForHeld(1);
-        // Jobs waiting for a connection, as the dispatcher counts them for the worker.
-        const waiting = (n: number) => rig.engine.dispatcher.saturatedDomains(() => n).includes("stop.test");
-        await waitFor(() => waiting(4), { what: "four jobs waiting" });
+        await waitFor(() => rig.engine.dispatcher.waitingJobs === 4, { what: "four jobs waiting" });
         const stopped = rig.engine.stop(10_000);
         // stop() gives back waiting jobs at once; then the held transaction may finish.
-        await waitFor(() => !waiting(1), { what: "waiting jobs released" });
+        await waitFor(() => rig.engine.dispatcher.waitingJobs === 0, { what: "waiting jobs released" });
         mx.holdAll = false;
         mx.release();
         await stopped;

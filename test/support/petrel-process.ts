@@ -92,6 +92,8 @@ export function testConfig(dataDir: string, extra: Record<string, unknown> = {})
     sending: { requireVerifiedDomains: false },
     // The bounce listener (issue 5) on an ephemeral loopback port, never port 25.
     bounces: { listener: { port: 0 } },
+    // The HTTP API (issue 9) on an ephemeral loopback port ("listening" line, listener http).
+    http: { host: "127.0.0.1", port: 0 },
   };
   return deepMerge(base, extra);
 }
