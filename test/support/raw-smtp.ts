@@ -102,6 +102,20 @@ export class RawSmtpSession {
     return this.next();
   }
 
+  /**
+   * DATA with content that is already dot-stuffed and ends in CRLF, written as given (no copy:
+   * many sessions can share one big buffer); resolves with the reply to DATA or to the content.
+   */
+  async sendStuffed(stuffed: Buffer): Promise<Reply> {
+    const data = await this.command("DATA");
+    if (data.code !== 354) return data;
+    this.socket.write(stuffed);
+    this.socket.write(".\r\n");
+    const t0 = performance.now();
+    const reply = await this.next();
+    return { ...reply, afterDataMs: performance.now() - t0 };
+  }
+
   async command(line: string, expectCode?: number): Promise<Reply> {
     this.socket.write(`${line}\r\n`);
     return expectCode === undefined ? this.next() : this.expect(expectCode);
