@@ -122,10 +122,14 @@ describe("delivery shaping: destinations by MX site and provider", () => {
     await withRig(zone, mx, { providers }, async (rig) => {
       const ids = await enqueueMany(rig, 30, (n) => `user${n}@f.test`);
       for (const id of ids) await rig.settled(id);
-      const times = mx.messages.map((m) => m.at);
-      // 600/min = 10/s, with at most one second's worth (10) at once.
-      const seconds = (times[29]! - times[0]!) / 1000;
-      assert.ok(seconds >= 1.7, `30 messages at 10/s after a burst of 10 took ${seconds}s`);
+      const times = mx.messages.map((m) => m.at).sort((a, b) => a - b);
+      // 600/min = 10/s with at most one second's worth (10) at once: any window of T seconds holds
+      // at most 10 + 10·T messages, so 21 consecutive arrivals span at least one second. (Measured
+      // per window, not from the first arrival: a late first delivery on a busy host lets the
+      // bucket refill, which a first-to-last bound would misread as a burst.)
+      let narrowest = Number.POSITIVE_INFINITY;
+      for (let i = 0; i + 20 < times.length; i++) narrowest = Math.min(narrowest, times[i + 20]! - times[i]!);
+      assert.ok(narrowest >= 950, `21 consecutive messages within ${narrowest} ms at 10/s`);
     });
   });
 

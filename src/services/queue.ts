@@ -11,9 +11,11 @@ import type {
   MessageDetail,
   MessageSummary,
   QueueCounts,
+  RecipientDetail,
   RecipientState,
 } from "../store/types.js";
 import { nowOf, type ServiceContext } from "./context.js";
+import { explainRecipient } from "./explain.js";
 
 export const RECIPIENT_STATES: readonly RecipientState[] = [
   "queued",
@@ -78,13 +80,30 @@ export async function requireMessage(
   return message;
 }
 
-export async function showMessage(
-  ctx: ServiceContext,
-  id: string,
-  account?: string,
-): Promise<MessageDetail & { readonly attempts: DeliveryAttempt[] }> {
+export type ShownMessage = Omit<MessageDetail, "recipientDetails"> & {
+  /** Each recipient with the sentence saying why it is not delivered yet, or why it failed. */
+  readonly recipientDetails: ReadonlyArray<RecipientDetail & { readonly explanation: string }>;
+  readonly attempts: DeliveryAttempt[];
+};
+
+export async function showMessage(ctx: ServiceContext, id: string, account?: string): Promise<ShownMessage> {
   const message = await requireMessage(ctx, id, account);
-  return { ...message, attempts: await ctx.store.listAttempts(id) };
+  const now = nowOf(ctx);
+  const attempts = await ctx.store.listAttempts(id);
+  const backoffs = await ctx.store.listDestinationBackoffs(now);
+  const recipientDetails = message.recipientDetails.map((r) => ({
+    ...r,
+    explanation: explainRecipient({
+      recipient: r,
+      attempts: attempts.filter((a) => a.recipient === r.address),
+      expiresAt: message.expiresAt,
+      backoff: backoffs.find(
+        (b) => b.domain === r.address.slice(r.address.lastIndexOf("@") + 1).toLowerCase(),
+      ),
+      now,
+    }),
+  }));
+  return { ...message, recipientDetails, attempts };
 }
 
 /** The stored (signed) message as it is delivered. */

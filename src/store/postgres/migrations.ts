@@ -229,9 +229,16 @@ export const MIGRATIONS: readonly string[] = [
     created_at bigint NOT NULL
   );
   `,
-  // 2: issue 11 (SQLite 6) — attempts that never finished, and throttled destinations.
+  // 2: SQLite version 6 (the HTTP API, issue 9): key scopes, the message search's indexes.
   `
-  -- Claims of a recipient since its last recorded outcome (see SQLite migration 6).
+  ALTER TABLE api_keys ADD COLUMN scopes text NOT NULL DEFAULT 'mail.send';
+  CREATE INDEX messages_account ON messages(account_id, id);
+  CREATE INDEX messages_account_from ON messages(account_id, mail_from, id);
+  CREATE INDEX recipients_address ON recipients(address, message_id);
+  `,
+  // 3: issue 11 (SQLite 7) — attempts that never finished, and throttled destinations.
+  `
+  -- Claims of a recipient since its last recorded outcome (see SQLite migration 7).
   ALTER TABLE recipients ADD COLUMN unfinished integer NOT NULL DEFAULT 0;
 
   CREATE TABLE destination_throttles (

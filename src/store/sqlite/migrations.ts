@@ -235,7 +235,15 @@ export const MIGRATIONS: readonly string[] = [
     created_at INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
-  // 6: issue 11 — attempts that never finished, and throttled destinations.
+  // 6: the HTTP API (issue 9): key scopes (existing keys may send, as before), and the indexes
+  // of the message search (an account's messages newest first, by sender, by recipient).
+  `
+  ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'mail.send';
+  CREATE INDEX messages_account ON messages(account_id, id);
+  CREATE INDEX messages_account_from ON messages(account_id, mail_from, id);
+  CREATE INDEX recipients_address ON recipients(address, message_id);
+  `,
+  // 7: issue 11 — attempts that never finished, and throttled destinations.
   `
   -- Claims of a recipient since its last recorded outcome: a claim counts up before the attempt
   -- starts, an outcome (or giving the lease back unused) counts down to 0. A recipient claimed
