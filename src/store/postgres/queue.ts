@@ -22,21 +22,20 @@
  * pool, connection.ts): losing the last of them to a database crash means one more delivery
  * attempt, never lost mail. Accepting mail (messages.ts) keeps synchronous_commit on.
  */
-import {
-  type ClaimedRecipient,
-  type ClaimRequest,
-  type DeliveryAttempt,
-  type DestinationBackoff,
-  type EventType,
-  MAX_UNFINISHED_ATTEMPTS,
-  type NewEvent,
-  type OutcomeNotification,
-  type OutcomeState,
-  type QueueCounts,
-  type QueueStore,
-  type QueueTarget,
-  type RecipientOutcome,
-  type RecipientState,
+import type {
+  ClaimedRecipient,
+  ClaimRequest,
+  DeliveryAttempt,
+  DestinationBackoff,
+  EventType,
+  NewEvent,
+  OutcomeNotification,
+  OutcomeState,
+  QueueCounts,
+  QueueStore,
+  QueueTarget,
+  RecipientOutcome,
+  RecipientState,
 } from "../types.js";
 import type { ClaimWatermark } from "./claim-watermark.js";
 import { type Client, type Pool, type Row, transaction } from "./connection.js";
@@ -44,14 +43,9 @@ import { writeEvents } from "./events.js";
 import { insertMessages } from "./messages.js";
 import { notifyDue } from "./notify.js";
 import { insertSuppressions } from "./suppressions.js";
+import { countUnfinished } from "./unfinished.js";
 
 const FINAL = "('delivered', 'bounced', 'expired', 'dropped')";
-
-// Issue 11, worded as in sqlite/queue.ts.
-const UNFINISHED_REPLY =
-  "451 4.3.0 the delivery attempt did not finish (the delivery worker stopped: crash or hang)";
-const heldReply = (n: number) =>
-  `held: the delivery worker stopped during ${n} attempts in a row (crash or hang); release with petrel queue release`;
 
 const EVENT_OF: Record<OutcomeState, EventType> = {
   delivered: "delivered",
@@ -163,48 +157,6 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
     });
   }
 
-  /** Issue 11: claimed rows whose last claim never reached an outcome (see sqlite/queue.ts). */
-  async function countUnfinished(owner: string, rows: readonly Row[], now: number): Promise<Set<number>> {
-    const ids = rows.map((r) => Number(r.id));
-    const held = rows.filter((r) => Number(r.unfinished) >= MAX_UNFINISHED_ATTEMPTS);
-    const heldIds = held.map((r) => Number(r.id));
-    await transaction(relaxedPool, async (client) => {
-      await lockQueue(client, ids);
-      await client.query(
-        `WITH r AS (UPDATE recipients SET attempts = attempts + 1, last_reply = $2
-           WHERE id = ANY($1::bigint[]) RETURNING id, message_id)
-         INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, reply)
-         SELECT id, message_id, $3, 0, 'deferred', $2 FROM r`,
-        [ids, UNFINISHED_REPLY, now],
-      );
-      if (heldIds.length === 0) return;
-      await client.query("DELETE FROM queue WHERE recipient_id = ANY($1::bigint[]) AND lease_owner = $2", [
-        heldIds,
-        owner,
-      ]);
-      await client.query(
-        `UPDATE recipients SET state = 'held', lease_owner = NULL, lease_expires_at = NULL, unfinished = 0,
-           last_reply = $2, updated_at = $3 WHERE id = ANY($1::bigint[])`,
-        [heldIds, heldReply(MAX_UNFINISHED_ATTEMPTS), now],
-      );
-      await writeEvents(
-        client,
-        held.map((r) => ({
-          type: "held" as const,
-          messageId: String(r.message_id),
-          accountId: Number(r.account_id),
-          recipient: String(r.address),
-          at: now,
-          attempt: Number(r.attempts) + 1,
-          reply: heldReply(Number(r.unfinished)),
-          reason: "worker-crashed",
-        })),
-        now,
-      );
-    });
-    return new Set(heldIds);
-  }
-
   async function applyOutcomes(
     client: Client,
     outcomes: readonly RecipientOutcome[],
@@ -297,7 +249,9 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
       const live = (rows as Row[]).filter((r) => r.suppressed !== true);
       const unfinished = live.filter((r) => Number(r.unfinished) > 0);
       const held =
-        unfinished.length > 0 ? await countUnfinished(request.owner, unfinished, request.now) : new Set();
+        unfinished.length > 0
+          ? await countUnfinished(relaxedPool, lockQueue, request.owner, unfinished, request.now)
+          : new Set();
       return live
         .filter((r) => !held.has(Number(r.id)))
         .map((row) => ({
