@@ -12,13 +12,14 @@
  * Security: API keys are hashed before lookup and never logged; the log shows the key's name.
  */
 
-import { domainOf } from "../address.js";
+import { domainOf, envelopeAddress, isAsciiAddress } from "../address.js";
 import { hashApiKey } from "../auth/api-keys.js";
 import type { PetrelConfig, TrustedNetwork } from "../config/schema.js";
 import type { MessageSigning } from "../domains/signer.js";
 import { readAttachedMetadata } from "../events/metadata.js";
 import type { Logger } from "../log.js";
 import { addTraceFields, headerSenders, readHeaderSection } from "../message/headers.js";
+import { normalizeMessage } from "../message/normalize.js";
 import type { AuthThrottle } from "../policy/auth-throttle.js";
 import { checkDomainsVerified, checkEnvelopeSender, checkHeaderSenders } from "../policy/sender.js";
 import { checkSuppression } from "../policy/suppression.js";
@@ -163,9 +164,27 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
           logger,
         );
       }
+      // Issue 11: long lines re-encoded, long header lines folded, UTF-8 header fields made
+      // encoded words when the envelope is ASCII — once, here, before the signature.
+      const mailFrom = envelopeAddress(envelope.mailFrom);
+      const recipients = envelope.rcptTo.map(envelopeAddress);
+      const normal = normalizeMessage(attached.content, {
+        maxLineLength: config.smtp.limits.maxLineLength,
+        encodeHeaders: isAsciiAddress(mailFrom) && recipients.every(isAsciiAddress),
+      });
+      if (!normal.ok) {
+        const text = `Message contains a line longer than ${config.smtp.limits.maxLineLength} characters`;
+        return toReply(
+          { kind: "reject", smtpCode: 550, enhancedCode: "5.6.0", message: text, reason: normal.reason },
+          session,
+          logger,
+        );
+      }
       const queueId = newQueueId();
       const now = new Date();
-      const prepared = addTraceFields(attached.content, section, {
+      if (normal.changes.length > 0)
+        logger.info({ queueId, session: session.id, changes: normal.changes }, "normalized");
+      const prepared = addTraceFields(normal.content, section, {
         queueId,
         hostname: config.hostname,
         heloName: session.heloName,
@@ -189,8 +208,8 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
           id: queueId,
           accountId: user.accountId,
           apiKeyId: user.apiKeyId,
-          mailFrom: envelope.mailFrom,
-          recipients: envelope.rcptTo,
+          mailFrom,
+          recipients,
           content: signed.content,
           clientIp: session.remoteAddress,
           receivedAt: now.getTime(),
@@ -210,7 +229,7 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
           session: session.id,
           ip: session.remoteAddress,
           key: user.label,
-          from: envelope.mailFrom,
+          from: mailFrom,
           rcpts: envelope.rcptTo.length,
           size: signed.content.length,
           ...(signed.selectors.length > 0 ? { dkim: signed.selectors } : {}),

@@ -94,6 +94,12 @@ export const configSchema = z
             maxInvalidCommands: z.number().int().positive().default(10),
             /** Longest text line in a message, in octets without CRLF (RFC 5322 §2.1.1); 0 = no limit. */
             maxLineLength: z.number().int().min(0).default(998),
+            /**
+             * A message with a line over maxLineLength: `reencode` fixes it at accept time (the
+             * part re-encoded as quoted-printable or base64, a header folded at whitespace; a header
+             * line that cannot be folded is still refused), `reject` refuses it with 550 5.6.0.
+             */
+            longLines: z.enum(["reencode", "reject"]).default("reencode"),
           })
           .prefault({}),
         /** Let AUTH work without TLS. Only for testing: the key would cross the network in clear. */
