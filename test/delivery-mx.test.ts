@@ -6,19 +6,22 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { type Rig, startRig, statesOf } from "./support/delivery-rig.js";
-import { startTestMx, type TestMx } from "./support/test-mx.js";
+import { CLOSED_PORT, mxPorts, startTestMx, type TestMx } from "./support/test-mx.js";
 
 describe("delivery: MX resolution and outcomes", () => {
   let mx2: TestMx;
   let mx3: TestMx;
   let small: TestMx;
   let rig: Rig;
+  let ports: Record<string, number>;
 
   before(async () => {
-    // mx2 and mx3 share one port on two loopback addresses; nothing listens on 127.0.0.5 there.
+    // Each MX on its own ephemeral port, which delivery.mxPorts points at; nothing listens on
+    // 127.0.0.5 (or ::1) at the port delivery uses for them.
     mx2 = await startTestMx({ address: "127.0.0.2" });
-    mx3 = await startTestMx({ address: "127.0.0.3", port: mx2.port });
-    small = await startTestMx({ address: "127.0.0.6", port: mx2.port, size: 200, smtputf8: false });
+    mx3 = await startTestMx({ address: "127.0.0.3" });
+    small = await startTestMx({ address: "127.0.0.6", size: 200, smtputf8: false });
+    ports = { ...mxPorts(mx2, mx3, small), "127.0.0.5": CLOSED_PORT, "::1": CLOSED_PORT };
     rig = await startRig(
       {
         "pref.test": {
@@ -44,7 +47,7 @@ describe("delivery: MX resolution and outcomes", () => {
         "small.test": { MX: [{ preference: 10, exchange: "mx.small.test" }] },
         "mx.small.test": { A: ["127.0.0.6"] },
       },
-      { port: mx2.port },
+      { port: mx2.port, mxPorts: ports },
     );
   });
 
@@ -114,7 +117,7 @@ describe("delivery: MX resolution and outcomes", () => {
         "v6.test": { MX: [{ preference: 10, exchange: "dual.v6.test" }] },
         "dual.v6.test": { AAAA: ["::1"], A: ["127.0.0.2"] },
       },
-      { port: mx2.port, forceIpv4: true },
+      { port: mx2.port, mxPorts: ports, forceIpv4: true },
     );
     try {
       const id4 = await v4.enqueue(["hal@v6.test"]);

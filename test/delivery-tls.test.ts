@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type Rig, startRig, statesOf } from "./support/delivery-rig.js";
 import { tempDataDir } from "./support/petrel-process.js";
-import { makeCertificate, startTestMx, type TestMx } from "./support/test-mx.js";
+import { makeCertificate, mxPorts, startTestMx, type TestMx } from "./support/test-mx.js";
 
 describe("delivery: TLS policies and relay routes", () => {
   let tlsMx: TestMx;
@@ -30,8 +30,8 @@ describe("delivery: TLS policies and relay routes", () => {
     const good = await makeCertificate(["mx.tls.test"]);
     const bad = await makeCertificate(["someone-else.test"]);
     tlsMx = await startTestMx({ address: "127.0.0.2", tls: good });
-    plainMx = await startTestMx({ address: "127.0.0.3", port: tlsMx.port });
-    wrongNameMx = await startTestMx({ address: "127.0.0.4", port: tlsMx.port, tls: bad });
+    plainMx = await startTestMx({ address: "127.0.0.3" });
+    wrongNameMx = await startTestMx({ address: "127.0.0.4", tls: bad });
     relay = await startTestMx({ address: "127.0.0.5", tls: good, auth: { user: "petrel", pass: "s3cret" } });
     caFile = join(tempDataDir("petrel-ca-"), "ca.pem");
     // Both certificates are trusted: the bad one fails on its name alone.
@@ -43,7 +43,13 @@ describe("delivery: TLS policies and relay routes", () => {
   });
 
   async function withRig(delivery: Record<string, unknown>, fn: (rig: Rig) => Promise<void>) {
-    const rig = await startRig(zone, { port: tlsMx.port, tlsCaFile: caFile, ...delivery });
+    const mxPortMap = mxPorts(tlsMx, plainMx, wrongNameMx);
+    const rig = await startRig(zone, {
+      port: tlsMx.port,
+      mxPorts: mxPortMap,
+      tlsCaFile: caFile,
+      ...delivery,
+    });
     try {
       await fn(rig);
     } finally {

@@ -6,9 +6,9 @@
 import type { Command } from "commander";
 import { loadConfig } from "../config/load.js";
 import type { PetrelConfig } from "../config/schema.js";
-import { UsageError } from "../errors.js";
+import type { ServiceContext } from "../services/context.js";
 import { openStore } from "../store/open.js";
-import type { Account, Store } from "../store/types.js";
+import type { Store } from "../store/types.js";
 
 export interface CommonOptions {
   config?: string;
@@ -39,9 +39,11 @@ export async function withStore<T>(
   }
 }
 
-export async function requireAccount(store: Store, name: string): Promise<Account> {
-  const account = await store.getAccount(name);
-  if (!account)
-    throw new UsageError(`no account named ${name} (create it with: petrel accounts create ${name})`);
-  return account;
+/** Opens the store for the command's duration and hands the services' context to `fn`. */
+export function withServices<T>(
+  options: CommonOptions,
+  fn: (ctx: ServiceContext) => Promise<T>,
+  extra: Omit<ServiceContext, "store" | "config"> = {},
+): Promise<T> {
+  return withStore(options, (store, config) => fn({ store, config, ...extra }));
 }

@@ -4,8 +4,7 @@
  * the same services `serve` uses.
  */
 import { Command, CommanderError } from "commander";
-import { UsageError } from "../errors.js";
-import { StoreConflictError } from "../store/types.js";
+import { PetrelError } from "../errors.js";
 import { registerAccounts } from "./commands/accounts.js";
 import { registerConfig } from "./commands/config.js";
 import { registerEvents } from "./commands/events.js";
@@ -45,7 +44,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
-    if (err instanceof UsageError || err instanceof StoreConflictError) {
+    // The one error type of the services (and of configuration): its message, exit status 1.
+    if (err instanceof PetrelError) {
       process.stderr.write(`petrel: ${err.message}\n`);
       return 1;
     }

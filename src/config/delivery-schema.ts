@@ -83,6 +83,16 @@ export const deliverySchema = z
     thread: z.boolean().default(true),
     /** TCP port of MX hosts (25; tests point this at a loopback port, like KumoMTA's smtp_port). */
     port: port.default(25),
+    /**
+     * Port per MX address, overriding `port` (and a route's port) for that address only: tests
+     * run several MX hosts on loopback addresses, each on the ephemeral port it bound. {} = none.
+     */
+    mxPorts: z
+      .record(
+        z.string().refine((a) => isIP(a) !== 0, { message: "expected an IP address" }),
+        port,
+      )
+      .default({}),
     /** Connect to IPv4 addresses only (for senders without IPv6 PTR records). */
     forceIpv4: z.boolean().default(false),
     /** Default TLS policy towards MX hosts. */

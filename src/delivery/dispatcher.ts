@@ -384,13 +384,15 @@ export class Dispatcher {
     }
     const errors: string[] = [];
     let last: { candidate: Candidate; reply: Reply; source: string | null } | undefined;
+    const portOf = (ip: string) =>
+      route.transport === "mx" ? (config.mxPorts[ip] ?? route.port) : route.port;
     for (const candidate of candidates) {
       const source = this.sources.next(candidate.ip);
       try {
         const session = await SmtpSession.open({
           host: candidate.host,
           ip: candidate.ip,
-          port: route.port,
+          port: portOf(candidate.ip),
           implicitTls: route.implicitTls,
           tlsPolicy: route.tlsPolicy,
           ca: this.deps.ca,
@@ -419,7 +421,7 @@ export class Dispatcher {
       attempt: {
         mxHost: last!.candidate.host,
         ip: last!.candidate.ip,
-        port: route.port,
+        port: portOf(last!.candidate.ip),
         sourceIp: last!.source,
         tls: null,
       },

@@ -18,7 +18,7 @@ import type { PetrelConfig } from "../config/schema.js";
 import { type DkimKey, type DkimKeyKind, generateDkimKey } from "../dkim/keys.js";
 import type { DnsRecordSpec } from "../dkim/records.js";
 import type { DnsResolver } from "../dns/types.js";
-import { UsageError } from "../errors.js";
+import { PetrelError } from "../errors.js";
 import type {
   DkimKeyInfo,
   DomainCheckChange,
@@ -81,7 +81,8 @@ export class DomainsService {
 
   async get(domain: string): Promise<SenderDomainDetail> {
     const detail = await this.store.getDomain(domain);
-    if (!detail) throw new UsageError(`no domain ${domain} (add it with: petrel domains add ${domain})`);
+    if (!detail)
+      throw new PetrelError("not-found", `no domain ${domain} (add it with: petrel domains add ${domain})`);
     return detail;
   }
 
@@ -113,9 +114,10 @@ export class DomainsService {
   async retireSelector(domain: string, selector: string): Promise<DkimKeyInfo> {
     const keys = await this.keys(domain);
     const key = keys.find((k) => k.selector === selector);
-    if (!key) throw new UsageError(`${domain} has no DKIM selector ${selector}`);
+    if (!key) throw new PetrelError("not-found", `${domain} has no DKIM selector ${selector}`);
     if (key.state === "active" && !keys.some((k) => k.state === "active" && k.id !== key.id)) {
-      throw new UsageError(
+      throw new PetrelError(
+        "conflict",
         `${selector} is the only key signing for ${domain}; rotate first (petrel domains rotate-dkim ${domain}) ` +
           "and retire it once verify has switched to the new selector",
       );
@@ -132,11 +134,12 @@ export class DomainsService {
         ? keys.find((k) => k.state === "active" && k.kind === "rsa")
         : keys.find((k) => k.selector === selector);
     if (!key)
-      throw new UsageError(
+      throw new PetrelError(
+        "not-found",
         `${domain} has no ${selector === undefined ? "active RSA key" : `selector ${selector}`}`,
       );
     const pem = await this.store.getDkimPrivateKey(key.domain, key.selector);
-    if (pem === undefined) throw new UsageError(`${domain} has no selector ${key.selector}`);
+    if (pem === undefined) throw new PetrelError("not-found", `${domain} has no selector ${key.selector}`);
     return { selector: key.selector, pem };
   }
 
@@ -149,7 +152,8 @@ export class DomainsService {
     const detail = await this.get(domain);
     const keys = await this.store.listDkimKeys(detail.domain);
     if (!keys.some((k) => k.state === "active" || k.state === "pending")) {
-      throw new UsageError(
+      throw new PetrelError(
+        "conflict",
         `${detail.domain} has no DKIM key; create one with: petrel domains rotate-dkim ${detail.domain}`,
       );
     }

@@ -16,7 +16,8 @@
  * the peak of concurrent ones, and messages per connection, and records each connection's remote
  * address, so tests can check connection reuse, caps and source addresses at the receiving end.
  *
- * Invariants: binds only the given loopback address; close() ends every open connection.
+ * Invariants: binds only the given loopback address, on an ephemeral port (port 0); close() ends
+ * every open connection.
  */
 
 import selfsigned from "selfsigned";
@@ -36,8 +37,6 @@ export interface ReceivedMessage {
 export interface TestMxOptions {
   /** Loopback address to bind, default 127.0.0.2. */
   readonly address?: string;
-  /** Port, default 0 (ephemeral). Several MX hosts of a test share one port on different addresses. */
-  readonly port?: number;
   /** Offer STARTTLS with this certificate. */
   readonly tls?: { readonly key: string; readonly cert: string };
   /** Speak TLS from the first byte (port 465 style) with the `tls` certificate. */
@@ -187,7 +186,9 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
   });
   await new Promise<void>((resolve, reject) => {
     server.server.once("error", reject);
-    server.listen(options.port ?? 0, address, () => resolve());
+    // Always port 0 on the exact address: a port found free elsewhere may be taken here by another
+    // test file. Point delivery at it with `delivery.mxPorts` (see mxPorts() below).
+    server.listen(0, address, () => resolve());
   });
   const port = (server.server.address() as { port: number }).port;
   return {
@@ -219,6 +220,22 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
     },
   };
 }
+
+/**
+ * `delivery.mxPorts` for several test MX hosts: each listens on its own ephemeral port, and
+ * delivery connects to each address on that port.
+ */
+export function mxPorts(
+  ...hosts: ReadonlyArray<{ readonly address: string; readonly port: number }>
+): Record<string, number> {
+  return Object.fromEntries(hosts.map((h) => [h.address, h.port]));
+}
+
+/**
+ * A port on which nothing listens on any address: 1 (tcpmux) is below the ephemeral range, so no
+ * test's port-0 bind can take it, and a connection to it is refused at once.
+ */
+export const CLOSED_PORT = 1;
 
 /** A self-signed certificate (its own CA) for these names, e.g. ["mx1.example.test"]. */
 export async function makeCertificate(names: readonly string[]): Promise<{ key: string; cert: string }> {

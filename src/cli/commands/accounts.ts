@@ -1,9 +1,11 @@
 /**
  * `petrel accounts`: an account owns keys, sender domains and single senders; one account's key
  * can never send as another account's domain. A `default` account exists from the first start.
+ * Thin over src/services/accounts.ts.
  */
 import type { Command } from "commander";
-import { type CommonOptions, withCommonOptions, withStore } from "../context.js";
+import { createAccount, listAccounts } from "../../services/accounts.js";
+import { type CommonOptions, withCommonOptions, withServices } from "../context.js";
 import { isoTime, printJson, printTable } from "../output.js";
 
 export function registerAccounts(program: Command): void {
@@ -11,16 +13,16 @@ export function registerAccounts(program: Command): void {
   withCommonOptions(
     accounts.command("create").description("create an account").argument("<name>", "account name"),
   ).action(async (name: string, options: CommonOptions) => {
-    await withStore(options, async (store) => {
-      const account = await store.createAccount(name);
+    await withServices(options, async (ctx) => {
+      const account = await createAccount(ctx, name);
       process.stdout.write(`Created account ${account.name}\n`);
     });
   });
   withCommonOptions(
     accounts.command("list").description("list accounts").option("--json", "print JSON"),
   ).action(async (options: CommonOptions & { json?: boolean }) => {
-    await withStore(options, async (store) => {
-      const list = await store.listAccounts();
+    await withServices(options, async (ctx) => {
+      const list = await listAccounts(ctx);
       if (options.json) return printJson(list);
       printTable(
         ["NAME", "CREATED"],

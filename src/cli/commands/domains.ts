@@ -2,7 +2,8 @@
  * `petrel domains`: sender domains with DKIM (issue 4). `add` creates the domain with its keys
  * and prints the DNS records to publish; `verify` looks them up through the configured resolver
  * (dns.servers) and records the result; `rotate-dkim`, `retire-selector` and `export-key` manage
- * keys. Thin over src/domains/service.ts, which `serve` uses for its periodic re-check.
+ * keys. Thin over src/services/domains.ts (and src/domains/service.ts, which `serve` uses for
+ * its periodic re-check).
  *
  * Security: private keys are printed by `export-key` only, on purpose; every other output (and
  * --json) carries selectors and public keys. `retire-selector` needs a confirmation.
@@ -12,35 +13,39 @@ import type { Command } from "commander";
 import type { PetrelConfig } from "../../config/schema.js";
 import { type DnsRecordSpec, formatJson, formatTable, formatZone } from "../../dkim/records.js";
 import { createResolver } from "../../dns/resolver.js";
-import { DomainsService } from "../../domains/service.js";
-import { UsageError } from "../../errors.js";
-import type { RecordCheck, Store } from "../../store/types.js";
-import { type CommonOptions, requireAccount, withCommonOptions, withStore } from "../context.js";
+import type { DnsResolver } from "../../dns/types.js";
+import { PetrelError } from "../../errors.js";
+import {
+  addDomain,
+  domainRecords,
+  exportKey,
+  listDomains,
+  removeDomain,
+  retireSelector,
+  rotateDkim,
+  showDomain,
+  verifyDomain,
+} from "../../services/domains.js";
+import { validDomain } from "../../services/validate.js";
+import type { RecordCheck } from "../../store/types.js";
+import { type CommonOptions, withCommonOptions, withServices } from "../context.js";
 import { isoTime, printJson, printTable } from "../output.js";
 
 type Format = "table" | "zone" | "json";
 type FormatOptions = CommonOptions & { format: string };
 
-export interface DomainCommandHelpers {
-  /** The CLI's domain-name check (shared with `senders`). */
-  readonly validDomain: (value: string) => string;
-}
-
-function service(store: Store, config: PetrelConfig, withResolver = false): DomainsService {
-  const resolver = withResolver
-    ? createResolver({
-        servers: config.dns.servers,
-        timeoutMs: config.dns.timeoutMs,
-        tries: config.dns.tries,
-        cache: false,
-      })
-    : undefined;
-  return new DomainsService({ store, config, ...(resolver ? { resolver } : {}) });
+function resolverFor(config: PetrelConfig): DnsResolver {
+  return createResolver({
+    servers: config.dns.servers,
+    timeoutMs: config.dns.timeoutMs,
+    tries: config.dns.tries,
+    cache: false,
+  });
 }
 
 function format(value: string): Format {
   if (value === "table" || value === "zone" || value === "json") return value;
-  throw new UsageError(`--format must be table, zone or json, not ${value}`);
+  throw new PetrelError("invalid-input", `--format must be table, zone or json, not ${value}`);
 }
 
 function renderRecords(records: readonly DnsRecordSpec[], how: Format): string {
@@ -54,8 +59,7 @@ function say(how: Format, text: string): void {
   (how === "table" ? process.stdout : process.stderr).write(`${text}\n`);
 }
 
-export function registerDomains(program: Command, helpers: DomainCommandHelpers): void {
-  const { validDomain } = helpers;
+export function registerDomains(program: Command): void {
   const domains = program
     .command("domains")
     .description("sender domains an account may send from, with DKIM keys and DNS verification");
@@ -70,10 +74,10 @@ export function registerDomains(program: Command, helpers: DomainCommandHelpers)
   ).action(async (value: string, options: FormatOptions & { account: string }) => {
     const domain = validDomain(value);
     const how = format(options.format);
-    await withStore(options, async (store, config) => {
-      const account = await requireAccount(store, options.account);
-      const { records } = await service(store, config).add(account.id, domain);
-      say(how, `Added domain ${domain} to account ${account.name}. Publish these DNS records:\n`);
+    await withServices(options, async (ctx) => {
+      const added = await addDomain(ctx, { domain, account: options.account });
+      const { records } = added;
+      say(how, `Added domain ${domain} to account ${added.domain.accountName}. Publish these DNS records:\n`);
       process.stdout.write(renderRecords(records, how));
       say(how, `\nThen run: petrel domains verify ${domain}`);
     });
@@ -87,8 +91,8 @@ export function registerDomains(program: Command, helpers: DomainCommandHelpers)
       .option("-f, --format <format>", "table, zone (BIND lines) or json", "table"),
   ).action(async (value: string, options: FormatOptions) => {
     const how = format(options.format);
-    await withStore(options, async (store, config) => {
-      process.stdout.write(renderRecords(await service(store, config).records(validDomain(value)), how));
+    await withServices(options, async (ctx) => {
+      process.stdout.write(renderRecords(await domainRecords(ctx, value), how));
     });
   });
 
@@ -99,12 +103,8 @@ export function registerDomains(program: Command, helpers: DomainCommandHelpers)
       .option("-a, --account <account>", "only this account")
       .option("--json", "print JSON"),
   ).action(async (options: CommonOptions & { account?: string; json?: boolean }) => {
-    await withStore(options, async (store) => {
-      const accountId = options.account ? (await requireAccount(store, options.account)).id : undefined;
-      const list = await store.listDomains(accountId);
-      const withKeys = await Promise.all(
-        list.map(async (d) => ({ ...d, keys: await store.listDkimKeys(d.domain) })),
-      );
+    await withServices(options, async (ctx) => {
+      const withKeys = await listDomains(ctx, options.account);
       if (options.json) return printJson(withKeys);
       printTable(
         ["DOMAIN", "ACCOUNT", "STATUS", "SELECTORS", "LAST CHECKED", "ADDED"],
@@ -129,8 +129,8 @@ export function registerDomains(program: Command, helpers: DomainCommandHelpers)
       .argument("<domain>", "domain")
       .option("--json", "print JSON"),
   ).action(async (value: string, options: CommonOptions & { json?: boolean }) => {
-    await withStore(options, async (store, config) => {
-      const report = await service(store, config, true).verify(validDomain(value));
+    await withServices(options, async (ctx) => {
+      const report = await verifyDomain({ ...ctx, resolver: resolverFor(ctx.config) }, value);
       const { previous, status, activated, retired } = report.change;
       if (options.json) printJson(report);
       else {
@@ -149,7 +149,7 @@ export function registerDomains(program: Command, helpers: DomainCommandHelpers)
         if (report.outcome === "unknown") process.stdout.write("Some lookups failed (DNS); try again.\n");
       }
       // Exit status 1 when not verified, so scripts can wait for DNS with `until petrel domains verify`.
-      if (status !== "verified") throw new UsageError(`${report.domain} is ${status}`);
+      if (status !== "verified") throw new PetrelError("invalid-input", `${report.domain} is ${status}`);
     });
   });
 
@@ -160,12 +160,10 @@ export function registerDomains(program: Command, helpers: DomainCommandHelpers)
       .argument("<domain>", "domain")
       .option("--json", "print JSON"),
   ).action(async (value: string, options: CommonOptions & { json?: boolean }) => {
-    await withStore(options, async (store, config) => {
-      const svc = service(store, config);
-      const detail = await svc.get(validDomain(value));
-      const keys = await store.listDkimKeys(detail.domain);
-      const events = await store.listDomainEvents(detail.domain, 20);
-      if (options.json) return printJson({ ...detail, keys, events });
+    await withServices(options, async (ctx) => {
+      const shown = await showDomain(ctx, value);
+      if (options.json) return printJson(shown);
+      const { keys, events, ...detail } = shown;
       process.stdout.write(
         `${detail.domain} (account ${detail.accountName}): ${detail.status}, last checked ${isoTime(detail.lastCheckedAt)}\n\n`,
       );
@@ -202,8 +200,8 @@ export function registerDomains(program: Command, helpers: DomainCommandHelpers)
       .option("-f, --format <format>", "table, zone (BIND lines) or json", "table"),
   ).action(async (value: string, options: FormatOptions) => {
     const how = format(options.format);
-    await withStore(options, async (store, config) => {
-      const result = await service(store, config).rotate(validDomain(value));
+    await withServices(options, async (ctx) => {
+      const result = await rotateDkim(ctx, value);
       const selectors = result.keys.map((k) => k.selector).join(", ");
       say(how, `New DKIM selector ${selectors} for ${value}. Publish:\n`);
       process.stdout.write(renderRecords(result.records, how));
@@ -226,8 +224,8 @@ export function registerDomains(program: Command, helpers: DomainCommandHelpers)
   ).action(async (value: string, selector: string, options: CommonOptions & { yes?: boolean }) => {
     const domain = validDomain(value);
     if (!options.yes) await confirm(`Delete DKIM selector ${selector} of ${domain}?`);
-    await withStore(options, async (store, config) => {
-      const key = await service(store, config).retireSelector(domain, selector);
+    await withServices(options, async (ctx) => {
+      const key = await retireSelector(ctx, domain, selector);
       process.stdout.write(
         `Deleted ${key.state} DKIM key ${selector} of ${domain}. Its DNS record ` +
           `${selector}._domainkey.${domain} can be removed once no mail signed with it is in flight.\n`,
@@ -242,8 +240,8 @@ export function registerDomains(program: Command, helpers: DomainCommandHelpers)
       .argument("<domain>", "domain")
       .option("-s, --selector <selector>", "selector (default: the active RSA key)"),
   ).action(async (value: string, options: CommonOptions & { selector?: string }) => {
-    await withStore(options, async (store, config) => {
-      const { selector, pem } = await service(store, config).exportKey(validDomain(value), options.selector);
+    await withServices(options, async (ctx) => {
+      const { selector, pem } = await exportKey(ctx, value, options.selector);
       process.stderr.write(`DKIM private key of ${selector}._domainkey.${value} (a secret):\n`);
       process.stdout.write(pem.endsWith("\n") ? pem : `${pem}\n`);
     });
@@ -255,8 +253,8 @@ export function registerDomains(program: Command, helpers: DomainCommandHelpers)
       .description("remove a sender domain and its keys")
       .argument("<domain>", "domain"),
   ).action(async (value: string, options: CommonOptions) => {
-    await withStore(options, async (store) => {
-      if (!(await store.removeDomain(validDomain(value)))) throw new UsageError(`no domain ${value}`);
+    await withServices(options, async (ctx) => {
+      await removeDomain(ctx, value);
       process.stdout.write(`Removed domain ${value}\n`);
     });
   });
@@ -289,11 +287,12 @@ function printChecks(checks: readonly RecordCheck[]): void {
 }
 
 async function confirm(question: string): Promise<void> {
-  if (!process.stdin.isTTY) throw new UsageError(`${question} Add --yes to confirm.`);
+  if (!process.stdin.isTTY) throw new PetrelError("invalid-input", `${question} Add --yes to confirm.`);
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
     const answer = await rl.question(`${question} [y/N] `);
-    if (!/^y(es)?$/i.test(answer.trim())) throw new UsageError("not confirmed; nothing changed");
+    if (!/^y(es)?$/i.test(answer.trim()))
+      throw new PetrelError("invalid-input", "not confirmed; nothing changed");
   } finally {
     rl.close();
   }

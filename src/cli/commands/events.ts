@@ -5,9 +5,10 @@
  * writes), like `tail -f`; `--json` prints one JSON object per line, as webhooks send them.
  */
 import type { Command } from "commander";
-import { UsageError } from "../../errors.js";
-import { EVENT_TYPES, type EventFilter, type EventType, type PetrelEvent } from "../../store/types.js";
-import { type CommonOptions, requireAccount, withCommonOptions, withStore } from "../context.js";
+import { PetrelError } from "../../errors.js";
+import { eventFilter, listEvents, newestEventId, parseEventTypes } from "../../services/events.js";
+import { EVENT_TYPES, type PetrelEvent } from "../../store/types.js";
+import { type CommonOptions, withCommonOptions, withServices } from "../context.js";
 import { isoTime } from "../output.js";
 
 interface TailOptions extends CommonOptions {
@@ -46,27 +47,26 @@ export function registerEvents(program: Command): void {
       )
       .option("--json", "one JSON object per line (the webhook format)"),
   ).action(async (options: TailOptions) => {
-    const types = parseTypes(options.type);
+    parseEventTypes(options.type); // before opening the store
     if (!Number.isInteger(options.lines) || options.lines < 0)
-      throw new UsageError("--lines must be a number ≥ 0");
-    await withStore(options, async (store) => {
-      const accountId = options.account ? (await requireAccount(store, options.account)).id : undefined;
-      const filter: EventFilter = {
-        ...(options.message ? { messageId: options.message } : {}),
+      throw new PetrelError("invalid-input", "--lines must be a number ≥ 0");
+    await withServices(options, async (ctx) => {
+      const filter = await eventFilter(ctx, {
+        ...(options.account ? { account: options.account } : {}),
+        ...(options.message ? { message: options.message } : {}),
         ...(options.recipient ? { recipient: options.recipient } : {}),
-        ...(types ? { types } : {}),
-        ...(accountId === undefined ? {} : { accountId }),
-      };
+        ...(options.type ? { types: options.type } : {}),
+      });
       const print = options.json ? printJsonLine : printLine;
       const first =
-        options.lines > 0 ? await store.listEvents({ ...filter, limit: options.lines, newest: true }) : [];
+        options.lines > 0 ? await listEvents(ctx, { ...filter, limit: options.lines, newest: true }) : [];
       first.forEach(print);
       if (!options.follow) {
         if (first.length === 0 && !options.json) process.stderr.write("No events.\n");
         return;
       }
       // The cursor starts at the newest event of any kind, so only new events follow.
-      let after = first.at(-1)?.id ?? (await store.listEvents({ limit: 1, newest: true }))[0]?.id ?? "";
+      let after = first.at(-1)?.id ?? (await newestEventId(ctx));
       // On stderr, so that --json output stays one event per line; scripts can wait for it.
       process.stderr.write("Following new events (Ctrl-C to stop)\n");
       let stop = false;
@@ -80,10 +80,10 @@ export function registerEvents(program: Command): void {
       while (!stop) {
         // Up to the newest event now (of any kind), so that the cursor moves past events the
         // filter does not match too, and the next poll reads only what is new.
-        const bound = (await store.listEvents({ limit: 1, newest: true }))[0]?.id ?? "";
+        const bound = await newestEventId(ctx);
         const batch =
           bound > after
-            ? await store.listEvents({ ...filter, afterId: after, upToId: bound, limit: 1000 })
+            ? await listEvents(ctx, { ...filter, afterId: after, upToId: bound, limit: 1000 })
             : [];
         batch.forEach(print);
         const full = batch.length === 1000;
@@ -94,16 +94,6 @@ export function registerEvents(program: Command): void {
       }
     });
   });
-}
-
-function parseTypes(value: string | undefined): EventType[] | undefined {
-  if (!value) return undefined;
-  const types = value.split(",").map((t) => t.trim().toLowerCase());
-  for (const t of types) {
-    if (!EVENT_TYPES.includes(t as EventType))
-      throw new UsageError(`unknown event type ${t}; one of ${EVENT_TYPES.join(", ")}`);
-  }
-  return types as EventType[];
 }
 
 function printJsonLine(event: PetrelEvent): void {

@@ -1,11 +1,10 @@
 /**
  * `petrel keys`: API keys for SMTP AUTH (username `apikey`, password = the key).
- * A key is printed once at creation and stored only as a hash.
+ * A key is printed once at creation and stored only as a hash. Thin over src/services/keys.ts.
  */
 import type { Command } from "commander";
-import { generateApiKey } from "../../auth/api-keys.js";
-import { UsageError } from "../../errors.js";
-import { type CommonOptions, requireAccount, withCommonOptions, withStore } from "../context.js";
+import { createKey, listKeys, revokeKey } from "../../services/keys.js";
+import { type CommonOptions, withCommonOptions, withServices } from "../context.js";
 import { isoTime, printJson, printTable } from "../output.js";
 
 export function registerKeys(program: Command): void {
@@ -19,20 +18,13 @@ export function registerKeys(program: Command): void {
       .option("-a, --account <account>", "account the key sends for", "default")
       .option("--json", "print JSON"),
   ).action(async (options: CommonOptions & { name: string; account: string; json?: boolean }) => {
-    await withStore(options, async (store) => {
-      const account = await requireAccount(store, options.account);
-      const generated = generateApiKey();
-      const key = await store.insertApiKey({
-        accountId: account.id,
-        name: options.name,
-        hash: generated.hash,
-        prefix: generated.prefix,
-      });
+    await withServices(options, async (ctx) => {
+      const { key, secret } = await createKey(ctx, { name: options.name, account: options.account });
       if (options.json) {
-        printJson({ name: key.name, account: key.accountName, key: generated.key, prefix: key.prefix });
+        printJson({ name: key.name, account: key.accountName, key: secret, prefix: key.prefix });
         return;
       }
-      process.stdout.write(`${generated.key}\n`);
+      process.stdout.write(`${secret}\n`);
       process.stderr.write(
         `Created key "${key.name}" for account ${key.accountName}. It is shown only this once.\n` +
           "Use it as the SMTP password with username apikey.\n",
@@ -46,8 +38,8 @@ export function registerKeys(program: Command): void {
       .description("list API keys (never the keys themselves)")
       .option("--json", "print JSON"),
   ).action(async (options: CommonOptions & { json?: boolean }) => {
-    await withStore(options, async (store) => {
-      const list = await store.listApiKeys();
+    await withServices(options, async (ctx) => {
+      const list = await listKeys(ctx);
       if (options.json) return printJson(list);
       printTable(
         ["NAME", "ACCOUNT", "PREFIX", "CREATED", "LAST USED", "STATUS"],
@@ -69,8 +61,8 @@ export function registerKeys(program: Command): void {
       .description("revoke a key; it stops working at the next AUTH")
       .argument("<name>", "key name"),
   ).action(async (name: string, options: CommonOptions) => {
-    await withStore(options, async (store) => {
-      if (!(await store.revokeApiKey(name))) throw new UsageError(`no active key named ${name}`);
+    await withServices(options, async (ctx) => {
+      await revokeKey(ctx, name);
       process.stdout.write(`Revoked key ${name}\n`);
     });
   });

@@ -2,19 +2,15 @@
  * `petrel queue retry|hold|release|delete`: the operator's hands on the queue. Each is one store
  * call; `serve` picks the change up at its next claim (retry and release make mail due now).
  * Deleting drops every recipient not yet final and records "dropped by operator" for each, so
- * nothing accepted disappears without a final record.
+ * nothing accepted disappears without a final record. Thin over src/services/queue.ts.
  */
 import type { Command } from "commander";
-import { UsageError } from "../../errors.js";
-import type { Store } from "../../store/types.js";
-import { type CommonOptions, withCommonOptions, withStore } from "../context.js";
+import { PetrelError } from "../../errors.js";
+import { deleteMessage, holdMessage, releaseMessage, retryMessages } from "../../services/queue.js";
+import { type CommonOptions, withCommonOptions, withServices } from "../context.js";
 import { printJson } from "../output.js";
 
 type ActionOptions = CommonOptions & { json?: boolean };
-
-async function requireMessage(store: Store, id: string): Promise<void> {
-  if (!(await store.getMessage(id))) throw new UsageError(`no message ${id}`);
-}
 
 function report(options: ActionOptions, result: Record<string, unknown>, text: string): void {
   if (options.json) printJson(result);
@@ -30,11 +26,10 @@ export function registerQueueActions(queue: Command): void {
       .option("--all", "every queued and deferred message")
       .option("--json", "print JSON"),
   ).action(async (id: string | undefined, options: ActionOptions & { all?: boolean }) => {
-    if (!id && !options.all) throw new UsageError("give a queue ID or --all");
-    await withStore(options, async (store) => {
-      if (id) await requireMessage(store, id);
-      const recipients = await store.retryNow(id ? { messageId: id } : { all: true }, Date.now());
-      report(options, { id: id ?? null, recipients }, `${recipients} recipient(s) due now`);
+    if (!id && !options.all) throw new PetrelError("invalid-input", "give a queue ID or --all");
+    await withServices(options, async (ctx) => {
+      const result = await retryMessages(ctx, id ? { id } : { all: true });
+      report(options, { ...result }, `${result.recipients} recipient(s) due now`);
     });
   });
 
@@ -45,10 +40,9 @@ export function registerQueueActions(queue: Command): void {
       .argument("<id>", "queue ID")
       .option("--json", "print JSON"),
   ).action(async (id: string, options: ActionOptions) => {
-    await withStore(options, async (store) => {
-      await requireMessage(store, id);
-      const recipients = await store.holdMessage(id, Date.now());
-      report(options, { id, recipients }, `${recipients} recipient(s) held`);
+    await withServices(options, async (ctx) => {
+      const result = await holdMessage(ctx, id);
+      report(options, { ...result }, `${result.recipients} recipient(s) held`);
     });
   });
 
@@ -59,10 +53,9 @@ export function registerQueueActions(queue: Command): void {
       .argument("<id>", "queue ID")
       .option("--json", "print JSON"),
   ).action(async (id: string, options: ActionOptions) => {
-    await withStore(options, async (store) => {
-      await requireMessage(store, id);
-      const recipients = await store.releaseMessage(id, Date.now());
-      report(options, { id, recipients }, `${recipients} recipient(s) released`);
+    await withServices(options, async (ctx) => {
+      const result = await releaseMessage(ctx, id);
+      report(options, { ...result }, `${result.recipients} recipient(s) released`);
     });
   });
 
@@ -73,10 +66,9 @@ export function registerQueueActions(queue: Command): void {
       .argument("<id>", "queue ID")
       .option("--json", "print JSON"),
   ).action(async (id: string, options: ActionOptions) => {
-    await withStore(options, async (store) => {
-      await requireMessage(store, id);
-      const recipients = await store.dropMessage(id, Date.now(), "dropped by operator");
-      report(options, { id, recipients }, `${recipients} recipient(s) dropped`);
+    await withServices(options, async (ctx) => {
+      const result = await deleteMessage(ctx, id);
+      report(options, { ...result }, `${result.recipients} recipient(s) dropped`);
     });
   });
 }

@@ -2,24 +2,14 @@
  * `petrel queue`: inspect the spool — what is queued, for whom, in which state — and act on it:
  * retry now, hold and release, delete (drop, recorded as "dropped by operator").
  * The actions work while `petrel serve` runs: they change the store, which the workers read.
+ * Thin over src/services/queue.ts.
  */
 import type { Command } from "commander";
-import { UsageError } from "../../errors.js";
+import { listQueue, parseState, RECIPIENT_STATES as STATES, showMessage } from "../../services/queue.js";
 import type { QueueCounts, RecipientState } from "../../store/types.js";
-import { type CommonOptions, withCommonOptions, withStore } from "../context.js";
+import { type CommonOptions, withCommonOptions, withServices } from "../context.js";
 import { age, isoTime, printJson, printTable } from "../output.js";
 import { registerQueueActions } from "./queue-actions.js";
-
-const STATES: readonly RecipientState[] = [
-  "queued",
-  "delivering",
-  "deferred",
-  "delivered",
-  "bounced",
-  "expired",
-  "dropped",
-  "held",
-];
 
 export function registerQueue(program: Command): void {
   const queue = program.command("queue").description("inspect queued messages");
@@ -33,16 +23,13 @@ export function registerQueue(program: Command): void {
       .option("--json", "print JSON"),
   ).action(
     async (options: CommonOptions & { state?: string; domain?: string; limit: number; json?: boolean }) => {
-      if (options.state && !STATES.includes(options.state as RecipientState))
-        throw new UsageError(`unknown state ${options.state}; one of ${STATES.join(", ")}`);
-      await withStore(options, async (store) => {
-        const domain = options.domain?.toLowerCase();
-        const list = await store.listMessages({
-          state: options.state as RecipientState | undefined,
-          domain,
+      parseState(options.state); // before opening the store
+      await withServices(options, async (ctx) => {
+        const { counts, messages: list } = await listQueue(ctx, {
+          ...(options.state ? { state: options.state } : {}),
+          ...(options.domain ? { domain: options.domain } : {}),
           limit: options.limit,
         });
-        const counts = await store.queueCounts({ domain });
         if (options.json) return printJson({ counts, messages: list });
         printCounts(counts);
         if (list.length === 0) {
@@ -71,11 +58,10 @@ export function registerQueue(program: Command): void {
       .argument("<id>", "queue ID")
       .option("--json", "print JSON"),
   ).action(async (id: string, options: CommonOptions & { json?: boolean }) => {
-    await withStore(options, async (store) => {
-      const message = await store.getMessage(id);
-      if (!message) throw new UsageError(`no message ${id}`);
-      const attempts = await store.listAttempts(id);
-      if (options.json) return printJson({ ...message, attempts });
+    await withServices(options, async (ctx) => {
+      const shown = await showMessage(ctx, id);
+      if (options.json) return printJson(shown);
+      const { attempts, ...message } = shown;
       const out = process.stdout;
       out.write(
         `ID:        ${message.id}\nAccount:   ${message.accountName}\nKey:       ${message.apiKeyName ?? "(trusted network)"}\n`,

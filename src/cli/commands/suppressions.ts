@@ -8,20 +8,27 @@
  * address column (a file without a header is a list of addresses); missing reasons become
  * `import`. An import is all or nothing: one invalid line and nothing is added.
  * Security: the file is operator input; every address is validated before anything is written.
+ * Thin over src/services/suppressions.ts.
  */
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
-import { UsageError } from "../../errors.js";
-import type { NewSuppression, Suppression } from "../../store/types.js";
-import { type CommonOptions, requireAccount, withCommonOptions, withStore } from "../context.js";
+import {
+  addSuppressions,
+  exportSuppressions,
+  importSuppressions,
+  listSuppressions,
+  removeSuppression,
+} from "../../services/suppressions.js";
+import { validAddress } from "../../services/validate.js";
+import { type CommonOptions, withCommonOptions, withServices } from "../context.js";
 import { isoTime, printJson, printTable } from "../output.js";
-import { validAddress } from "./identities.js";
+
+// The CSV codec lives with the service; re-exported for the tests that use it directly.
+export { fromCsv, parseCsv, toCsv } from "../../services/suppressions-csv.js";
 
 type AccountOptions = CommonOptions & { account: string };
 type ListOptions = AccountOptions & { json?: boolean; reason?: string };
 type AddOptions = AccountOptions & { note?: string };
-
-const COLUMNS = ["address", "reason", "created_at", "event_id", "message_id", "detail"] as const;
 
 export function registerSuppressions(program: Command): void {
   const cmd = program
@@ -41,9 +48,11 @@ export function registerSuppressions(program: Command): void {
         .option("--json", "print JSON"),
     ),
   ).action(async (options: ListOptions) => {
-    await withStore(options, async (store) => {
-      const acct = await requireAccount(store, options.account);
-      const list = await store.listSuppressions({ accountId: acct.id, reason: options.reason });
+    await withServices(options, async (ctx) => {
+      const list = await listSuppressions(ctx, {
+        account: options.account,
+        ...(options.reason ? { reason: options.reason } : {}),
+      });
       if (options.json) return printJson(list);
       printTable(
         ["ADDRESS", "REASON", "SINCE", "EVENT", "DETAIL"],
@@ -67,20 +76,16 @@ export function registerSuppressions(program: Command): void {
         .option("--note <text>", "why (kept as the detail)"),
     ),
   ).action(async (values: string[], options: AddOptions) => {
-    const addresses = values.map(validAddress);
-    await withStore(options, async (store) => {
-      const acct = await requireAccount(store, options.account);
-      const added = await store.addSuppressions(
-        addresses.map((address) => ({
-          accountId: acct.id,
-          address,
-          reason: "manual",
-          detail: options.note ?? null,
-        })),
-      );
+    values.forEach(validAddress); // before opening the store
+    await withServices(options, async (ctx) => {
+      const { added, total, account } = await addSuppressions(ctx, {
+        account: options.account,
+        addresses: values,
+        note: options.note ?? null,
+      });
       process.stdout.write(
-        `Suppressed ${added} address${added === 1 ? "" : "es"} for account ${acct.name}` +
-          (added < addresses.length ? ` (${addresses.length - added} already suppressed)` : "") +
+        `Suppressed ${added} address${added === 1 ? "" : "es"} for account ${account}` +
+          (added < total ? ` (${total - added} already suppressed)` : "") +
           "\n",
       );
     });
@@ -91,23 +96,17 @@ export function registerSuppressions(program: Command): void {
       cmd.command("remove").description("remove an address from the suppression list").argument("<address>"),
     ),
   ).action(async (value: string, options: AccountOptions) => {
-    await withStore(options, async (store) => {
-      const acct = await requireAccount(store, options.account);
-      if (!(await store.removeSuppression(acct.id, value))) {
-        throw new UsageError(`${value} is not suppressed for account ${acct.name}`);
-      }
-      process.stdout.write(
-        `Removed ${value.trim().toLowerCase()} from the suppression list of ${acct.name}\n`,
-      );
+    await withServices(options, async (ctx) => {
+      const removed = await removeSuppression(ctx, options.account, value);
+      process.stdout.write(`Removed ${removed} from the suppression list of ${options.account}\n`);
     });
   });
 
   withCommonOptions(
     account(cmd.command("export").description("print the account's suppression list as CSV")),
   ).action(async (options: AccountOptions) => {
-    await withStore(options, async (store) => {
-      const acct = await requireAccount(store, options.account);
-      process.stdout.write(toCsv(await store.listSuppressions({ accountId: acct.id })));
+    await withServices(options, async (ctx) => {
+      process.stdout.write(await exportSuppressions(ctx, options.account));
     });
   });
 
@@ -120,99 +119,13 @@ export function registerSuppressions(program: Command): void {
     ),
   ).action(async (file: string, options: AccountOptions) => {
     const text = readFileSync(file === "-" ? 0 : file, "utf8");
-    await withStore(options, async (store) => {
-      const acct = await requireAccount(store, options.account);
-      const entries = fromCsv(text, acct.id);
-      const added = await store.addSuppressions(entries);
+    await withServices(options, async (ctx) => {
+      const { added, total, account } = await importSuppressions(ctx, options.account, text);
       process.stdout.write(
-        `Imported ${added} of ${entries.length} address${entries.length === 1 ? "" : "es"} into account ${acct.name}` +
-          (added < entries.length ? ` (${entries.length - added} already suppressed)` : "") +
+        `Imported ${added} of ${total} address${total === 1 ? "" : "es"} into account ${account}` +
+          (added < total ? ` (${total - added} already suppressed)` : "") +
           "\n",
       );
     });
   });
-}
-
-export function toCsv(list: readonly Suppression[]): string {
-  const rows = list.map((s) => [
-    s.address,
-    s.reason,
-    new Date(s.createdAt).toISOString(),
-    s.eventId ?? "",
-    s.messageId ?? "",
-    s.detail ?? "",
-  ]);
-  return [COLUMNS as readonly string[], ...rows].map((r) => `${r.map(csvField).join(",")}\r\n`).join("");
-}
-
-function csvField(value: string): string {
-  return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
-}
-
-/** Parses RFC 4180 CSV into rows of fields (quoted fields may hold commas, quotes and line breaks). */
-export function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let field = "";
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') {
-        field += '"';
-        i++;
-      } else if (c === '"') quoted = false;
-      else field += c;
-    } else if (c === '"' && field === "") quoted = true;
-    else if (c === ",") {
-      row.push(field);
-      field = "";
-    } else if (c === "\n" || c === "\r") {
-      if (c === "\r" && text[i + 1] === "\n") i++;
-      row.push(field);
-      rows.push(row);
-      row = [];
-      field = "";
-    } else field += c;
-  }
-  if (field !== "" || row.length > 0) {
-    row.push(field);
-    rows.push(row);
-  }
-  return rows.filter((r) => !(r.length === 1 && r[0]!.trim() === ""));
-}
-
-/** CSV text → suppressions for `accountId`; throws a UsageError naming the first bad line. */
-export function fromCsv(text: string, accountId: number): NewSuppression[] {
-  const rows = parseCsv(text.replace(/^\uFEFF/, ""));
-  const header = rows[0]?.map((h) => h.trim().toLowerCase()) ?? [];
-  const hasHeader = header.includes("address");
-  const col = (name: (typeof COLUMNS)[number]) =>
-    hasHeader ? header.indexOf(name) : name === "address" ? 0 : -1;
-  const entries: NewSuppression[] = [];
-  const start = hasHeader ? 1 : 0;
-  for (let i = start; i < rows.length; i++) {
-    const row = rows[i]!;
-    const cell = (name: (typeof COLUMNS)[number]) => {
-      const c = col(name);
-      return c >= 0 ? (row[c] ?? "").trim() : "";
-    };
-    let address: string;
-    try {
-      address = validAddress(cell("address"));
-    } catch {
-      throw new UsageError(
-        `line ${i + 1}: not a valid address: ${JSON.stringify(cell("address").slice(0, 80))}`,
-      );
-    }
-    const created = cell("created_at") ? Date.parse(cell("created_at")) : Number.NaN;
-    entries.push({
-      accountId,
-      address,
-      reason: cell("reason") || "import",
-      detail: cell("detail") || null,
-      ...(Number.isNaN(created) ? {} : { createdAt: created }),
-    });
-  }
-  return entries;
 }

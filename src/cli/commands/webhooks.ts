@@ -5,51 +5,23 @@
  * attempts with their status codes. Changes apply to a running `serve` at its next poll.
  * Security: the secret is printed once by `add` (stdout, for scripts) and never again; it is
  * never logged. URLs must be http(s); the operator chooses them (no redirect is ever followed).
+ * Thin over src/services/webhooks.ts.
  */
 import type { Command } from "commander";
-import { UsageError } from "../../errors.js";
-import { randomUlid } from "../../events/event-id.js";
-import { generateWebhookSecret } from "../../events/signature.js";
-import { postSigned } from "../../events/webhook-post.js";
-import { EVENT_TYPES, type EventType, type Store, type WebhookWithSecret } from "../../store/types.js";
-import { type CommonOptions, requireAccount, withCommonOptions, withStore } from "../context.js";
+import {
+  addWebhook,
+  enableWebhook,
+  listDeliveries,
+  listWebhooks,
+  parseTypes,
+  removeWebhook,
+  testWebhook,
+} from "../../services/webhooks.js";
+import { EVENT_TYPES } from "../../store/types.js";
+import { type CommonOptions, withCommonOptions, withServices } from "../context.js";
 import { isoTime, printJson, printTable } from "../output.js";
 
 type Options = CommonOptions & { account: string; json?: boolean };
-
-function checkUrl(value: string): string {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new UsageError(`not a URL: ${value}`);
-  }
-  if (url.protocol !== "https:" && url.protocol !== "http:")
-    throw new UsageError(`webhook URLs must be http:// or https:// (got ${url.protocol})`);
-  // fetch refuses URLs with user:password@; a receiver checks the signature instead.
-  if (url.username || url.password)
-    throw new UsageError(
-      "a webhook URL cannot carry user:password@ (verify the Petrel-Signature header instead)",
-    );
-  return value;
-}
-
-function parseTypes(value: string | undefined): EventType[] | null {
-  if (!value || value === "all") return null;
-  const types = [...new Set(value.split(",").map((t) => t.trim().toLowerCase()))];
-  for (const t of types) {
-    if (!EVENT_TYPES.includes(t as EventType))
-      throw new UsageError(`unknown event type ${t}; one of ${EVENT_TYPES.join(", ")} (or all)`);
-  }
-  return types as EventType[];
-}
-
-async function requireWebhook(store: Store, options: Options, url: string): Promise<WebhookWithSecret> {
-  const account = await requireAccount(store, options.account);
-  const webhook = await store.getWebhookWithSecret(account.id, url);
-  if (!webhook) throw new UsageError(`no webhook ${url} in account ${account.name}`);
-  return webhook;
-}
 
 const withAccount = (command: Command) =>
   withCommonOptions(
@@ -69,15 +41,12 @@ export function registerWebhooks(program: Command): void {
         `event types to send, comma-separated (${EVENT_TYPES.join(", ")}), or all`,
       ),
   ).action(async (url: string, options: Options & { events?: string }) => {
-    const eventTypes = parseTypes(options.events);
-    await withStore(options, async (store) => {
-      const account = await requireAccount(store, options.account);
-      const secret = generateWebhookSecret();
-      const webhook = await store.addWebhook({
-        accountId: account.id,
-        url: checkUrl(url),
-        secret,
-        eventTypes,
+    parseTypes(options.events); // before opening the store
+    await withServices(options, async (ctx) => {
+      const { webhook, eventTypes, secret } = await addWebhook(ctx, {
+        account: options.account,
+        url,
+        ...(options.events === undefined ? {} : { events: options.events }),
       });
       if (options.json)
         return printJson({ url: webhook.url, account: webhook.accountName, eventTypes, secret });
@@ -96,12 +65,8 @@ export function registerWebhooks(program: Command): void {
       .option("-a, --account <account>", "only this account")
       .option("--json", "print JSON"),
   ).action(async (options: CommonOptions & { account?: string; json?: boolean }) => {
-    await withStore(options, async (store) => {
-      const accountId = options.account ? (await requireAccount(store, options.account)).id : undefined;
-      const list = (await store.listWebhooks(accountId)).map(({ secretPrefix, ...w }) => ({
-        ...w,
-        secret: `${secretPrefix}…`,
-      }));
+    await withServices(options, async (ctx) => {
+      const list = await listWebhooks(ctx, options.account);
       if (options.json) return printJson(list);
       if (list.length === 0) {
         process.stdout.write("No webhooks. Add one with: petrel webhooks add URL\n");
@@ -130,45 +95,13 @@ export function registerWebhooks(program: Command): void {
       .argument("<url>", "the endpoint")
       .option("--timeout <ms>", "how long to wait for the answer", (v) => Number.parseInt(v, 10), 10_000),
   ).action(async (url: string, options: Options & { timeout: number }) => {
-    await withStore(options, async (store) => {
-      const webhook = await requireWebhook(store, options, url);
-      const now = Date.now();
-      const event = {
-        id: randomUlid(now),
-        type: "test",
-        timestamp: now,
-        messageId: "",
-        account: webhook.accountName,
-        recipient: "",
-        attempt: null,
-        nextAttemptAt: null,
-        mxHost: null,
-        ip: null,
-        reply: null,
-        enhancedCode: null,
-        bounceClass: null,
-        bounceHard: null,
-        reason: "petrel webhooks test",
-        metadata: null,
-        categories: [],
-      };
-      const result = await postSigned(webhook.url, webhook.secret, JSON.stringify([event]), {
-        timeoutMs: options.timeout,
-        webhookId: webhook.id,
-      });
-      await store.recordWebhookAttempt({
-        webhookId: webhook.id,
-        kind: "test",
-        at: now,
-        durationMs: result.durationMs,
-        statusCode: result.statusCode,
-        error: result.error,
-        ok: result.ok,
-        events: 1,
-        firstEventId: event.id,
-        lastEventId: event.id,
-      });
-      if (options.json) printJson({ url: webhook.url, ...result });
+    await withServices(options, async (ctx) => {
+      const result = await testWebhook(
+        ctx,
+        { account: options.account, url },
+        { timeoutMs: options.timeout },
+      );
+      if (options.json) printJson(result);
       else
         process.stdout.write(
           `${result.ok ? "ok" : "failed"}: ${result.statusCode ?? "no response"} in ${Math.round(result.durationMs)} ms${result.error ? ` (${result.error})` : ""}\n`,
@@ -184,9 +117,8 @@ export function registerWebhooks(program: Command): void {
       .argument("<url>", "the endpoint")
       .option("-n, --limit <n>", "how many", (v) => Number.parseInt(v, 10), 20),
   ).action(async (url: string, options: Options & { limit: number }) => {
-    await withStore(options, async (store) => {
-      const webhook = await requireWebhook(store, options, url);
-      const list = await store.listWebhookDeliveries(webhook.id, options.limit);
+    await withServices(options, async (ctx) => {
+      const list = await listDeliveries(ctx, { account: options.account, url }, options.limit);
       if (options.json) return printJson(list);
       if (list.length === 0) {
         process.stdout.write("No deliveries yet.\n");
@@ -214,10 +146,8 @@ export function registerWebhooks(program: Command): void {
       .description("remove an endpoint (nothing more is sent to it)")
       .argument("<url>", "the endpoint"),
   ).action(async (url: string, options: Options) => {
-    await withStore(options, async (store) => {
-      const account = await requireAccount(store, options.account);
-      if (!(await store.removeWebhook(account.id, url)))
-        throw new UsageError(`no webhook ${url} in account ${account.name}`);
+    await withServices(options, async (ctx) => {
+      await removeWebhook(ctx, { account: options.account, url });
       process.stdout.write(`Removed webhook ${url}\n`);
     });
   });
@@ -228,10 +158,8 @@ export function registerWebhooks(program: Command): void {
       .description("re-enable a disabled endpoint: it gets the events it missed, from where it stopped")
       .argument("<url>", "the endpoint"),
   ).action(async (url: string, options: Options) => {
-    await withStore(options, async (store) => {
-      const account = await requireAccount(store, options.account);
-      if (!(await store.enableWebhook(account.id, url)))
-        throw new UsageError(`no webhook ${url} in account ${account.name}`);
+    await withServices(options, async (ctx) => {
+      await enableWebhook(ctx, { account: options.account, url });
       process.stdout.write(`Enabled webhook ${url}\n`);
     });
   });

@@ -12,7 +12,8 @@
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
 import type { NewMessage } from "../types.js";
-import { configureConnection, prepareEnqueue } from "./enqueue.js";
+import { configureConnection } from "./connection.js";
+import { prepareEnqueue } from "./messages.js";
 
 type Request = { readonly seq: number; readonly messages: readonly NewMessage[] } | { readonly close: true };
 type Response = { readonly seq: number; readonly error?: { message: string; code?: string } };

@@ -1,6 +1,7 @@
 /**
- * The sender-domain half of the SQLite store (issue 4): DKIM keys per domain, the result of the
- * last DNS check, status changes and their events. SqliteStore delegates here.
+ * Sender identities in SQLite (Store part DomainStore; postgres/domains.ts is its twin): sender
+ * domains and single senders with their account, DKIM keys per domain (issue 4), the result of
+ * the last DNS check, status changes and their events.
  *
  * Invariants:
  * - A domain's dkim_generation only grows, so a selector name is never reused for a new key.
@@ -12,6 +13,8 @@
  * and no error message here includes them.
  */
 import type Database from "better-sqlite3";
+import { domainOf, normalizeAddress } from "../../address.js";
+import { describeTransition, nextStatus, parseChecks } from "../domain-status.js";
 import type {
   DkimKeyInfo,
   DkimKeyKindName,
@@ -21,21 +24,31 @@ import type {
   DomainCheckChange,
   DomainEvent,
   DomainStatus,
+  DomainStore,
   NewDkimKey,
-  RecordCheck,
+  SenderDomain,
+  SenderDomainDetail,
+  SenderIdentities,
   SigningKeys,
+  SingleSender,
 } from "../types.js";
 import { StoreConflictError } from "../types.js";
+import { conflictOr } from "./accounts.js";
 
 type Row = Record<string, unknown>;
-
-export type DomainOps = ReturnType<typeof createDomainOps>;
 
 const KEY_INFO = `k.id, d.domain, k.selector, k.kind, k.public_key, k.state, k.generation, k.created_at,
   k.activated_at, k.retired_at FROM dkim_keys k JOIN sender_domains d ON d.id = k.domain_id`;
 
-export function createDomainOps(db: Database.Database) {
+const DOMAIN_SELECT = `SELECT d.id, d.account_id, a.name AS account_name, d.domain, d.status, d.created_at,
+  d.last_checked_at FROM sender_domains d JOIN accounts a ON a.id = d.account_id`;
+const SENDER_SELECT = `SELECT s.id, s.account_id, a.name AS account_name, s.address, s.created_at
+  FROM single_senders s JOIN accounts a ON a.id = s.account_id`;
+
+export function createDomainStore(db: Database.Database): DomainStore {
   const s = {
+    accountDomains: db.prepare("SELECT domain FROM sender_domains WHERE account_id = ?").pluck(),
+    accountSenders: db.prepare("SELECT address FROM single_senders WHERE account_id = ?").pluck(),
     domainId: db.prepare("SELECT id, status, dkim_generation FROM sender_domains WHERE domain = ?"),
     detail: db.prepare(
       "SELECT dkim_generation, verified_at, last_check FROM sender_domains WHERE domain = ?",
@@ -117,25 +130,119 @@ export function createDomainOps(db: Database.Database) {
     };
   }
 
+  /** addDomain's transaction, with the domain's first DKIM keys when given (issue 4). */
+  function insertDomain(accountId: number, domain: string, keys: readonly NewDkimKey[]): SenderDomain {
+    const name = domain.toLowerCase();
+    return db
+      .transaction(() => {
+        const owner = db
+          .prepare(
+            "SELECT account_id FROM single_senders WHERE address LIKE ? ESCAPE '\\' AND account_id != ? LIMIT 1",
+          )
+          .get(`%@${escapeLike(name)}`, accountId);
+        if (owner) throw new StoreConflictError(`${name} has single senders that belong to another account`);
+        try {
+          const { id } = db
+            .prepare(
+              "INSERT INTO sender_domains (account_id, domain, created_at) VALUES (?, ?, ?) RETURNING id",
+            )
+            .get(accountId, name, Date.now()) as { id: number };
+          if (keys.length > 0) {
+            insertKeys(id, 1, keys, Date.now());
+            s.setGeneration.run(1, id);
+          }
+          return toDomain(db.prepare(`${DOMAIN_SELECT} WHERE d.id = ?`).get(id) as Row);
+        } catch (err) {
+          throw conflictOr(err, `domain ${name} is already registered`);
+        }
+      })
+      .immediate();
+  }
+
   return {
-    detail(domain: string) {
-      const row = s.detail.get(domain.toLowerCase()) as Row | undefined;
-      if (!row) return undefined;
+    async addDomain(accountId: number, domain: string): Promise<SenderDomain> {
+      return insertDomain(accountId, domain, []);
+    },
+
+    async addDomainWithKeys(
+      accountId: number,
+      domain: string,
+      keys: readonly NewDkimKey[],
+    ): Promise<SenderDomain> {
+      return insertDomain(accountId, domain, keys);
+    },
+
+    async removeDomain(domain: string): Promise<boolean> {
+      return db.prepare("DELETE FROM sender_domains WHERE domain = ?").run(domain.toLowerCase()).changes > 0;
+    },
+
+    async listDomains(accountId?: number): Promise<SenderDomain[]> {
+      const rows =
+        accountId === undefined
+          ? db.prepare(`${DOMAIN_SELECT} ORDER BY d.domain`).all()
+          : db.prepare(`${DOMAIN_SELECT} WHERE d.account_id = ? ORDER BY d.domain`).all(accountId);
+      return (rows as Row[]).map(toDomain);
+    },
+
+    async addSender(accountId: number, address: string): Promise<SingleSender> {
+      const normalized = normalizeAddress(address);
+      return db
+        .transaction(() => {
+          const owner = db
+            .prepare("SELECT account_id FROM sender_domains WHERE domain = ?")
+            .get(domainOf(normalized)) as { account_id: number } | undefined;
+          if (owner && owner.account_id !== accountId) {
+            throw new StoreConflictError(`the domain of ${normalized} belongs to another account`);
+          }
+          try {
+            const { id } = db
+              .prepare(
+                "INSERT INTO single_senders (account_id, address, created_at) VALUES (?, ?, ?) RETURNING id",
+              )
+              .get(accountId, normalized, Date.now()) as { id: number };
+            return toSender(db.prepare(`${SENDER_SELECT} WHERE s.id = ?`).get(id) as Row);
+          } catch (err) {
+            throw conflictOr(err, `sender ${normalized} is already registered`);
+          }
+        })
+        .immediate();
+    },
+
+    async removeSender(address: string): Promise<boolean> {
+      return (
+        db.prepare("DELETE FROM single_senders WHERE address = ?").run(normalizeAddress(address)).changes > 0
+      );
+    },
+
+    async listSenders(accountId?: number): Promise<SingleSender[]> {
+      const rows =
+        accountId === undefined
+          ? db.prepare(`${SENDER_SELECT} ORDER BY s.address`).all()
+          : db.prepare(`${SENDER_SELECT} WHERE s.account_id = ? ORDER BY s.address`).all(accountId);
+      return (rows as Row[]).map(toSender);
+    },
+
+    async getSenderIdentities(accountId: number): Promise<SenderIdentities> {
+      const domains = s.accountDomains.all(accountId) as string[];
+      const addresses = s.accountSenders.all(accountId) as string[];
+      return { domains: new Set(domains), addresses: new Set(addresses) };
+    },
+
+    async getDomain(domain: string): Promise<SenderDomainDetail | undefined> {
+      const row = db.prepare(`${DOMAIN_SELECT} WHERE d.domain = ?`).get(domain.toLowerCase()) as
+        | Row
+        | undefined;
+      const detail = s.detail.get(domain.toLowerCase()) as Row | undefined;
+      if (!row || !detail) return undefined;
       return {
-        dkimGeneration: Number(row.dkim_generation),
-        verifiedAt: (row.verified_at as number | null) ?? null,
-        lastCheck: parseChecks(row.last_check),
+        ...toDomain(row),
+        dkimGeneration: Number(detail.dkim_generation),
+        verifiedAt: (detail.verified_at as number | null) ?? null,
+        lastCheck: parseChecks(detail.last_check),
       };
     },
 
-    /** Called inside addDomain's transaction, right after the domain row was inserted. */
-    addFirstKeys(domainId: number, keys: readonly NewDkimKey[]): void {
-      const at = Date.now();
-      insertKeys(domainId, 1, keys, at);
-      s.setGeneration.run(1, domainId);
-    },
-
-    addKeys(domain: string, generation: number, keys: readonly NewDkimKey[]): void {
+    async addDkimKeys(domain: string, generation: number, keys: readonly NewDkimKey[]): Promise<void> {
       db.transaction(() => {
         const row = domainRow(domain);
         if (!row) throw new StoreConflictError(`no domain ${domain}`);
@@ -147,7 +254,7 @@ export function createDomainOps(db: Database.Database) {
       }).immediate();
     },
 
-    listKeys(domain: string): DkimKeyInfo[] {
+    async listDkimKeys(domain: string): Promise<DkimKeyInfo[]> {
       return (s.listKeys.all(domain.toLowerCase()) as Row[]).map((r) => ({
         id: Number(r.id),
         domain: String(r.domain),
@@ -162,7 +269,7 @@ export function createDomainOps(db: Database.Database) {
       }));
     },
 
-    signingKeys(domain: string): SigningKeys | undefined {
+    async getSigningKeys(domain: string): Promise<SigningKeys | undefined> {
       const rows = s.signing.all(domain.toLowerCase()) as Row[];
       if (rows.length === 0) return undefined;
       const keys: DkimSigningKey[] = rows
@@ -176,21 +283,21 @@ export function createDomainOps(db: Database.Database) {
       return { status: rows[0]!.status as DomainStatus, keys };
     },
 
-    privateKey(domain: string, selector: string): string | undefined {
+    async getDkimPrivateKey(domain: string, selector: string): Promise<string | undefined> {
       const row = s.privateKey.get(domain.toLowerCase(), selector) as Row | undefined;
       return row ? String(row.private_key) : undefined;
     },
 
-    deleteKey(domain: string, selector: string): boolean {
+    async deleteDkimKey(domain: string, selector: string): Promise<boolean> {
       return s.deleteKey.run(selector, domain.toLowerCase()).changes > 0;
     },
 
-    statuses(accountId: number): ReadonlyMap<string, DomainStatus> {
+    async getDomainStatuses(accountId: number): Promise<ReadonlyMap<string, DomainStatus>> {
       const rows = s.statuses.all(accountId) as Row[];
       return new Map(rows.map((r) => [String(r.domain), r.status as DomainStatus]));
     },
 
-    recordCheck(check: DomainCheck): DomainCheckChange {
+    async recordDomainCheck(check: DomainCheck): Promise<DomainCheckChange> {
       return db
         .transaction((): DomainCheckChange => {
           const row = domainRow(check.domain);
@@ -229,11 +336,11 @@ export function createDomainOps(db: Database.Database) {
         .immediate();
     },
 
-    toRecheck(before: number): string[] {
+    async listDomainsToRecheck(before: number): Promise<string[]> {
       return s.recheck.pluck().all(before) as string[];
     },
 
-    events(domain: string, limit: number): DomainEvent[] {
+    async listDomainEvents(domain: string, limit = 50): Promise<DomainEvent[]> {
       return (s.events.all(domain.toLowerCase(), limit) as Row[]).map((r) => ({
         domain: String(r.domain),
         at: Number(r.at),
@@ -245,29 +352,28 @@ export function createDomainOps(db: Database.Database) {
   };
 }
 
-/** A domain that was never verified stays unverified on failure; a verified one becomes failing. */
-function nextStatus(previous: DomainStatus, outcome: DomainCheck["outcome"]): DomainStatus {
-  if (outcome === "pass") return "verified";
-  if (outcome === "unknown") return previous;
-  return previous === "unverified" ? "unverified" : "failing";
+function toDomain(row: Row): SenderDomain {
+  return {
+    id: Number(row.id),
+    accountId: Number(row.account_id),
+    accountName: String(row.account_name),
+    domain: String(row.domain),
+    status: row.status as SenderDomain["status"],
+    createdAt: Number(row.created_at),
+    lastCheckedAt: (row.last_checked_at as number | null) ?? null,
+  };
 }
 
-function describeTransition(
-  previous: DomainStatus,
-  status: DomainStatus,
-  records: readonly RecordCheck[],
-): string {
-  const bad = records.filter((r) => r.required && r.result !== "match");
-  const which = bad.map((r) => `${r.purpose} ${r.name} ${r.result}`).join(", ");
-  return `${previous} → ${status}${which ? `: ${which}` : ""}`;
+function toSender(row: Row): SingleSender {
+  return {
+    id: Number(row.id),
+    accountId: Number(row.account_id),
+    accountName: String(row.account_name),
+    address: String(row.address),
+    createdAt: Number(row.created_at),
+  };
 }
 
-function parseChecks(value: unknown): RecordCheck[] {
-  if (typeof value !== "string" || value === "") return [];
-  try {
-    const parsed = JSON.parse(value) as unknown;
-    return Array.isArray(parsed) ? (parsed as RecordCheck[]) : [];
-  } catch {
-    return [];
-  }
+function escapeLike(value: string): string {
+  return value.replace(/[%_\\]/g, "\\$&");
 }

@@ -1,6 +1,7 @@
 /**
- * The event log in SQLite (issue 5): appending events inside the transaction of the state change
- * they record, and reading them back with the sender's metadata and categories.
+ * The event log in SQLite (Store part EventStore, issue 5; postgres/events.ts is its twin):
+ * appending events inside the transaction of the state change they record, and reading them back
+ * with the sender's metadata and categories.
  *
  * Invariants:
  * - Events are only appended, by code that holds the write lock (an IMMEDIATE transaction, or a
@@ -12,7 +13,8 @@
  */
 import type Database from "better-sqlite3";
 import { eventIdsAfter } from "../../events/event-id.js";
-import type { EventFilter, EventType, NewEvent, PetrelEvent } from "../types.js";
+import { enhancedCodeOf } from "../event-rows.js";
+import type { EventFilter, EventStore, EventType, NewEvent, PetrelEvent } from "../types.js";
 
 type Row = Record<string, unknown>;
 
@@ -22,14 +24,6 @@ export interface EventWriter {
   ids(now?: number): () => string;
   /** Appends events; returns their ids. Must run inside a transaction holding the write lock. */
   insert(events: readonly NewEvent[], nextId?: () => string): string[];
-}
-
-const ENHANCED = /^[245]\d\d[ -]([245]\.\d{1,3}\.\d{1,3})(?:\s|$)/;
-
-/** The enhanced status code at the start of an SMTP reply text ("550 5.1.1 …" → "5.1.1"). */
-export function enhancedCodeOf(reply: string | null | undefined): string | null {
-  if (!reply) return null;
-  return ENHANCED.exec(reply)?.[1] ?? null;
 }
 
 export function prepareEventWriter(db: Database.Database): EventWriter {
@@ -76,9 +70,10 @@ const EVENT_SELECT = `SELECT e.id, e.type, e.message_id, e.recipient, e.at, e.at
     a.name AS account_name, m.metadata, m.categories
   FROM events e LEFT JOIN accounts a ON a.id = e.account_id LEFT JOIN messages m ON m.id = e.message_id`;
 
-export type EventOps = ReturnType<typeof createEventOps>;
+export type EventReader = ReturnType<typeof createEventReader>;
 
-export function createEventOps(db: Database.Database) {
+/** EventStore's reads and the webhook batches' scan (webhooks.ts). */
+export function createEventReader(db: Database.Database) {
   const writer = prepareEventWriter(db);
   const record = db.transaction((events: readonly NewEvent[]) => writer.insert(events));
   const statements = new Map<string, Database.Statement>();
@@ -92,7 +87,6 @@ export function createEventOps(db: Database.Database) {
   };
 
   return {
-    writer,
     record(events: readonly NewEvent[]): string[] {
       return events.length === 0 ? [] : record.immediate(events);
     },
@@ -156,6 +150,18 @@ export function createEventOps(db: Database.Database) {
         if (rows.length < chunk) break;
       }
       return last;
+    },
+  };
+}
+
+export function createEventStore(db: Database.Database): EventStore {
+  const reader = createEventReader(db);
+  return {
+    async recordEvents(events: readonly NewEvent[]): Promise<string[]> {
+      return reader.record(events);
+    },
+    async listEvents(filter?: EventFilter): Promise<PetrelEvent[]> {
+      return reader.list(filter);
     },
   };
 }

@@ -1,7 +1,7 @@
 /**
- * The suppression list in SQLite (issue 5): per account, one row per address that Petrel must not
- * attempt again (hard bounces, spam complaints, operator additions and imports), and the node
- * secrets Petrel generates for itself (the VERP token key). SqliteStore delegates here; the queue
+ * The suppression list in SQLite (Store part SuppressionStore, issue 5; postgres/suppressions.ts
+ * is its twin): per account, one row per address that Petrel must not attempt again (hard
+ * bounces, spam complaints, operator additions and imports). The queue
  * and bounce writes use prepareSuppressionWriter() inside their own transactions, so a hard bounce
  * and its suppression commit together.
  *
@@ -11,7 +11,7 @@
  * it), so a later duplicate never rewrites history.
  */
 import type Database from "better-sqlite3";
-import type { NewSuppression, Suppression, SuppressionFilter } from "../types.js";
+import type { NewSuppression, Suppression, SuppressionFilter, SuppressionStore } from "../types.js";
 
 type Row = Record<string, unknown>;
 
@@ -48,17 +48,11 @@ export function prepareSuppressionWriter(db: Database.Database): SuppressionWrit
 const SELECT = `SELECT s.account_id, a.name AS account_name, s.address, s.reason, s.event_id, s.message_id,
   s.detail, s.created_at FROM suppressions s JOIN accounts a ON a.id = s.account_id`;
 
-export type SuppressionOps = ReturnType<typeof createSuppressionOps>;
-
-export function createSuppressionOps(db: Database.Database) {
+export function createSuppressionStore(db: Database.Database): SuppressionStore {
   const writer = prepareSuppressionWriter(db);
   const s = {
     find: db.prepare(`${SELECT} WHERE s.account_id = ? AND s.address = ?`),
     remove: db.prepare("DELETE FROM suppressions WHERE account_id = ? AND address = ?"),
-    secret: db.prepare("SELECT value FROM node_secrets WHERE name = ?").pluck(),
-    putSecret: db.prepare(
-      "INSERT INTO node_secrets (name, value, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
-    ),
   };
   const addMany = db.transaction((entries: readonly NewSuppression[]) => {
     let added = 0;
@@ -67,12 +61,11 @@ export function createSuppressionOps(db: Database.Database) {
   });
 
   return {
-    writer,
-    find(accountId: number, address: string): Suppression | undefined {
+    async findSuppression(accountId: number, address: string): Promise<Suppression | undefined> {
       const row = s.find.get(accountId, address.trim().toLowerCase()) as Row | undefined;
       return row && toSuppression(row);
     },
-    list(filter: SuppressionFilter = {}): Suppression[] {
+    async listSuppressions(filter: SuppressionFilter = {}): Promise<Suppression[]> {
       const where: string[] = [];
       const params: Record<string, unknown> = { limit: filter.limit ?? 1_000_000 };
       if (filter.accountId !== undefined) {
@@ -87,18 +80,11 @@ export function createSuppressionOps(db: Database.Database) {
         ORDER BY a.name, s.address LIMIT @limit`;
       return (db.prepare(sql).all(params) as Row[]).map(toSuppression);
     },
-    add(entries: readonly NewSuppression[]): number {
+    async addSuppressions(entries: readonly NewSuppression[]): Promise<number> {
       return entries.length === 0 ? 0 : addMany.immediate(entries);
     },
-    remove(accountId: number, address: string): boolean {
+    async removeSuppression(accountId: number, address: string): Promise<boolean> {
       return s.remove.run(accountId, address.trim().toLowerCase()).changes > 0;
-    },
-    /** The named secret, created from generate() by whichever process asks first. */
-    nodeSecret(name: string, generate: () => string): string {
-      const existing = s.secret.get(name) as string | undefined;
-      if (existing !== undefined) return existing;
-      s.putSecret.run(name, generate(), Date.now());
-      return s.secret.get(name) as string;
     },
   };
 }

@@ -1,7 +1,12 @@
 /**
- * Store types of the event log and webhooks (issue 5), kept apart from types.ts (which
- * re-exports them) so that file stays readable; the Store methods using them are in types.ts.
- * Nothing here is SQLite-specific.
+ * Store part: the event log and webhooks (issue 5).
+ *
+ * Every recipient state change writes one event in the transaction of the change: `processed`
+ * by enqueueMessages(), deferred/delivered/bounce/expired by recordOutcomes(), dropped by
+ * dropMessage() and by enqueueMessages() for NewMessage.dropped. Event ids are ULIDs that
+ * increase in commit order (src/events/event-id.ts), so a cursor never passes an event by.
+ * SQLite code changing recipient state in its own transaction writes its events with
+ * prepareEventWriter() (src/store/sqlite/events.ts) inside that transaction.
  * Security: NewWebhook.secret and WebhookWithSecret.secret are signing secrets: never log them.
  */
 
@@ -163,4 +168,39 @@ export interface WebhookDelivery {
   readonly events: number;
   readonly firstEventId: string | null;
   readonly lastEventId: string | null;
+}
+
+export interface EventStore {
+  /** Appends events in one transaction of their own; returns their ids in order. */
+  recordEvents(events: readonly NewEvent[]): Promise<string[]>;
+  /** Events in id order (oldest first), or the newest `limit` (still oldest first) with `newest`. */
+  listEvents(filter?: EventFilter): Promise<PetrelEvent[]>;
+}
+
+export interface WebhookStore {
+  /** Adds an endpoint (its cursor starts after the newest event); StoreConflictError if the URL exists. */
+  addWebhook(webhook: NewWebhook): Promise<Webhook>;
+  /** Endpoints without their secrets. */
+  listWebhooks(accountId?: number): Promise<Webhook[]>;
+  removeWebhook(accountId: number, url: string): Promise<boolean>;
+  /** One endpoint with its signing secret (for the dispatcher and `petrel webhooks test`). */
+  getWebhookWithSecret(accountId: number, url: string): Promise<WebhookWithSecret | undefined>;
+  /** Active endpoints due at `now`, with their secrets. */
+  dueWebhooks(now: number): Promise<WebhookWithSecret[]>;
+  /** Events after `cursor` for one endpoint (its account and types), at most `limit`, scanning at most `scan`. */
+  webhookBatch(webhook: Webhook, limit: number, scan: number): Promise<WebhookBatch>;
+  /** Records a POST (or a test, or a disable) and moves the endpoint's cursor and failure state, in one transaction. */
+  recordWebhookAttempt(attempt: WebhookAttempt): Promise<void>;
+  /** Moves a cursor forward past events that are not for the endpoint (no attempt record). */
+  advanceWebhookCursor(webhookId: number, cursor: string): Promise<void>;
+  /** Re-enables a disabled endpoint (due now, failures cleared, cursor kept). */
+  enableWebhook(accountId: number, url: string): Promise<boolean>;
+  /** Recent attempts of one endpoint, newest first. */
+  listWebhookDeliveries(webhookId: number, limit?: number): Promise<WebhookDelivery[]>;
+  /**
+   * Event retention, here because it follows the endpoints' cursors: deletes events older than
+   * `before` that every active endpoint has passed, and webhook
+   * delivery records older than `before`; returns the number of events deleted.
+   */
+  pruneEvents(before: number): Promise<number>;
 }

@@ -1,6 +1,7 @@
 /**
- * The delivery half of the SQLite store: leases on due recipients, outcomes with their attempt
- * records, destination backoff, and the operator's queue actions. SqliteStore delegates here.
+ * The delivery queue in SQLite (Store part QueueStore; postgres/queue.ts is its twin): leases on
+ * due recipients, outcomes with their attempt records, destination backoff, and the operator's
+ * queue actions.
  *
  * Invariants:
  * - A leased recipient is `delivering` with lease_owner set and next_attempt_at = lease expiry, so
@@ -31,21 +32,20 @@ import type {
   EventType,
   OutcomeState,
   QueueCounts,
+  QueueStore,
   QueueTarget,
   RecipientOutcome,
   RecipientState,
 } from "../types.js";
-import { prepareEventWriter } from "./event-ops.js";
-import { prepareSuppressionWriter } from "./suppression-ops.js";
+import { prepareEventWriter } from "./events.js";
+import { prepareSuppressionWriter } from "./suppressions.js";
 
 type Row = Record<string, unknown>;
 
 const PENDING = "r.state IN ('queued', 'deferred', 'delivering')";
 const FINAL = "('delivered', 'bounced', 'expired', 'dropped')";
 
-export type QueueOps = ReturnType<typeof createQueueOps>;
-
-export function createQueueOps(db: Database.Database) {
+export function createQueueStore(db: Database.Database): QueueStore {
   const s = {
     // The state condition repeats the partial index's WHERE verbatim, so SQLite uses that index
     // and reads rows in due order without a sort; LIMIT then stops the scan early.
@@ -315,20 +315,30 @@ export function createQueueOps(db: Database.Database) {
     return changes;
   });
 
+  const claimDue = relaxed((request: ClaimRequest): ClaimedRecipient[] => {
+    // Idle polls stay readers: the write lock is taken only when something is due.
+    if (!s.anyDue.get({ now: request.now })) return [];
+    return claim.immediate(request);
+  });
+  const renew = relaxed((owner: string, until: number): number => s.renew.run({ owner, until }).changes);
+  const recordOutcomes = relaxed((outcomes: readonly RecipientOutcome[]): void => {
+    if (outcomes.length > 0) record.immediate(outcomes);
+  });
+
   return {
-    claimDue: relaxed((request: ClaimRequest): ClaimedRecipient[] => {
-      // Idle polls stay readers: the write lock is taken only when something is due.
-      if (!s.anyDue.get({ now: request.now })) return [];
-      return claim.immediate(request);
-    }),
-    renewLeases: relaxed((owner: string, until: number): number => s.renew.run({ owner, until }).changes),
-    releaseLeases(ownerPrefix: string, now: number): number {
+    async claimDue(request: ClaimRequest): Promise<ClaimedRecipient[]> {
+      return claimDue(request);
+    },
+    async renewLeases(owner: string, until: number): Promise<number> {
+      return renew(owner, until);
+    },
+    async releaseLeases(ownerPrefix: string, now: number): Promise<number> {
       return s.release.run({ prefix: `${ownerPrefix.replace(/[%_\\]/g, "\\$&")}%`, now }).changes;
     },
-    recordOutcomes: relaxed((outcomes: readonly RecipientOutcome[]): void => {
-      if (outcomes.length > 0) record.immediate(outcomes);
-    }),
-    listAttempts(messageId: string): DeliveryAttempt[] {
+    async recordOutcomes(outcomes: readonly RecipientOutcome[]): Promise<void> {
+      recordOutcomes(outcomes);
+    },
+    async listAttempts(messageId: string): Promise<DeliveryAttempt[]> {
       return (s.attempts.all(messageId) as Row[]).map((r) => ({
         recipient: String(r.address),
         status: r.status as OutcomeState | "dropped",
@@ -342,7 +352,7 @@ export function createQueueOps(db: Database.Database) {
         reply: String(r.reply),
       }));
     },
-    queueCounts(filter: { readonly domain?: string } = {}): QueueCounts {
+    async queueCounts(filter: { readonly domain?: string } = {}): Promise<QueueCounts> {
       const byState: Partial<Record<RecipientState, number>> = {};
       const stateRows = (
         filter.domain ? s.countsByStateDomain.all(filter.domain) : s.countsByState.all()
@@ -368,25 +378,25 @@ export function createQueueOps(db: Database.Database) {
         })),
       };
     },
-    retryNow(target: QueueTarget, now: number): number {
+    async retryNow(target: QueueTarget, now: number): Promise<number> {
       return retry.immediate(target, now);
     },
-    holdMessage(messageId: string, now: number): number {
+    async holdMessage(messageId: string, now: number): Promise<number> {
       return s.hold.run({ id: messageId, now }).changes;
     },
-    releaseMessage(messageId: string, now: number): number {
+    async releaseMessage(messageId: string, now: number): Promise<number> {
       return s.releaseHeld.run({ id: messageId, now }).changes;
     },
-    dropMessage(messageId: string, now: number, reason: string): number {
+    async dropMessage(messageId: string, now: number, reason: string): Promise<number> {
       return drop.immediate(messageId, now, reason);
     },
-    setDestinationBackoff(
+    async setDestinationBackoff(
       backoff: DestinationBackoff | { readonly domain: string; readonly until: null },
-    ): void {
+    ): Promise<void> {
       if (backoff.until === null) s.clearBackoff.run(backoff.domain);
       else s.setBackoff.run(backoff.domain, backoff.until, backoff.failures, backoff.lastError);
     },
-    listDestinationBackoffs(now: number): DestinationBackoff[] {
+    async listDestinationBackoffs(now: number): Promise<DestinationBackoff[]> {
       return (s.backoffs.all(now) as Row[]).map((r) => ({
         domain: String(r.domain),
         until: Number(r.until),

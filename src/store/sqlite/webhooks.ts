@@ -1,16 +1,18 @@
 /**
- * Webhook endpoints and their delivery records in SQLite (issue 5). The event log is the outbox:
+ * Webhook endpoints and their delivery records in SQLite (Store part WebhookStore, issue 5;
+ * postgres/webhooks.ts is its twin). The event log is the outbox:
  * an endpoint's `cursor` is the id of the last event it has been given (or that was not for it),
  * so an event committed but not yet sent is simply after the cursor — a crash loses nothing, and
  * a batch whose POST succeeded but whose cursor move was lost is sent again (same event ids).
  *
  * Invariants: the cursor moves only forward, only after a 2xx for the batch it covers (or past
  * events that are not for the endpoint); one endpoint's failure state and its attempt record
- * change in one transaction. Event ids increase in commit order (event-ops.ts), so events
+ * change in one transaction. Event ids increase in commit order (events.ts), so events
  * committed after a batch was read can only be after its cursor.
  * Security: the secret is read only by getWithSecret()/due() for signing; listings carry a prefix.
  */
 import type Database from "better-sqlite3";
+import { randomUlid } from "../../events/event-id.js";
 import type {
   EventType,
   NewWebhook,
@@ -19,10 +21,11 @@ import type {
   WebhookAttempt,
   WebhookBatch,
   WebhookDelivery,
+  WebhookStore,
   WebhookWithSecret,
 } from "../types.js";
 import { StoreConflictError } from "../types.js";
-import { createEventOps } from "./event-ops.js";
+import { createEventReader } from "./events.js";
 
 type Row = Record<string, unknown>;
 
@@ -31,10 +34,8 @@ const SELECT = `SELECT w.*, a.name AS account_name FROM webhooks w JOIN accounts
 /** Shown in listings: enough to tell secrets apart, far too little to sign with. */
 const SECRET_PREFIX = 10;
 
-export type WebhookOps = ReturnType<typeof createWebhookOps>;
-
-export function createWebhookOps(db: Database.Database) {
-  const events = createEventOps(db);
+export function createWebhookStore(db: Database.Database): WebhookStore {
+  const events = createEventReader(db);
   const s = {
     newest: db.prepare("SELECT id FROM events ORDER BY id DESC LIMIT 1").pluck(),
     insert: db.prepare(
@@ -137,21 +138,30 @@ export function createWebhookOps(db: Database.Database) {
     if (a.disable !== undefined) s.disable.run({ webhook: a.webhookId, at: a.at, reason: a.disable });
   });
 
+  const relaxedAttempt = relaxed((attempt: WebhookAttempt): void => recordAttempt.immediate(attempt));
+  const advanceCursor = relaxed((webhookId: number, cursor: string): void => {
+    s.moveCursor.run({ webhook: webhookId, cursor });
+  });
+
   return {
-    add: (webhook: NewWebhook): Webhook => add.immediate(webhook),
-    list(accountId?: number): Webhook[] {
+    async addWebhook(webhook: NewWebhook): Promise<Webhook> {
+      return add.immediate(webhook);
+    },
+    async listWebhooks(accountId?: number): Promise<Webhook[]> {
       const rows = accountId === undefined ? s.all.all() : s.ofAccount.all(accountId);
       return (rows as Row[]).map(toWebhook);
     },
-    remove: (accountId: number, url: string): boolean => s.remove.run(accountId, url).changes > 0,
-    getWithSecret(accountId: number, url: string): WebhookWithSecret | undefined {
+    async removeWebhook(accountId: number, url: string): Promise<boolean> {
+      return s.remove.run(accountId, url).changes > 0;
+    },
+    async getWebhookWithSecret(accountId: number, url: string): Promise<WebhookWithSecret | undefined> {
       const row = s.byUrl.get(accountId, url) as Row | undefined;
       return row && { ...toWebhook(row), secret: String(row.secret) };
     },
-    due(now: number): WebhookWithSecret[] {
+    async dueWebhooks(now: number): Promise<WebhookWithSecret[]> {
       return (s.due.all(now) as Row[]).map((row) => ({ ...toWebhook(row), secret: String(row.secret) }));
     },
-    batch(webhook: Webhook, limit: number, scan: number): WebhookBatch {
+    async webhookBatch(webhook: Webhook, limit: number, scan: number): Promise<WebhookBatch> {
       const types = webhook.eventTypes ? new Set<EventType>(webhook.eventTypes) : undefined;
       const picked: PetrelEvent[] = [];
       const cursor = events.scanAfter(webhook.cursor, scan, limit, (event) => {
@@ -162,12 +172,16 @@ export function createWebhookOps(db: Database.Database) {
       });
       return { events: picked, cursor };
     },
-    recordAttempt: relaxed((attempt: WebhookAttempt): void => recordAttempt.immediate(attempt)),
-    advanceCursor: relaxed((webhookId: number, cursor: string): void => {
-      s.moveCursor.run({ webhook: webhookId, cursor });
-    }),
-    enable: (accountId: number, url: string): boolean => s.enable.run(accountId, url).changes > 0,
-    deliveries(webhookId: number, limit: number): WebhookDelivery[] {
+    async recordWebhookAttempt(attempt: WebhookAttempt): Promise<void> {
+      relaxedAttempt(attempt);
+    },
+    async advanceWebhookCursor(webhookId: number, cursor: string): Promise<void> {
+      advanceCursor(webhookId, cursor);
+    },
+    async enableWebhook(accountId: number, url: string): Promise<boolean> {
+      return s.enable.run(accountId, url).changes > 0;
+    },
+    async listWebhookDeliveries(webhookId: number, limit = 50): Promise<WebhookDelivery[]> {
       return (s.deliveries.all(webhookId, limit) as Row[]).map((r) => ({
         kind: r.kind as WebhookDelivery["kind"],
         at: Number(r.at),
@@ -181,7 +195,9 @@ export function createWebhookOps(db: Database.Database) {
       }));
     },
     /** Deletes old events every active endpoint has passed, in chunks; returns how many. */
-    prune(before: number, boundId: string): number {
+    async pruneEvents(before: number): Promise<number> {
+      // The smallest id of the millisecond `before`: every older event sorts below it.
+      const boundId = `${randomUlid(before).slice(0, 10)}0000000000000000`;
       // With no active endpoint nothing waits for events; "~" sorts after every ULID.
       const minCursor = (s.minCursor.get() as string | null) ?? "~";
       let deleted = 0;

@@ -1,10 +1,10 @@
 /**
- * Accounts and API keys in SQLite. Keys are stored as hashes only; a name identifies one active
- * key (revoked keys keep theirs for the record). Synchronous, like every better-sqlite3 call; the
- * store's async methods delegate here.
+ * Accounts and API keys in SQLite (Store part AccountStore; postgres/accounts.ts is its twin).
+ * Keys are stored as hashes only; a name identifies one active key (revoked keys keep theirs for
+ * the record). better-sqlite3 is synchronous: the methods are async only for the interface.
  */
 import type Database from "better-sqlite3";
-import type { Account, ApiKey, NewApiKey } from "../types.js";
+import type { Account, AccountStore, ApiKey, NewApiKey } from "../types.js";
 import { StoreConflictError } from "../types.js";
 
 type Row = Record<string, unknown>;
@@ -12,9 +12,7 @@ type Row = Record<string, unknown>;
 const API_KEY_SELECT = `SELECT k.id, k.account_id, a.name AS account_name, k.name, k.prefix, k.created_at,
   k.last_used_at, k.revoked_at FROM api_keys k JOIN accounts a ON a.id = k.account_id`;
 
-export type AccountOps = ReturnType<typeof createAccountOps>;
-
-export function createAccountOps(db: Database.Database) {
+export function createAccountStore(db: Database.Database): AccountStore {
   const findKey = db.prepare(`${API_KEY_SELECT} WHERE k.hash = ? AND k.revoked_at IS NULL`);
   // Monotonic: a late flush from one process never moves "last used" backwards.
   const touchKey = db.prepare(
@@ -25,7 +23,7 @@ export function createAccountOps(db: Database.Database) {
   });
 
   return {
-    createAccount(name: string): Account {
+    async createAccount(name: string): Promise<Account> {
       try {
         const row = db
           .prepare("INSERT INTO accounts (name, created_at) VALUES (?, ?) RETURNING id, name, created_at")
@@ -36,20 +34,20 @@ export function createAccountOps(db: Database.Database) {
       }
     },
 
-    getAccount(name: string): Account | undefined {
+    async getAccount(name: string): Promise<Account | undefined> {
       const row = db.prepare("SELECT id, name, created_at FROM accounts WHERE name = ?").get(name) as
         | Row
         | undefined;
       return row && toAccount(row);
     },
 
-    listAccounts(): Account[] {
+    async listAccounts(): Promise<Account[]> {
       return (db.prepare("SELECT id, name, created_at FROM accounts ORDER BY name").all() as Row[]).map(
         toAccount,
       );
     },
 
-    insertApiKey(key: NewApiKey): ApiKey {
+    async insertApiKey(key: NewApiKey): Promise<ApiKey> {
       try {
         const { id } = db
           .prepare(
@@ -62,17 +60,17 @@ export function createAccountOps(db: Database.Database) {
       }
     },
 
-    findActiveApiKey(hash: string): ApiKey | undefined {
+    async findActiveApiKey(hash: string): Promise<ApiKey | undefined> {
       const row = findKey.get(hash) as Row | undefined;
       return row && toApiKey(row);
     },
 
-    listApiKeys(): ApiKey[] {
+    async listApiKeys(): Promise<ApiKey[]> {
       const rows = db.prepare(`${API_KEY_SELECT} ORDER BY k.revoked_at IS NOT NULL, k.name`).all() as Row[];
       return rows.map(toApiKey);
     },
 
-    revokeApiKey(name: string): boolean {
+    async revokeApiKey(name: string): Promise<boolean> {
       return (
         db
           .prepare("UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
@@ -80,7 +78,7 @@ export function createAccountOps(db: Database.Database) {
       );
     },
 
-    recordApiKeyUse(uses: ReadonlyArray<{ readonly id: number; readonly at: number }>): void {
+    async recordApiKeyUse(uses: ReadonlyArray<{ readonly id: number; readonly at: number }>): Promise<void> {
       touchKeys(uses);
     },
   };

@@ -1,5 +1,6 @@
 /**
- * Asynchronous bounces and complaints in SQLite (issue 5): what the bounce listener writes once a
+ * Asynchronous bounces and complaints in SQLite (Store part BounceStore, issue 5;
+ * postgres/bounces.ts is its twin): what the bounce listener writes once a
  * report arrived for a valid VERP token. One IMMEDIATE transaction per report holds the recipient's
  * state change, its event and any suppression, so none of them can exist without the others.
  *
@@ -14,15 +15,19 @@
  *   token names, checked to exist and to belong to that message.
  */
 import type Database from "better-sqlite3";
-import type { BounceTarget, InboundReportRecord, InboundReportResult, RecipientState } from "../types.js";
-import { prepareEventWriter } from "./event-ops.js";
-import { prepareSuppressionWriter } from "./suppression-ops.js";
+import type {
+  BounceStore,
+  BounceTarget,
+  InboundReportRecord,
+  InboundReportResult,
+  RecipientState,
+} from "../types.js";
+import { prepareEventWriter } from "./events.js";
+import { prepareSuppressionWriter } from "./suppressions.js";
 
 type Row = Record<string, unknown>;
 
-export type BounceOps = ReturnType<typeof createBounceOps>;
-
-export function createBounceOps(db: Database.Database) {
+export function createBounceStore(db: Database.Database): BounceStore {
   const events = prepareEventWriter(db);
   const suppressions = prepareSuppressionWriter(db);
   const s = {
@@ -121,13 +126,13 @@ export function createBounceOps(db: Database.Database) {
   });
 
   return {
-    getBounceTarget(messageId: string, recipientId: number): BounceTarget | undefined {
+    async getBounceTarget(messageId: string, recipientId: number): Promise<BounceTarget | undefined> {
       const t = target(messageId, recipientId);
       if (!t) return undefined;
       const { attempts: _attempts, ...rest } = t;
       return rest;
     },
-    recordInboundReport(r: InboundReportRecord): InboundReportResult {
+    async recordInboundReport(r: InboundReportRecord): Promise<InboundReportResult> {
       return record.immediate(r);
     },
   };

@@ -1,0 +1,51 @@
+/**
+ * The event log: every recipient state change with its details and the sender's metadata, read
+ * newest-first or from a cursor (an event id: ids increase in commit order, so polling from the
+ * last id seen never misses one).
+ */
+import { PetrelError } from "../errors.js";
+import { EVENT_TYPES, type EventFilter, type EventType, type PetrelEvent } from "../store/types.js";
+import { requireAccount, type ServiceContext } from "./context.js";
+
+/** "delivered,bounce" → those types (undefined: every type). */
+export function parseEventTypes(value: string | readonly string[] | undefined): EventType[] | undefined {
+  if (value === undefined || value === "") return undefined;
+  const types = (typeof value === "string" ? value.split(",") : value).map((t) => t.trim().toLowerCase());
+  for (const t of types) {
+    if (!EVENT_TYPES.includes(t as EventType))
+      throw new PetrelError("invalid-input", `unknown event type ${t}; one of ${EVENT_TYPES.join(", ")}`);
+  }
+  return types as EventType[];
+}
+
+export interface EventQuery {
+  readonly account?: string;
+  readonly message?: string;
+  readonly recipient?: string;
+  readonly types?: string | readonly string[];
+}
+
+/** The store filter of a query (the account resolved to its id). */
+export async function eventFilter(ctx: ServiceContext, query: EventQuery): Promise<EventFilter> {
+  const types = parseEventTypes(query.types);
+  const accountId = query.account ? (await requireAccount(ctx.store, query.account)).id : undefined;
+  return {
+    ...(query.message ? { messageId: query.message } : {}),
+    ...(query.recipient ? { recipient: query.recipient } : {}),
+    ...(types ? { types } : {}),
+    ...(accountId === undefined ? {} : { accountId }),
+  };
+}
+
+/** Events matching `filter` in id order; with `newest`, the newest `limit` (still oldest first). */
+export function listEvents(
+  ctx: ServiceContext,
+  filter: EventFilter & { readonly limit: number },
+): Promise<PetrelEvent[]> {
+  return ctx.store.listEvents(filter);
+}
+
+/** The id of the newest event of any kind ("" when there is none): where a follower starts. */
+export async function newestEventId(ctx: ServiceContext): Promise<string> {
+  return (await ctx.store.listEvents({ limit: 1, newest: true }))[0]?.id ?? "";
+}

@@ -1,0 +1,127 @@
+/**
+ * The spool seen by people: what is queued, for whom, in which state, and the operator's hands
+ * on it — retry now, hold, release, delete (drop, recorded "dropped by operator" per recipient,
+ * so nothing accepted disappears without a final record). Changes apply to a running `serve`
+ * at its next claim. A message of another account than the caller's is "not found".
+ */
+import { PetrelError } from "../errors.js";
+import type {
+  DeliveryAttempt,
+  MessageDetail,
+  MessageSummary,
+  QueueCounts,
+  RecipientState,
+} from "../store/types.js";
+import { nowOf, type ServiceContext } from "./context.js";
+
+export const RECIPIENT_STATES: readonly RecipientState[] = [
+  "queued",
+  "delivering",
+  "deferred",
+  "delivered",
+  "bounced",
+  "expired",
+  "dropped",
+  "held",
+];
+
+export function parseState(value: string | undefined): RecipientState | undefined {
+  if (value === undefined || value === "") return undefined;
+  if (!RECIPIENT_STATES.includes(value as RecipientState))
+    throw new PetrelError("invalid-input", `unknown state ${value}; one of ${RECIPIENT_STATES.join(", ")}`);
+  return value as RecipientState;
+}
+
+export interface QueueListing {
+  readonly counts: QueueCounts;
+  readonly messages: MessageSummary[];
+}
+
+export async function listQueue(
+  ctx: ServiceContext,
+  query: { readonly state?: string; readonly domain?: string; readonly limit: number },
+): Promise<QueueListing> {
+  const state = parseState(query.state);
+  const domain = query.domain?.toLowerCase();
+  const messages = await ctx.store.listMessages({ state, domain, limit: query.limit });
+  const counts = await ctx.store.queueCounts({ domain });
+  return { counts, messages };
+}
+
+/** The message (of `account` only, when given), or not-found. */
+export async function requireMessage(
+  ctx: ServiceContext,
+  id: string,
+  account?: string,
+): Promise<MessageDetail> {
+  const message = await ctx.store.getMessage(id);
+  if (!message || (account !== undefined && message.accountName !== account))
+    throw new PetrelError("not-found", `no message ${id}`);
+  return message;
+}
+
+export async function showMessage(
+  ctx: ServiceContext,
+  id: string,
+  account?: string,
+): Promise<MessageDetail & { readonly attempts: DeliveryAttempt[] }> {
+  const message = await requireMessage(ctx, id, account);
+  return { ...message, attempts: await ctx.store.listAttempts(id) };
+}
+
+/** The stored (signed) message as it is delivered. */
+export async function messageContent(ctx: ServiceContext, id: string, account?: string): Promise<Buffer> {
+  await requireMessage(ctx, id, account);
+  const content = await ctx.store.getMessageContent(id);
+  if (!content) throw new PetrelError("not-found", `no message ${id}`);
+  return content;
+}
+
+export interface ActionResult {
+  readonly id: string | null;
+  /** Recipients the action changed. */
+  readonly recipients: number;
+}
+
+/** Makes deferred mail due now (one message, or all), lifting destination backoff. */
+export async function retryMessages(
+  ctx: ServiceContext,
+  target: { readonly id?: string; readonly all?: boolean },
+  account?: string,
+): Promise<ActionResult> {
+  if (!target.id && !target.all) throw new PetrelError("invalid-input", "give a queue ID or --all");
+  if (target.id) await requireMessage(ctx, target.id, account);
+  else if (account !== undefined)
+    throw new PetrelError("missing-scope", "retrying every message needs the admin scope", {
+      extra: { scope: "admin" },
+    });
+  const recipients = await ctx.store.retryNow(
+    target.id ? { messageId: target.id } : { all: true },
+    nowOf(ctx),
+  );
+  return { id: target.id ?? null, recipients };
+}
+
+export async function holdMessage(ctx: ServiceContext, id: string, account?: string): Promise<ActionResult> {
+  await requireMessage(ctx, id, account);
+  return { id, recipients: await ctx.store.holdMessage(id, nowOf(ctx)) };
+}
+
+export async function releaseMessage(
+  ctx: ServiceContext,
+  id: string,
+  account?: string,
+): Promise<ActionResult> {
+  await requireMessage(ctx, id, account);
+  return { id, recipients: await ctx.store.releaseMessage(id, nowOf(ctx)) };
+}
+
+export async function deleteMessage(
+  ctx: ServiceContext,
+  id: string,
+  account?: string,
+  reason = "dropped by operator",
+): Promise<ActionResult> {
+  await requireMessage(ctx, id, account);
+  return { id, recipients: await ctx.store.dropMessage(id, nowOf(ctx), reason) };
+}

@@ -1,0 +1,187 @@
+/**
+ * Messages in SQLite (Store part MessageStore; postgres/messages.ts is its twin): the spool's hot
+ * path, one transaction inserting a batch of messages (envelope, content, one row per recipient,
+ * and each recipient's `processed` event), shared by the store's own connection and the enqueue
+ * thread so both write exactly the same rows; and the listings of messages.
+ *
+ * Events (issue 5): the `processed` event is written here, in the commit that makes the message
+ * durable, so an accepted recipient always has it. Kept cheap: one query per batch for the newest
+ * event id (after the first write, under the write lock), then one short insert per recipient.
+ * A recipient in NewMessage.dropped (e.g. suppressed) is stored `dropped` at once, with its
+ * attempt record and a `dropped` event after the `processed` one.
+ */
+import type Database from "better-sqlite3";
+import { domainOf } from "../../address.js";
+import type {
+  MessageDetail,
+  MessageFilter,
+  MessageStore,
+  MessageSummary,
+  NewMessage,
+  RecipientDetail,
+  RecipientState,
+} from "../types.js";
+import type { EnqueueThread } from "./enqueue-thread.js";
+import { prepareEventWriter } from "./events.js";
+
+type Row = Record<string, unknown>;
+
+export function prepareEnqueue(db: Database.Database): (messages: readonly NewMessage[]) => void {
+  const insertMessage = db.prepare(
+    `INSERT INTO messages (id, account_id, api_key_id, mail_from, size, client_ip, received_at, expires_at,
+       metadata, categories)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  );
+  const insertContent = db.prepare("INSERT INTO message_contents (message_id, content) VALUES (?, ?)");
+  const insertRecipient = db.prepare(
+    `INSERT INTO recipients (message_id, address, domain, state, next_attempt_at, updated_at)
+     VALUES (?, ?, ?, 'queued', ?, ?)`,
+  );
+  const insertProcessed = db.prepare(
+    `INSERT INTO events (id, type, message_id, account_id, recipient, at) VALUES (?, 'processed', ?, ?, ?, ?)`,
+  );
+  const insertDropped = db.prepare(
+    `INSERT INTO recipients (message_id, address, domain, state, next_attempt_at, last_reply, updated_at)
+     VALUES (?, ?, ?, 'dropped', NULL, ?, ?) RETURNING id`,
+  );
+  const dropAttempt = db.prepare(
+    `INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, reply)
+     VALUES (?, ?, ?, 0, 'dropped', ?)`,
+  );
+  const events = prepareEventWriter(db);
+  return db.transaction((messages: readonly NewMessage[]) => {
+    let nextId: (() => string) | undefined;
+    for (const m of messages) {
+      insertMessage.run(
+        m.id,
+        m.accountId,
+        m.apiKeyId,
+        m.mailFrom,
+        m.content.length,
+        m.clientIp,
+        m.receivedAt,
+        m.expiresAt,
+        m.metadata ?? null,
+        m.categories && m.categories.length > 0 ? JSON.stringify(m.categories) : null,
+      );
+      // After the first write: the write lock is held, so the newest id cannot change under us.
+      nextId ??= events.ids();
+      insertContent.run(m.id, m.content);
+      const dropped = m.dropped && m.dropped.length > 0 ? m.dropped : undefined;
+      for (const address of m.recipients) {
+        const drop = dropped?.find((d) => d.address === address);
+        if (drop) {
+          const reply = `dropped: ${drop.reason}`;
+          const { id } = insertDropped.get(m.id, address, domainOf(address), reply, m.receivedAt) as {
+            id: number;
+          };
+          dropAttempt.run(id, m.id, m.receivedAt, reply);
+          insertProcessed.run(nextId(), m.id, m.accountId, address, m.receivedAt);
+          events.insert(
+            [
+              {
+                type: "dropped",
+                messageId: m.id,
+                accountId: m.accountId,
+                recipient: address,
+                at: m.receivedAt,
+                reason: drop.reason,
+              },
+            ],
+            nextId,
+          );
+          continue;
+        }
+        insertRecipient.run(m.id, address, domainOf(address), m.receivedAt, m.receivedAt);
+        insertProcessed.run(nextId(), m.id, m.accountId, address, m.receivedAt);
+      }
+    }
+  });
+}
+
+const MESSAGE_SELECT = `SELECT m.id, a.name AS account_name, m.mail_from, m.size, m.received_at
+  FROM messages m JOIN accounts a ON a.id = m.account_id`;
+
+/** With `thread`, spool batches commit on the enqueue thread (see enqueue-thread.ts). */
+export function createMessageStore(db: Database.Database, thread?: EnqueueThread): MessageStore {
+  const insertBatch = prepareEnqueue(db);
+  const s = {
+    content: db.prepare("SELECT content FROM message_contents WHERE message_id = ?"),
+    recipientsOf: db.prepare(
+      `SELECT address, state, attempts, next_attempt_at, last_reply, updated_at
+       FROM recipients WHERE message_id = ? ORDER BY id`,
+    ),
+  };
+
+  function recipientsOf(messageId: string): RecipientDetail[] {
+    return (s.recipientsOf.all(messageId) as Row[]).map((r) => ({
+      address: String(r.address),
+      state: r.state as RecipientState,
+      attempts: Number(r.attempts),
+      nextAttemptAt: (r.next_attempt_at as number | null) ?? null,
+      lastReply: (r.last_reply as string | null) ?? null,
+      updatedAt: Number(r.updated_at),
+    }));
+  }
+
+  return {
+    async enqueueMessages(messages: readonly NewMessage[]): Promise<void> {
+      if (thread) return thread.enqueue(messages);
+      insertBatch(messages);
+    },
+
+    async listMessages(filter: MessageFilter = {}): Promise<MessageSummary[]> {
+      const limit = filter.limit ?? 1000;
+      const rows = (
+        filter.state || filter.domain
+          ? db
+              .prepare(
+                `${MESSAGE_SELECT} WHERE m.id IN (SELECT message_id FROM recipients
+                   WHERE (@state IS NULL OR state = @state) AND (@domain IS NULL OR domain = @domain))
+                 ORDER BY m.id LIMIT @limit`,
+              )
+              .all({ state: filter.state ?? null, domain: filter.domain?.toLowerCase() ?? null, limit })
+          : db.prepare(`${MESSAGE_SELECT} ORDER BY m.id LIMIT ?`).all(limit)
+      ) as Row[];
+      return rows.map((row) => toSummary(row, recipientsOf(String(row.id))));
+    },
+
+    async getMessage(id: string): Promise<MessageDetail | undefined> {
+      const row = db
+        .prepare(
+          `SELECT m.*, a.name AS account_name, k.name AS api_key_name FROM messages m
+           JOIN accounts a ON a.id = m.account_id LEFT JOIN api_keys k ON k.id = m.api_key_id WHERE m.id = ?`,
+        )
+        .get(id) as Row | undefined;
+      if (!row) return undefined;
+      const recipients = recipientsOf(id);
+      return {
+        ...toSummary(row, recipients),
+        clientIp: String(row.client_ip),
+        apiKeyName: (row.api_key_name as string | null) ?? null,
+        expiresAt: Number(row.expires_at),
+        recipientDetails: recipients,
+      };
+    },
+
+    async getMessageContent(id: string): Promise<Buffer | undefined> {
+      const row = s.content.get(id) as { content: Buffer } | undefined;
+      return row?.content;
+    },
+  };
+}
+
+function toSummary(row: Row, recipients: readonly RecipientDetail[]): MessageSummary {
+  const states: Partial<Record<RecipientState, number>> = {};
+  for (const r of recipients) states[r.state] = (states[r.state] ?? 0) + 1;
+  return {
+    id: String(row.id),
+    accountName: String(row.account_name),
+    mailFrom: String(row.mail_from),
+    size: Number(row.size),
+    receivedAt: Number(row.received_at),
+    recipientCount: recipients.length,
+    states,
+    recipients: recipients.map((r) => r.address),
+  };
+}

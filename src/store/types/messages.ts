@@ -1,0 +1,83 @@
+/**
+ * Store part: accepted messages (the spool's write side) and what listings show of them.
+ * Invariant: enqueueMessages() resolves only once the batch is durable (fsync'd, or committed with
+ * synchronous_commit on); it is all or nothing.
+ */
+
+export type RecipientState =
+  | "queued"
+  | "delivering"
+  | "deferred"
+  | "delivered"
+  | "bounced"
+  | "expired"
+  | "dropped"
+  | "held";
+
+export interface NewMessage {
+  /** Queue ID: unique and time-sortable. */
+  readonly id: string;
+  readonly accountId: number;
+  readonly apiKeyId: number | null;
+  /** Envelope sender (reverse-path), never empty for submitted mail. */
+  readonly mailFrom: string;
+  readonly recipients: readonly string[];
+  /** The message exactly as it will be delivered (trace and missing headers already added). */
+  readonly content: Buffer;
+  readonly clientIp: string;
+  readonly receivedAt: number;
+  readonly expiresAt: number;
+  // Issue 5 (events): what the sender attached, returned in every event of the message.
+  /** The X-Petrel-Metadata JSON object, as validated JSON text; absent = none. */
+  readonly metadata?: string | null;
+  /** X-Petrel-Category values; absent = none. */
+  readonly categories?: readonly string[];
+  /**
+   * Recipients accepted but never attempted (e.g. suppressed): each must also be in
+   * `recipients`; it is stored as `dropped` with a `processed` and a `dropped` event (reason).
+   */
+  readonly dropped?: ReadonlyArray<{ readonly address: string; readonly reason: string }>;
+}
+
+export interface MessageSummary {
+  readonly id: string;
+  readonly accountName: string;
+  readonly mailFrom: string;
+  readonly size: number;
+  readonly receivedAt: number;
+  readonly recipientCount: number;
+  /** Number of recipients in each state. */
+  readonly states: Partial<Record<RecipientState, number>>;
+  readonly recipients: readonly string[];
+}
+
+export interface RecipientDetail {
+  readonly address: string;
+  readonly state: RecipientState;
+  readonly attempts: number;
+  readonly nextAttemptAt: number | null;
+  readonly lastReply: string | null;
+  readonly updatedAt: number;
+}
+
+export interface MessageDetail extends MessageSummary {
+  readonly clientIp: string;
+  readonly apiKeyName: string | null;
+  readonly expiresAt: number;
+  readonly recipientDetails: readonly RecipientDetail[];
+}
+
+export interface MessageFilter {
+  readonly state?: RecipientState;
+  /** Only messages with a recipient at this domain (lower-case). */
+  readonly domain?: string;
+  readonly limit?: number;
+}
+
+export interface MessageStore {
+  /** Commits every message of the batch in one durable transaction, or none of them. */
+  enqueueMessages(messages: readonly NewMessage[]): Promise<void>;
+  listMessages(filter?: MessageFilter): Promise<MessageSummary[]>;
+  getMessage(id: string): Promise<MessageDetail | undefined>;
+  getMessageContent(id: string): Promise<Buffer | undefined>;
+}

@@ -1,0 +1,121 @@
+/**
+ * Store part: delivery (issue 3): leases, outcomes, attempt history, operator actions.
+ *
+ * Leases: a claimed recipient is `delivering` with an owner and an expiry; an expired lease is
+ * due again, so a crashed worker never strands mail. recordOutcomes() is the one place where a
+ * delivery changes a recipient's state, in one transaction with its attempt record. Recipients
+ * carry lease columns (owner, expiry) so that delivery workers on several nodes can claim work
+ * with `FOR UPDATE SKIP LOCKED` (postgres) or one writer (sqlite).
+ */
+import type { RecipientState } from "./messages.js";
+
+export interface ClaimRequest {
+  /** Unique per running worker: "<node>:<pid>:<random>", so a node can recognise its own leases. */
+  readonly owner: string;
+  readonly now: number;
+  /** The lease ends at now + leaseMs unless renewed. */
+  readonly leaseMs: number;
+  readonly limit: number;
+  /** Domains not to claim this time (their work already waits in memory). */
+  readonly skipDomains?: readonly string[];
+}
+
+export interface ClaimedRecipient {
+  readonly id: number;
+  readonly messageId: string;
+  readonly address: string;
+  readonly domain: string;
+  /** Attempts made before this one. */
+  readonly attempts: number;
+  readonly mailFrom: string;
+  readonly size: number;
+  readonly receivedAt: number;
+  readonly expiresAt: number;
+}
+
+export type OutcomeState = "delivered" | "deferred" | "bounced" | "expired";
+
+/** One try at delivering to one recipient, as `petrel queue show` lists it. */
+export interface AttemptRecord {
+  readonly at: number;
+  readonly durationMs: number;
+  /** MX or relay host name, null when no connection was made (DNS failure, destination backoff). */
+  readonly mxHost: string | null;
+  readonly ip: string | null;
+  readonly port: number | null;
+  readonly sourceIp: string | null;
+  /** "TLSv1.3 TLS_AES_256_GCM_SHA384", or null for plaintext. */
+  readonly tls: string | null;
+  /** The remote reply ("250 2.0.0 Ok") or our reason ("451 4.4.1 connect to …: ECONNREFUSED"). */
+  readonly reply: string;
+}
+
+export interface RecipientOutcome {
+  readonly recipientId: number;
+  /** The lease owner; a deferral from an owner that lost its lease is ignored. */
+  readonly owner: string;
+  readonly state: OutcomeState;
+  /** When a deferred recipient is due again. */
+  readonly nextAttemptAt: number | null;
+  readonly attempt: AttemptRecord;
+  // Issue 5: filled by the dispatcher from the bounce classifier (src/bounces) when known; the
+  // event of this outcome carries them. enhancedCode defaults to the one in the reply text.
+  readonly enhancedCode?: string | null;
+  readonly bounceClass?: string | null;
+  readonly bounceHard?: boolean | null;
+}
+
+export interface DeliveryAttempt extends AttemptRecord {
+  readonly recipient: string;
+  readonly status: OutcomeState | "dropped";
+}
+
+export interface DestinationBackoff {
+  readonly domain: string;
+  readonly until: number;
+  /** Consecutive connection-level failures. */
+  readonly failures: number;
+  readonly lastError: string;
+}
+
+export interface QueueCounts {
+  readonly byState: Partial<Record<RecipientState, number>>;
+  readonly byDestination: ReadonlyArray<{
+    readonly domain: string;
+    readonly states: Partial<Record<RecipientState, number>>;
+    readonly backoffUntil: number | null;
+  }>;
+}
+
+export type QueueTarget = { readonly messageId: string } | { readonly all: true };
+
+export interface QueueStore {
+  /** Leases up to `limit` due recipients (oldest due first), skipping destinations in backoff. */
+  claimDue(request: ClaimRequest): Promise<ClaimedRecipient[]>;
+  /** Extends every lease `owner` holds to `until`; returns how many. */
+  renewLeases(owner: string, until: number): Promise<number>;
+  /**
+   * Gives back leases without an attempt (shutdown, or a restarted node recovering its own
+   * leases): every `delivering` recipient whose owner starts with `ownerPrefix` is due at `now`.
+   */
+  releaseLeases(ownerPrefix: string, now: number): Promise<number>;
+  /** Applies outcomes and appends their attempt records, all in one durable transaction. */
+  recordOutcomes(outcomes: readonly RecipientOutcome[]): Promise<void>;
+  /** Every attempt for a message, oldest first. */
+  listAttempts(messageId: string): Promise<DeliveryAttempt[]>;
+  /** Recipient counts by state and by destination domain (with any destination backoff). */
+  queueCounts(filter?: { readonly domain?: string }): Promise<QueueCounts>;
+  /** Makes queued/deferred recipients due at `now` (one message, or all) and lifts their destinations' backoff. */
+  retryNow(target: QueueTarget, now: number): Promise<number>;
+  /** Holds a message's queued/deferred recipients (state `held`) until released. */
+  holdMessage(messageId: string, now: number): Promise<number>;
+  /** Returns held recipients to the queue, due at `now`. */
+  releaseMessage(messageId: string, now: number): Promise<number>;
+  /** Drops every recipient not yet final (state `dropped`), recording `reason` as its attempt. */
+  dropMessage(messageId: string, now: number, reason: string): Promise<number>;
+  /** Makes a whole destination wait until `until` (claimDue skips it), or lifts that with until = null. */
+  setDestinationBackoff(
+    backoff: DestinationBackoff | { readonly domain: string; readonly until: null },
+  ): Promise<void>;
+  listDestinationBackoffs(now: number): Promise<DestinationBackoff[]>;
+}
