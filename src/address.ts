@@ -38,6 +38,12 @@ export function displayDomain(domain: string): string {
   return domainToUnicode(domain) || domain;
 }
 
+/** A domain for people: "例子.测试 (xn--fsqu00a.xn--0zwm56d)" for an IDN, else the name itself. */
+export function describeDomain(domain: string): string {
+  const shown = displayDomain(domain);
+  return shown === domain ? domain : `${shown} (${domain})`;
+}
+
 /** The domain part, canonical ("" when there is no @). */
 export function domainOf(address: string): string {
   const at = address.lastIndexOf("@");

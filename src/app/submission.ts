@@ -123,7 +123,8 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
       return toHookVerdict(checkDomainsVerified(identities, statuses, [envelope.mailFrom]), session, logger);
     },
 
-    async onRcptTo(session, envelope, recipient) {
+    async onRcptTo(session, envelope, given) {
+      const recipient = envelopeAddress(given); // stored and matched with A-labels (issue 11)
       const suppressed = await store.findSuppression(session.user!.accountId, recipient);
       const verdict = checkSuppression(suppressed, config.suppression.mode);
       if (verdict.kind !== "drop") return toHookVerdict(verdict, session, logger);
