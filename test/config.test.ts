@@ -59,16 +59,16 @@ describe("configuration", () => {
     );
     assert.throws(
       () => loadConfig({ env: { PETREL_SMTP__SUBMISSION__PORT: "x" } }),
-      /\n {2}PETREL_SMTP__SUBMISSION__PORT: .*expected number/,
+      /\n {2}PETREL_SMTP__SUBMISSION__PORT \(smtp\.submission\.port\): .*expected number/,
     );
     assert.throws(
       () => loadConfig({ env: { PETREL_AUTH__TRUSTED_NETWORKS: "[{network: 10.0.0.0/33}]" } }),
-      /\n {2}PETREL_AUTH__TRUSTED_NETWORKS at auth\.trustedNetworks\.0\.network: /,
+      /\n {2}PETREL_AUTH__TRUSTED_NETWORKS \(auth\.trustedNetworks\.0\.network\): /,
     );
     // A flag is named as the option; the file's own mistakes keep their key path (above).
     assert.throws(
       () => loadConfig({ env: {}, overrides: { "smtp.submission.port": -1 } }),
-      /option for smtp\.submission\.port: /,
+      /\n {2}option \(smtp\.submission\.port\): /,
     );
   });
 

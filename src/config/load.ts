@@ -45,7 +45,7 @@ export function loadConfig(sources: ConfigSources = {}): PetrelConfig {
   for (const [path, value] of Object.entries(sources.overrides ?? {})) {
     if (value === undefined) continue;
     setPath(tree, path.split("."), value, `option for ${path}`);
-    origins.push({ path: path.split("."), name: `option for ${path}` });
+    origins.push({ path: path.split("."), name: "option" });
   }
   const result = configSchema.safeParse(tree);
   if (!result.success) {
@@ -59,7 +59,7 @@ export function loadConfig(sources: ConfigSources = {}): PetrelConfig {
 
 interface Origin {
   readonly path: readonly string[];
-  /** The environment variable, or "option for <path>". */
+  /** The environment variable, or "option" for a command-line flag. */
   readonly name: string;
 }
 
@@ -76,7 +76,9 @@ function issueSource(issue: z.core.$ZodIssue, origins: readonly Origin[]): strin
       // The variable set this value, or a whole section around it (PETREL_AUTH__TRUSTED_NETWORKS=[…]).
       const n = Math.min(origin.path.length, target.length);
       if (!origin.path.slice(0, n).every((segment, i) => segment === target[i])) continue;
-      names.add(origin.path.length < target.length ? `${origin.name} at ${target.join(".")}` : origin.name);
+      // An unknown key is named by the variable alone (its path means nothing); a bad value also
+      // by where it went: "PETREL_DKIM__SELECTOR_PREFIX (dkim.selectorPrefix)".
+      names.add(issue.code === "unrecognized_keys" ? origin.name : `${origin.name} (${path.join(".")})`);
     }
   }
   if (names.size > 0) return [...names].join(", ");

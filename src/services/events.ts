@@ -6,6 +6,7 @@
 import { PetrelError } from "../errors.js";
 import { EVENT_TYPES, type EventFilter, type EventType, type PetrelEvent } from "../store/types.js";
 import { requireAccount, type ServiceContext } from "./context.js";
+import { canonicalId } from "./validate.js";
 
 /** "delivered,bounce" → those types (undefined: every type). */
 export function parseEventTypes(value: string | readonly string[] | undefined): EventType[] | undefined {
@@ -30,7 +31,7 @@ export async function eventFilter(ctx: ServiceContext, query: EventQuery): Promi
   const types = parseEventTypes(query.types);
   const accountId = query.account ? (await requireAccount(ctx.store, query.account)).id : undefined;
   return {
-    ...(query.message ? { messageId: query.message } : {}),
+    ...(query.message ? { messageId: canonicalId(query.message) } : {}),
     ...(query.recipient ? { recipient: query.recipient } : {}),
     ...(types ? { types } : {}),
     ...(accountId === undefined ? {} : { accountId }),

@@ -5,6 +5,7 @@
  * at its next claim. A message of another account than the caller's is "not found".
  */
 import { PetrelError } from "../errors.js";
+import { type MessageHeaders, readMessageHeaders } from "../message/summary.js";
 import type {
   DeliveryAttempt,
   MessageDetail,
@@ -13,6 +14,7 @@ import type {
   RecipientState,
 } from "../store/types.js";
 import { nowOf, type ServiceContext } from "./context.js";
+import { canonicalId } from "./validate.js";
 
 export const RECIPIENT_STATES: readonly RecipientState[] = [
   "queued",
@@ -54,25 +56,31 @@ export async function requireMessage(
   id: string,
   account?: string,
 ): Promise<MessageDetail> {
-  const message = await ctx.store.getMessage(id);
+  const message = await ctx.store.getMessage(canonicalId(id));
   if (!message || (account !== undefined && message.accountName !== account))
     throw new PetrelError("not-found", `no message ${id}`);
   return message;
 }
 
-export async function showMessage(
-  ctx: ServiceContext,
-  id: string,
-  account?: string,
-): Promise<MessageDetail & { readonly attempts: DeliveryAttempt[] }> {
+export type ShownMessage = MessageDetail & {
+  readonly attempts: DeliveryAttempt[];
+  /** Subject, From and Message-ID of the stored content (decoded); null when absent. */
+  readonly headers: MessageHeaders;
+};
+
+export async function showMessage(ctx: ServiceContext, id: string, account?: string): Promise<ShownMessage> {
   const message = await requireMessage(ctx, id, account);
-  return { ...message, attempts: await ctx.store.listAttempts(id) };
+  const content = await ctx.store.getMessageContent(message.id);
+  const headers = content
+    ? await readMessageHeaders(content)
+    : { subject: null, from: null, messageId: null };
+  return { ...message, headers, attempts: await ctx.store.listAttempts(message.id) };
 }
 
 /** The stored (signed) message as it is delivered. */
 export async function messageContent(ctx: ServiceContext, id: string, account?: string): Promise<Buffer> {
-  await requireMessage(ctx, id, account);
-  const content = await ctx.store.getMessageContent(id);
+  const { id: stored } = await requireMessage(ctx, id, account);
+  const content = await ctx.store.getMessageContent(stored);
   if (!content) throw new PetrelError("not-found", `no message ${id}`);
   return content;
 }
@@ -90,21 +98,21 @@ export async function retryMessages(
   account?: string,
 ): Promise<ActionResult> {
   if (!target.id && !target.all) throw new PetrelError("invalid-input", "give a queue ID or --all");
-  if (target.id) await requireMessage(ctx, target.id, account);
-  else if (account !== undefined)
+  const id = target.id ? (await requireMessage(ctx, target.id, account)).id : undefined;
+  if (id === undefined && account !== undefined)
     throw new PetrelError("missing-scope", "retrying every message needs the admin scope", {
       extra: { scope: "admin" },
     });
   const recipients = await ctx.store.retryNow(
-    target.id ? { messageId: target.id } : { all: true },
+    id !== undefined ? { messageId: id } : { all: true },
     nowOf(ctx),
   );
-  return { id: target.id ?? null, recipients };
+  return { id: id ?? null, recipients };
 }
 
 export async function holdMessage(ctx: ServiceContext, id: string, account?: string): Promise<ActionResult> {
-  await requireMessage(ctx, id, account);
-  return { id, recipients: await ctx.store.holdMessage(id, nowOf(ctx)) };
+  const { id: stored } = await requireMessage(ctx, id, account);
+  return { id: stored, recipients: await ctx.store.holdMessage(stored, nowOf(ctx)) };
 }
 
 export async function releaseMessage(
@@ -112,8 +120,8 @@ export async function releaseMessage(
   id: string,
   account?: string,
 ): Promise<ActionResult> {
-  await requireMessage(ctx, id, account);
-  return { id, recipients: await ctx.store.releaseMessage(id, nowOf(ctx)) };
+  const { id: stored } = await requireMessage(ctx, id, account);
+  return { id: stored, recipients: await ctx.store.releaseMessage(stored, nowOf(ctx)) };
 }
 
 export async function deleteMessage(
@@ -122,6 +130,6 @@ export async function deleteMessage(
   account?: string,
   reason = "dropped by operator",
 ): Promise<ActionResult> {
-  await requireMessage(ctx, id, account);
-  return { id, recipients: await ctx.store.dropMessage(id, nowOf(ctx), reason) };
+  const { id: stored } = await requireMessage(ctx, id, account);
+  return { id: stored, recipients: await ctx.store.dropMessage(stored, nowOf(ctx), reason) };
 }

@@ -34,3 +34,11 @@ export function validAddress(value: string): string {
     throw new PetrelError("invalid-input", `not a valid address: ${value}`);
   return `${local}@${validDomain(address.slice(at + 1))}`;
 }
+
+/**
+ * A queue or event ID (a ULID) in the stored form. IDs are Crockford base32, written upper-case
+ * here but lower-case in VERP addresses and by people: they match whatever the case.
+ */
+export function canonicalId(value: string): string {
+  return value.trim().toUpperCase();
+}
