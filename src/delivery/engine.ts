@@ -50,6 +50,8 @@ export async function startDelivery(options: EngineOptions): Promise<DeliveryEng
     ? readFileSync(inDataDir(config as PetrelConfig, config.delivery.tlsCaFile), "utf8")
     : undefined;
   const onError = (err: unknown) => log.warn({ err }, "could not update destination backoff");
+  const bounces = config.bounces;
+  const classify = createClassifier(bounces?.rules ?? []);
   const dispatcher = new Dispatcher({
     config: config.delivery,
     resolver,
@@ -66,9 +68,10 @@ export async function startDelivery(options: EngineOptions): Promise<DeliveryEng
     onRecover: (domains) => {
       for (const domain of domains) store.setDestinationBackoff({ domain, until: null }).catch(onError);
     },
+    // Issue 11: replies classed `reputation` ("[TSS04] … temporarily deferred", "4.7.650 …") throttle.
+    isThrottle: (reply) => classify(reply).class === "reputation",
   });
   // ── Bounces (issue 5): classification, VERP return paths, DSNs to senders ──
-  const bounces = config.bounces;
   const returnPaths =
     bounces?.verp && config.domains
       ? createReturnPaths({
@@ -95,7 +98,7 @@ export async function startDelivery(options: EngineOptions): Promise<DeliveryEng
     logger: log,
     now,
     random: options.random,
-    classify: createClassifier(bounces?.rules ?? []),
+    classify,
     returnPaths,
     onFailed,
   });

@@ -6,9 +6,10 @@
  *
  * Invariants:
  * - Leases: every recipient this worker holds is leased to `owner` and renewed every leaseMs/3
- *   while held; a worker that dies simply stops renewing, and the work is due again at expiry. At
- *   start a node gives back the leases its previous incarnation held (owner prefix = node id), so
- *   a restart after kill -9 resumes at once instead of after the lease time.
+ *   while held; a worker that dies simply stops renewing, and the work is due again at expiry.
+ *   The owner is unique per process (node id, pid, random). At start on SQLite — where serve's
+ *   exclusive lock proves the earlier holders dead — a node gives back the leases of its
+ *   previous incarnations (owner prefix = node id), so a restart after kill -9 resumes at once.
  * - Outcomes are committed in groups (one transaction per turn of the event loop, like the
  *   spool's group commit) through Store.recordOutcomes, the one place a delivery changes state.
  *   The window between a remote 250 and that commit is where a crash can cause one duplicate.
@@ -96,8 +97,14 @@ export class DeliveryWorker {
   }
 
   async start(): Promise<void> {
-    const recovered = await this.deps.store.releaseLeases(`${this.deps.nodeId}:`, this.now());
-    if (recovered > 0) this.deps.logger.info({ recovered }, "recovered leases of a previous run");
+    // Only a dead owner's leases may be given back (issue 13 item 5). On SQLite `serve` holds an
+    // exclusive lock on the database (src/app/serve-lock.ts), so every lease of this node there
+    // is from an earlier run. On PostgreSQL another live process may share the host name: its
+    // leases are left to expire instead (at most leaseMs late, never a second delivery).
+    if (this.deps.store.kind === "sqlite") {
+      const recovered = await this.deps.store.releaseLeases(`${this.deps.nodeId}:`, this.now());
+      if (recovered > 0) this.deps.logger.info({ recovered }, "recovered leases of a previous run");
+    }
     this.running = true;
     const renewEvery = Math.max(50, Math.floor(this.deps.config.leaseMs / 3));
     this.renewTimer = setInterval(() => void this.renew(), renewEvery);

@@ -11,9 +11,11 @@ import type {
   MessageDetail,
   MessageSummary,
   QueueCounts,
+  RecipientDetail,
   RecipientState,
 } from "../store/types.js";
 import { nowOf, type ServiceContext } from "./context.js";
+import { explainRecipient } from "./explain.js";
 import { canonicalId } from "./validate.js";
 
 export const RECIPIENT_STATES: readonly RecipientState[] = [
@@ -62,7 +64,9 @@ export async function requireMessage(
   return message;
 }
 
-export type ShownMessage = MessageDetail & {
+export type ShownMessage = Omit<MessageDetail, "recipientDetails"> & {
+  /** Each recipient with the sentence saying why it is not delivered yet, or why it failed. */
+  readonly recipientDetails: ReadonlyArray<RecipientDetail & { readonly explanation: string }>;
   readonly attempts: DeliveryAttempt[];
   /** Subject, From and Message-ID of the stored content (decoded); null when absent. */
   readonly headers: MessageHeaders;
@@ -70,11 +74,26 @@ export type ShownMessage = MessageDetail & {
 
 export async function showMessage(ctx: ServiceContext, id: string, account?: string): Promise<ShownMessage> {
   const message = await requireMessage(ctx, id, account);
+  const now = nowOf(ctx);
+  const attempts = await ctx.store.listAttempts(message.id);
+  const backoffs = await ctx.store.listDestinationBackoffs(now);
+  const recipientDetails = message.recipientDetails.map((r) => ({
+    ...r,
+    explanation: explainRecipient({
+      recipient: r,
+      attempts: attempts.filter((a) => a.recipient === r.address),
+      expiresAt: message.expiresAt,
+      backoff: backoffs.find(
+        (b) => b.domain === r.address.slice(r.address.lastIndexOf("@") + 1).toLowerCase(),
+      ),
+      now,
+    }),
+  }));
   const content = await ctx.store.getMessageContent(message.id);
   const headers = content
     ? await readMessageHeaders(content)
     : { subject: null, from: null, messageId: null };
-  return { ...message, headers, attempts: await ctx.store.listAttempts(message.id) };
+  return { ...message, recipientDetails, attempts, headers };
 }
 
 /** The stored (signed) message as it is delivered. */

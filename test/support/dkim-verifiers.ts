@@ -69,7 +69,7 @@ export function dkimpyVerify(dnsPort: number, messages: readonly Buffer[]): Prom
 
 /** Verifies every signature of a message with mailauth, keys looked up at `dnsServer`. */
 export async function mailauthVerify(dnsServer: string, message: Buffer): Promise<VerifierResult[]> {
-  const resolver = createResolver({ servers: [dnsServer], timeoutMs: 1000, tries: 1, cache: false });
+  const resolver = createResolver({ servers: [dnsServer], timeoutMs: 2000, tries: 2, cache: false });
   const result = await dkimVerify(message, {
     resolver: async (name: string, type: string) => {
       if (type !== "TXT") throw Object.assign(new Error(`unexpected ${type} lookup`), { code: "ENOTFOUND" });

@@ -88,6 +88,8 @@ export function registerQueue(program: Command): void {
           r.lastReply ?? "-",
         ]),
       );
+      out.write("\nWhy:\n");
+      for (const r of message.recipientDetails) out.write(`  ${r.address}: ${r.explanation}\n`);
       if (attempts.length > 0) {
         out.write("\nAttempts:\n");
         printTable(

@@ -13,8 +13,8 @@
  */
 import type Database from "better-sqlite3";
 import { eventIdsAfter } from "../../events/event-id.js";
-import { enhancedCodeOf } from "../event-rows.js";
-import type { EventFilter, EventStore, EventType, NewEvent, PetrelEvent } from "../types.js";
+import { enhancedCodeOf, type MetadataCache, toEvent, toEvents } from "../event-rows.js";
+import type { EventFilter, EventStore, NewEvent, PetrelEvent } from "../types.js";
 
 type Row = Record<string, unknown>;
 
@@ -163,45 +163,5 @@ export function createEventStore(db: Database.Database): EventStore {
     async listEvents(filter?: EventFilter): Promise<PetrelEvent[]> {
       return reader.list(filter);
     },
-  };
-}
-
-type MetadataCache = Map<string, { metadata: Record<string, unknown> | null; categories: string[] }>;
-
-/** Rows to events; metadata is parsed once per message. */
-export function toEvents(rows: readonly Row[]): PetrelEvent[] {
-  const cache: MetadataCache = new Map();
-  return rows.map((row) => toEvent(row, cache));
-}
-
-function toEvent(row: Row, cache: MetadataCache): PetrelEvent {
-  const messageId = String(row.message_id);
-  let extra = cache.get(messageId);
-  if (!extra) {
-    extra = {
-      metadata: row.metadata ? (JSON.parse(String(row.metadata)) as Record<string, unknown>) : null,
-      categories: row.categories ? (JSON.parse(String(row.categories)) as string[]) : [],
-    };
-    cache.set(messageId, extra);
-  }
-  const hard = row.bounce_hard as number | null;
-  return {
-    id: String(row.id),
-    type: row.type as EventType,
-    timestamp: Number(row.at),
-    messageId,
-    account: String(row.account_name ?? row.account_id),
-    recipient: String(row.recipient),
-    attempt: (row.attempt as number | null) ?? null,
-    nextAttemptAt: (row.next_attempt_at as number | null) ?? null,
-    mxHost: (row.mx_host as string | null) ?? null,
-    ip: (row.ip as string | null) ?? null,
-    reply: (row.reply as string | null) ?? null,
-    enhancedCode: (row.enhanced_code as string | null) ?? null,
-    bounceClass: (row.bounce_class as string | null) ?? null,
-    bounceHard: hard === null || hard === undefined ? null : hard === 1,
-    reason: (row.reason as string | null) ?? null,
-    metadata: extra.metadata,
-    categories: extra.categories,
   };
 }

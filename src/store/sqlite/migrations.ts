@@ -235,4 +235,12 @@ export const MIGRATIONS: readonly string[] = [
     created_at INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  // 6: the HTTP API (issue 9): key scopes (existing keys may send, as before), and the indexes
+  // of the message search (an account's messages newest first, by sender, by recipient).
+  `
+  ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'mail.send';
+  CREATE INDEX messages_account ON messages(account_id, id);
+  CREATE INDEX messages_account_from ON messages(account_id, mail_from, id);
+  CREATE INDEX recipients_address ON recipients(address, message_id);
+  `,
 ];

@@ -118,4 +118,10 @@ export interface QueueStore {
     backoff: DestinationBackoff | { readonly domain: string; readonly until: null },
   ): Promise<void>;
   listDestinationBackoffs(now: number): Promise<DestinationBackoff[]>;
+  /**
+   * Calls `listener` when another process (or node) made work due, with the earliest due time
+   * it wrote (0 = unknown); returns the unsubscribe function. A hint for waking workers early:
+   * workers still poll. Absent where the backend has no such signal (SQLite).
+   */
+  onDueWork?(listener: (earliest: number) => void): () => void;
 }

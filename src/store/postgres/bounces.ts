@@ -1,0 +1,145 @@
+/**
+ * Asynchronous bounces and complaints in PostgreSQL (Store part BounceStore; sqlite/bounces.ts is
+ * its twin). One transaction per report holds the recipient's state change, its event and any
+ * suppression; the recipient row is locked first (FOR UPDATE), so two nodes receiving the same
+ * report at once apply it once.
+ */
+import type {
+  BounceStore,
+  BounceTarget,
+  InboundReportRecord,
+  InboundReportResult,
+  RecipientState,
+} from "../types.js";
+import { type Client, type Pool, transaction } from "./connection.js";
+import { writeEvents } from "./events.js";
+import { insertSuppressions } from "./suppressions.js";
+
+type Target = BounceTarget & { readonly attempts: number };
+
+async function findTarget(
+  client: Client | Pool,
+  messageId: string,
+  recipientId: number,
+  lock: boolean,
+): Promise<Target | undefined> {
+  const { rows } = await client.query(
+    `SELECT r.id, r.message_id, r.address, r.state, r.attempts, m.account_id, m.mail_from
+     FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = $1 AND r.message_id = $2
+     ${lock ? "FOR UPDATE OF r" : ""}`,
+    [recipientId, messageId],
+  );
+  const row = rows[0];
+  if (!row) return undefined;
+  return {
+    recipientId: Number(row.id),
+    messageId: String(row.message_id),
+    accountId: Number(row.account_id),
+    address: String(row.address),
+    state: row.state as RecipientState,
+    mailFrom: String(row.mail_from),
+    attempts: Number(row.attempts),
+  };
+}
+
+export function createBounceStore(pool: Pool): BounceStore {
+  return {
+    async getBounceTarget(messageId: string, recipientId: number): Promise<BounceTarget | undefined> {
+      const t = await findTarget(pool, messageId, recipientId, false);
+      if (!t) return undefined;
+      const { attempts: _attempts, ...rest } = t;
+      return rest;
+    },
+
+    recordInboundReport(r: InboundReportRecord): Promise<InboundReportResult> {
+      return transaction(pool, async (client) => {
+        const t = await findTarget(client, r.messageId, r.recipientId, true);
+        if (!t) return { applied: false, eventId: null, suppressed: false, reason: "unknown recipient" };
+        const now = Date.now();
+        if (r.kind === "bounce") {
+          const reply = r.reply.slice(0, 1000);
+          const moved = await client.query(
+            "UPDATE recipients SET state = 'bounced', last_reply = $2, updated_at = $3 WHERE id = $1 AND state = 'delivered'",
+            [t.recipientId, reply, now],
+          );
+          if ((moved.rowCount ?? 0) === 0) {
+            return { applied: false, eventId: null, suppressed: false, reason: `recipient is ${t.state}` };
+          }
+          await client.query(
+            `INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, mx_host, reply)
+             VALUES ($1, $2, $3, 0, 'bounced', $4, $5)`,
+            [t.recipientId, t.messageId, r.at, r.remoteMta, reply],
+          );
+          const [eventId] = await writeEvents(
+            client,
+            [
+              {
+                type: "bounce",
+                messageId: t.messageId,
+                accountId: t.accountId,
+                recipient: t.address,
+                at: now,
+                attempt: t.attempts,
+                mxHost: r.remoteMta,
+                reply,
+                enhancedCode: r.enhancedCode,
+                bounceClass: r.bounceClass,
+                bounceHard: r.bounceHard,
+                reason: "dsn",
+              },
+            ],
+            now,
+          );
+          const suppressed =
+            r.bounceHard &&
+            (
+              await insertSuppressions(client, [
+                {
+                  accountId: t.accountId,
+                  address: t.address,
+                  reason: r.bounceClass,
+                  eventId,
+                  messageId: t.messageId,
+                  detail: reply,
+                },
+              ])
+            ).size > 0;
+          return { applied: true, eventId: eventId ?? null, suppressed, reason: "bounced" };
+        }
+        const complained = await client.query(
+          "SELECT 1 FROM events WHERE message_id = $1 AND recipient = $2 AND type = 'spamreport' LIMIT 1",
+          [t.messageId, t.address],
+        );
+        if (complained.rows.length > 0) {
+          return { applied: false, eventId: null, suppressed: false, reason: "complaint already recorded" };
+        }
+        const [eventId] = await writeEvents(
+          client,
+          [
+            {
+              type: "spamreport",
+              messageId: t.messageId,
+              accountId: t.accountId,
+              recipient: t.address,
+              at: now,
+              reply: r.reply?.slice(0, 1000) ?? null,
+              reason: r.feedbackType,
+            },
+          ],
+          now,
+        );
+        const added = await insertSuppressions(client, [
+          {
+            accountId: t.accountId,
+            address: t.address,
+            reason: "spamreport",
+            eventId,
+            messageId: t.messageId,
+            detail: r.reply?.slice(0, 1000) ?? `feedback type ${r.feedbackType}`,
+          },
+        ]);
+        return { applied: true, eventId: eventId ?? null, suppressed: added.size > 0, reason: "complaint" };
+      });
+    },
+  };
+}

@@ -1,0 +1,70 @@
+/**
+ * Where a claim's index scan starts (issue 8, "keep the queue tables healthy under churn").
+ *
+ * Why: every claim and every finished recipient leaves a dead version of its queue row at the
+ * front of queue_due (its old next_attempt_at). Vacuum removes them — unless some transaction
+ * elsewhere in the database holds an old snapshot (a long REPEATABLE READ report, a stuck
+ * session): then they stay, and a claim that scans from the bottom of the index wades through
+ * all of them, getting slower with every recipient delivered (the known failure of SKIP LOCKED
+ * queues). So each process remembers a low-water mark: below the due time of the first row its
+ * last claim found, there was nothing live and unlocked to claim, and the next claim starts its
+ * scan there, passing only the dead versions made since.
+ *
+ * The mark is only a hint, kept safe by lowering it whenever work may have appeared below it:
+ * - this process's own writes that make work due (enqueue, deferral, release, retry) lower it
+ *   at once; other nodes' writes lower it through their NOTIFY payload (notify.ts);
+ * - it never rises while a claim skipped domains or a destination backoff is known, since rows
+ *   left out by those filters stay live below it;
+ * - whatever else (a claim of another node that rolled back, a backoff set by another node, a
+ *   lost notification) is picked up by a full scan from the bottom every `fullScanEveryMs`, which
+ *   bounds the delay such rows can see.
+ */
+
+const BOTTOM = Number.MIN_SAFE_INTEGER;
+
+export class ClaimWatermark {
+  private low = BOTTOM;
+  private lastFullScan = Number.NEGATIVE_INFINITY;
+  /** Until when a destination backoff set through this process may hold rows back. */
+  private backoffUntil = Number.NEGATIVE_INFINITY;
+  private readonly fullScanEveryMs: number;
+  private readonly clock: () => number;
+
+  constructor(fullScanEveryMs = 5000, clock: () => number = Date.now) {
+    this.fullScanEveryMs = fullScanEveryMs;
+    this.clock = clock;
+  }
+
+  /** The lowest next_attempt_at the next claim needs to look at. */
+  scanFrom(now: number): number {
+    const wall = this.clock();
+    if (wall - this.lastFullScan >= this.fullScanEveryMs || this.low > now) {
+      this.lastFullScan = wall;
+      return BOTTOM;
+    }
+    return this.low;
+  }
+
+  /**
+   * After a claim that scanned from `from` at `now`: `firstDue` is the due time of the first row
+   * it took (undefined: none), `filtered` whether it left domains out (skip list or backoff).
+   */
+  claimed(from: number, now: number, firstDue: number | undefined, filtered: boolean): void {
+    if (filtered || this.backoffUntil > now) return;
+    // Raise only from a scan that started at or below the current mark (a lowering that came
+    // in meanwhile wins).
+    if (from > this.low) return;
+    this.low = firstDue ?? now;
+  }
+
+  /** Work became due at `at` (0 or less: unknown, scan from the bottom). */
+  lower(at: number): void {
+    const to = at > 0 ? at : BOTTOM;
+    if (to < this.low) this.low = to;
+  }
+
+  /** A destination backoff until `until` was set through this process. */
+  backoff(until: number): void {
+    if (until > this.backoffUntil) this.backoffUntil = until;
+  }
+}

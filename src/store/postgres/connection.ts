@@ -1,0 +1,135 @@
+/**
+ * PostgreSQL connections for the store: the pools, transactions, migrations and error mapping.
+ *
+ * - int8 columns (ids, millisecond times, counts) are parsed to numbers: every value we store fits
+ *   in 2^53 (ids from sequences, times in ms), and the Store interface speaks numbers.
+ * - synchronous_commit is on for the durable pool whatever the server's default: a commit the
+ *   store reports is on disk, so `250` means committed. Delivery writes (claims, outcomes,
+ *   webhook cursors) use a second, relaxed pool (synchronous_commit off), like SQLite's
+ *   synchronous=NORMAL for them: a database crash can then undo the last few of them, which
+ *   means one more delivery attempt at most, never lost mail.
+ * - Migrations run under a session advisory lock, so nodes starting together apply each version
+ *   once; each version is one transaction with its row in petrel_migrations.
+ */
+import pg from "pg";
+import { StoreConflictError } from "../types.js";
+import { MIGRATIONS } from "./migrations.js";
+
+export type Pool = pg.Pool;
+export type Client = pg.PoolClient;
+export type Row = Record<string, unknown>;
+
+/** Advisory lock keys (one namespace for Petrel: the first int4 of the two-int4 form). */
+export const LOCK_NAMESPACE = 0x7065_7472; // "petr"
+export const LOCK_MIGRATE = 1;
+export const LOCK_EVENTS = 2;
+
+export interface PostgresConnectionOptions {
+  readonly url: string;
+  readonly poolSize?: number;
+  readonly statementTimeoutMs?: number;
+  readonly connectTimeoutMs?: number;
+  /** Shown in pg_stat_activity. */
+  readonly applicationName?: string;
+}
+
+const INT8 = 20;
+const types = {
+  getTypeParser(oid: number, format?: "text" | "binary") {
+    if (oid === INT8 && format !== "binary") return (value: string) => Number(value);
+    return pg.types.getTypeParser(oid, format);
+  },
+} as pg.CustomTypesConfig;
+
+export function connectionConfig(
+  options: PostgresConnectionOptions,
+  durability: "durable" | "relaxed" = "durable",
+): pg.PoolConfig {
+  return {
+    connectionString: options.url,
+    // Set per session whatever the server's default: durable sessions wait for the WAL flush.
+    options: `-c synchronous_commit=${durability === "durable" ? "on" : "off"}`,
+    max: options.poolSize ?? 10,
+    statement_timeout: options.statementTimeoutMs || undefined,
+    // A transaction left open (a bug, a hung node) would hold row locks and stop vacuum: end it.
+    idle_in_transaction_session_timeout: 60_000,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+    application_name: options.applicationName ?? "petrel",
+    types,
+  };
+}
+
+export function createPool(options: PostgresConnectionOptions, durability: "durable" | "relaxed"): Pool {
+  const pool = new pg.Pool(connectionConfig(options, durability));
+  // An idle client losing its connection (database restart) must not crash the process; the
+  // pool drops it and the next query connects afresh.
+  pool.on("error", () => {});
+  return pool;
+}
+
+/**
+ * Runs `fn` in one transaction on one connection: COMMIT when it resolves, ROLLBACK when it
+ * throws. A failed COMMIT (connection lost) rejects: the caller must treat the outcome as
+ * unknown, never as committed.
+ */
+export async function transaction<T>(pool: Pool, fn: (client: Client) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query("BEGIN");
+    const result = await fn(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (err) {
+    // A connection that cannot even roll back is dropped from the pool, not reused.
+    await client.query("ROLLBACK").catch((e: Error) => {
+      broken = e;
+    });
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}
+
+/** Turns a uniqueness violation into a StoreConflictError with a message an operator understands. */
+export function conflictOr(err: unknown, message: string): unknown {
+  if (err instanceof StoreConflictError) return err;
+  if ((err as { code?: string }).code === "23505") return new StoreConflictError(message);
+  return err;
+}
+
+/** Applies the migrations not yet applied, once across every node starting at the same time. */
+export async function migrate(pool: Pool): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query("SELECT pg_advisory_lock($1, $2)", [LOCK_NAMESPACE, LOCK_MIGRATE]);
+    try {
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS petrel_migrations (
+           version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
+      );
+      const { rows } = await client.query("SELECT coalesce(max(version), 0) AS v FROM petrel_migrations");
+      const current = Number(rows[0].v);
+      if (current > MIGRATIONS.length) {
+        throw new Error(
+          `the database schema is version ${current}, newer than this Petrel (${MIGRATIONS.length}): upgrade Petrel`,
+        );
+      }
+      for (let v = current; v < MIGRATIONS.length; v++) {
+        await client.query("BEGIN");
+        try {
+          await client.query(MIGRATIONS[v]!);
+          await client.query("INSERT INTO petrel_migrations (version) VALUES ($1)", [v + 1]);
+          await client.query("COMMIT");
+        } catch (err) {
+          await client.query("ROLLBACK").catch(() => {});
+          throw err;
+        }
+      }
+    } finally {
+      await client.query("SELECT pg_advisory_unlock($1, $2)", [LOCK_NAMESPACE, LOCK_MIGRATE]).catch(() => {});
+    }
+  } finally {
+    client.release();
+  }
+}

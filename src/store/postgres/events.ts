@@ -1,0 +1,105 @@
+/**
+ * The event log in PostgreSQL (Store part EventStore; sqlite/events.ts is its twin).
+ *
+ * Commit order (issue 8): webhook cursors need ids that increase in the order events become
+ * visible, across every node. A sequence does not give that: transaction A may draw id 5, B id 6,
+ * B commits first, a reader sees 6 and moves its cursor past 5, then A commits 5 behind it.
+ * So events are written last in their transaction, after `pg_advisory_xact_lock(events)`: the
+ * lock is held until the commit is visible, so event-writing transactions pass this point one at
+ * a time, and each reads the newest committed id (READ COMMITTED: a fresh snapshot per
+ * statement, taken after the lock was granted) and continues from it (src/events/event-id.ts).
+ * Everything before the lock (the message, recipient and queue rows) runs concurrently; only the
+ * event insert, NOTIFY and COMMIT are serialised — and PostgreSQL serialises notifying commits
+ * anyway. Group commit keeps the number of such transactions small.
+ */
+import { eventIdsAfter } from "../../events/event-id.js";
+import { enhancedCodeOf, toEvents } from "../event-rows.js";
+import type { EventFilter, EventStore, NewEvent, PetrelEvent } from "../types.js";
+import { type Client, LOCK_EVENTS, LOCK_NAMESPACE, type Pool, type Row, transaction } from "./connection.js";
+
+export const EVENT_SELECT = `SELECT e.id, e.type, e.message_id, e.recipient, e.at, e.attempt, e.next_attempt_at,
+    e.mx_host, e.ip, e.reply, e.enhanced_code, e.bounce_class, e.bounce_hard, e.reason, e.account_id,
+    a.name AS account_name, m.metadata, m.categories
+  FROM events e LEFT JOIN accounts a ON a.id = e.account_id LEFT JOIN messages m ON m.id = e.message_id`;
+
+/**
+ * Appends events at the end of the caller's transaction (see the header: nothing slow may follow
+ * in that transaction); returns their ids in order.
+ */
+export async function writeEvents(
+  client: Client,
+  events: readonly NewEvent[],
+  now = Date.now(),
+): Promise<string[]> {
+  if (events.length === 0) return [];
+  await client.query("SELECT pg_advisory_xact_lock($1, $2)", [LOCK_NAMESPACE, LOCK_EVENTS]);
+  const { rows } = await client.query("SELECT id FROM events ORDER BY id DESC LIMIT 1");
+  const next = eventIdsAfter(rows[0]?.id as string | undefined, now);
+  const ids = events.map(() => next());
+  await client.query(
+    `INSERT INTO events (id, type, message_id, account_id, recipient, at, attempt, next_attempt_at, mx_host,
+       ip, reply, enhanced_code, bounce_class, bounce_hard, reason)
+     SELECT u.id, u.type, u.message_id, COALESCE(u.account_id, m.account_id), u.recipient, u.at, u.attempt,
+       u.next_attempt_at, u.mx_host, u.ip, u.reply, u.enhanced_code, u.bounce_class, u.bounce_hard, u.reason
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::int[],
+       $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::boolean[], $15::text[])
+       WITH ORDINALITY AS u(id, type, message_id, account_id, recipient, at, attempt, next_attempt_at, mx_host,
+         ip, reply, enhanced_code, bounce_class, bounce_hard, reason, n)
+     LEFT JOIN messages m ON m.id = u.message_id
+     ORDER BY u.n`,
+    [
+      ids,
+      events.map((e) => e.type),
+      events.map((e) => e.messageId),
+      events.map((e) => e.accountId ?? null),
+      events.map((e) => e.recipient),
+      events.map((e) => e.at),
+      events.map((e) => e.attempt ?? null),
+      events.map((e) => e.nextAttemptAt ?? null),
+      events.map((e) => e.mxHost ?? null),
+      events.map((e) => e.ip ?? null),
+      events.map((e) => e.reply ?? null),
+      events.map((e) => e.enhancedCode ?? enhancedCodeOf(e.reply)),
+      events.map((e) => e.bounceClass ?? null),
+      events.map((e) => (e.bounceHard === undefined ? null : e.bounceHard)),
+      events.map((e) => e.reason ?? null),
+    ],
+  );
+  return ids;
+}
+
+/** Events with an id greater than `after`, oldest first, at most `limit`. */
+export async function eventsAfter(pool: Pool, after: string, limit: number): Promise<Row[]> {
+  const { rows } = await pool.query(`${EVENT_SELECT} WHERE e.id > $1 ORDER BY e.id LIMIT $2`, [after, limit]);
+  return rows as Row[];
+}
+
+export function createEventStore(pool: Pool): EventStore {
+  return {
+    async recordEvents(events: readonly NewEvent[]): Promise<string[]> {
+      if (events.length === 0) return [];
+      return transaction(pool, (client) => writeEvents(client, events));
+    },
+
+    async listEvents(filter: EventFilter = {}): Promise<PetrelEvent[]> {
+      const where: string[] = [];
+      const params: unknown[] = [];
+      const param = (value: unknown) => {
+        params.push(value);
+        return `$${params.length}`;
+      };
+      if (filter.afterId !== undefined) where.push(`e.id > ${param(filter.afterId)}`);
+      if (filter.upToId !== undefined) where.push(`e.id <= ${param(filter.upToId)}`);
+      if (filter.messageId !== undefined) where.push(`e.message_id = ${param(filter.messageId)}`);
+      if (filter.recipient !== undefined)
+        where.push(`lower(e.recipient) = lower(${param(filter.recipient)})`);
+      if (filter.accountId !== undefined) where.push(`e.account_id = ${param(filter.accountId)}`);
+      if (filter.types !== undefined) where.push(`e.type = ANY(${param(filter.types)}::text[])`);
+      const order = filter.newest ? "DESC" : "ASC";
+      const sql = `${EVENT_SELECT}${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY e.id ${order} LIMIT ${param(filter.limit ?? 1000)}`;
+      const rows = (await pool.query(sql, params)).rows as Row[];
+      if (filter.newest) rows.reverse();
+      return toEvents(rows);
+    },
+  };
+}

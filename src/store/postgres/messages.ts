@@ -1,0 +1,254 @@
+/**
+ * Messages in PostgreSQL (Store part MessageStore; sqlite/messages.ts is its twin).
+ *
+ * Group commit (issue 8): the spool hands over every message that completed DATA in one turn of
+ * the event loop as one batch, and the batch is one transaction of a few multi-row statements
+ * (messages, contents, recipients with their queue rows and drop records, then the events), so
+ * one WAL flush covers them all. synchronous_commit stays on for it: the promise resolves only
+ * after COMMIT returned, and only then does the client get `250`. A NOTIFY in the same
+ * transaction (one per commit) wakes the delivery workers of every node.
+ */
+import { domainOf } from "../../address.js";
+import type {
+  MessageDetail,
+  MessageFilter,
+  MessageSearch,
+  MessageSearchRow,
+  MessageStore,
+  MessageSummary,
+  NewEvent,
+  NewMessage,
+  RecipientDetail,
+  RecipientState,
+} from "../types.js";
+import { type Client, type Pool, type Row, transaction } from "./connection.js";
+import { writeEvents } from "./events.js";
+import { notifyDue } from "./notify.js";
+
+const MESSAGE_SELECT = `SELECT m.id, a.name AS account_name, m.mail_from, m.size, m.received_at
+  FROM messages m JOIN accounts a ON a.id = m.account_id`;
+
+/** Inserts a batch in the caller's transaction: everything of enqueueMessages() but the commit. */
+export async function insertMessages(client: Client, messages: readonly NewMessage[]): Promise<void> {
+  await client.query(
+    `INSERT INTO messages (id, account_id, api_key_id, mail_from, size, client_ip, received_at, expires_at,
+       metadata, categories)
+     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::int[], $6::text[],
+       $7::bigint[], $8::bigint[], $9::text[], $10::text[])`,
+    [
+      messages.map((m) => m.id),
+      messages.map((m) => m.accountId),
+      messages.map((m) => m.apiKeyId),
+      messages.map((m) => m.mailFrom),
+      messages.map((m) => m.content.length),
+      messages.map((m) => m.clientIp),
+      messages.map((m) => m.receivedAt),
+      messages.map((m) => m.expiresAt),
+      messages.map((m) => m.metadata ?? null),
+      messages.map((m) => (m.categories && m.categories.length > 0 ? JSON.stringify(m.categories) : null)),
+    ],
+  );
+  // Contents as parameters of their own: pg sends a Buffer parameter in binary, where an array of
+  // them would travel as hex text (twice the bytes).
+  const values = messages.map((_, i) => `($${2 * i + 1}, $${2 * i + 2})`).join(", ");
+  await client.query(
+    `INSERT INTO message_contents (message_id, content) VALUES ${values}`,
+    messages.flatMap((m) => [m.id, Buffer.isBuffer(m.content) ? m.content : Buffer.from(m.content)]),
+  );
+
+  const rows: { message: string; address: string; dropped: string | null; at: number }[] = [];
+  const events: NewEvent[] = [];
+  for (const m of messages) {
+    for (const address of m.recipients) {
+      const drop = m.dropped?.find((d) => d.address === address);
+      rows.push({
+        message: m.id,
+        address,
+        dropped: drop ? `dropped: ${drop.reason}` : null,
+        at: m.receivedAt,
+      });
+      events.push({
+        type: "processed",
+        messageId: m.id,
+        accountId: m.accountId,
+        recipient: address,
+        at: m.receivedAt,
+      });
+      if (drop) {
+        events.push({
+          type: "dropped",
+          messageId: m.id,
+          accountId: m.accountId,
+          recipient: address,
+          at: m.receivedAt,
+          reason: drop.reason,
+        });
+      }
+    }
+  }
+  // One statement: the recipients, the queue rows of those to deliver, the attempt records of
+  // those dropped at accept (e.g. suppressed).
+  await client.query(
+    `WITH r AS (
+       INSERT INTO recipients (message_id, address, domain, state, next_attempt_at, last_reply, updated_at)
+       SELECT u.message_id, u.address, u.domain, CASE WHEN u.reply IS NULL THEN 'queued' ELSE 'dropped' END,
+         CASE WHEN u.reply IS NULL THEN u.at END, u.reply, u.at
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) WITH ORDINALITY
+         AS u(message_id, address, domain, reply, at, n)
+       ORDER BY u.n
+       RETURNING id, message_id, domain, state, next_attempt_at, last_reply, updated_at),
+     q AS (
+       INSERT INTO queue (recipient_id, message_id, domain, next_attempt_at)
+       SELECT id, message_id, domain, next_attempt_at FROM r WHERE state = 'queued')
+     INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, reply)
+     SELECT id, message_id, updated_at, 0, 'dropped', last_reply FROM r WHERE state = 'dropped'`,
+    [
+      rows.map((r) => r.message),
+      rows.map((r) => r.address),
+      rows.map((r) => domainOf(r.address)),
+      rows.map((r) => r.dropped),
+      rows.map((r) => r.at),
+    ],
+  );
+  // Last, under the event lock (events.ts), then the wake-up.
+  await writeEvents(client, events);
+  const due = rows.filter((r) => r.dropped === null);
+  if (due.length > 0) await notifyDue(client, Math.min(...due.map((r) => r.at)));
+}
+
+/** `onDue` hears of the earliest due time of each batch before it commits (claim-watermark.ts). */
+export function createMessageStore(pool: Pool, onDue: (at: number) => void = () => {}): MessageStore {
+  async function recipientsOf(messageIds: readonly string[]): Promise<Map<string, RecipientDetail[]>> {
+    const { rows } = await pool.query(
+      `SELECT message_id, address, state, attempts, next_attempt_at, last_reply, updated_at
+       FROM recipients WHERE message_id = ANY($1::text[]) ORDER BY id`,
+      [messageIds],
+    );
+    const byMessage = new Map<string, RecipientDetail[]>();
+    for (const r of rows as Row[]) {
+      const list = byMessage.get(String(r.message_id)) ?? [];
+      list.push({
+        address: String(r.address),
+        state: r.state as RecipientState,
+        attempts: Number(r.attempts),
+        nextAttemptAt: (r.next_attempt_at as number | null) ?? null,
+        lastReply: (r.last_reply as string | null) ?? null,
+        updatedAt: Number(r.updated_at),
+      });
+      byMessage.set(String(r.message_id), list);
+    }
+    return byMessage;
+  }
+
+  return {
+    async enqueueMessages(messages: readonly NewMessage[]): Promise<void> {
+      if (messages.length === 0) return;
+      onDue(Math.min(...messages.map((m) => m.receivedAt)));
+      await transaction(pool, (client) => insertMessages(client, messages));
+    },
+
+    async listMessages(filter: MessageFilter = {}): Promise<MessageSummary[]> {
+      const limit = filter.limit ?? 1000;
+      const { rows } =
+        filter.state || filter.domain
+          ? await pool.query(
+              `${MESSAGE_SELECT} WHERE m.id IN (SELECT message_id FROM recipients
+                 WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR domain = $2))
+               ORDER BY m.id LIMIT $3`,
+              [filter.state ?? null, filter.domain?.toLowerCase() ?? null, limit],
+            )
+          : await pool.query(`${MESSAGE_SELECT} ORDER BY m.id LIMIT $1`, [limit]);
+      const recipients = await recipientsOf(rows.map((r) => String(r.id)));
+      return rows.map((row) => toSummary(row, recipients.get(String(row.id)) ?? []));
+    },
+
+    async getMessage(id: string): Promise<MessageDetail | undefined> {
+      const { rows } = await pool.query(
+        `SELECT m.*, a.name AS account_name, k.name AS api_key_name FROM messages m
+         JOIN accounts a ON a.id = m.account_id LEFT JOIN api_keys k ON k.id = m.api_key_id WHERE m.id = $1`,
+        [id],
+      );
+      const row = rows[0];
+      if (!row) return undefined;
+      const recipients = (await recipientsOf([id])).get(id) ?? [];
+      return {
+        ...toSummary(row, recipients),
+        accountId: Number(row.account_id),
+        metadata: row.metadata ? (JSON.parse(String(row.metadata)) as Record<string, unknown>) : null,
+        categories: row.categories ? (JSON.parse(String(row.categories)) as string[]) : [],
+        clientIp: String(row.client_ip),
+        apiKeyName: (row.api_key_name as string | null) ?? null,
+        expiresAt: Number(row.expires_at),
+        recipientDetails: recipients,
+      };
+    },
+
+    // The HTTP API's search (issue 9): one index range scan, newest first; see sqlite/message-search.ts.
+    async searchMessages(query: MessageSearch): Promise<MessageSearchRow[]> {
+      const where = ["m.account_id = $1"];
+      const values: unknown[] = [query.accountId];
+      const param = (value: unknown) => {
+        values.push(value);
+        return `$${values.length}`;
+      };
+      let from = "messages m";
+      if (query.to !== undefined) {
+        from = "recipients r JOIN messages m ON m.id = r.message_id";
+        where.push(`r.address = ${param(query.to)}`);
+      }
+      if (query.from !== undefined) where.push(`m.mail_from = ${param(query.from)}`);
+      if (query.before !== undefined) where.push(`m.id < ${param(query.before)}`);
+      if (query.since !== undefined) where.push(`m.received_at >= ${param(query.since)}`);
+      if (query.until !== undefined) where.push(`m.received_at < ${param(query.until)}`);
+      if (query.state !== undefined)
+        where.push(
+          `EXISTS (SELECT 1 FROM recipients s WHERE s.message_id = m.id AND s.state = ${param(query.state)})`,
+        );
+      if (query.category !== undefined)
+        where.push(`m.categories IS NOT NULL AND (m.categories::jsonb) ? ${param(query.category)}`);
+      const { rows } = await pool.query(
+        `SELECT DISTINCT m.id, m.mail_from, m.size, m.received_at, m.expires_at, m.metadata, m.categories
+         FROM ${from} WHERE ${where.join(" AND ")} ORDER BY m.id DESC LIMIT ${param(query.limit)}`,
+        values,
+      );
+      const recipients = await recipientsOf(rows.map((r) => String(r.id)));
+      return (rows as Row[]).map((row) => ({
+        id: String(row.id),
+        mailFrom: String(row.mail_from),
+        size: Number(row.size),
+        receivedAt: Number(row.received_at),
+        expiresAt: Number(row.expires_at),
+        metadata: row.metadata ? (JSON.parse(String(row.metadata)) as Record<string, unknown>) : null,
+        categories: row.categories ? (JSON.parse(String(row.categories)) as string[]) : [],
+        recipients: (recipients.get(String(row.id)) ?? []).map((r) => ({
+          address: r.address,
+          state: r.state,
+        })),
+      }));
+    },
+
+    async getMessageContent(id: string): Promise<Buffer | undefined> {
+      const { rows } = await pool.query({
+        name: "petrel-content",
+        text: "SELECT content FROM message_contents WHERE message_id = $1",
+        values: [id],
+      });
+      return rows[0]?.content as Buffer | undefined;
+    },
+  };
+}
+
+function toSummary(row: Row, recipients: readonly RecipientDetail[]): MessageSummary {
+  const states: Partial<Record<RecipientState, number>> = {};
+  for (const r of recipients) states[r.state] = (states[r.state] ?? 0) + 1;
+  return {
+    id: String(row.id),
+    accountName: String(row.account_name),
+    mailFrom: String(row.mail_from),
+    size: Number(row.size),
+    receivedAt: Number(row.received_at),
+    recipientCount: recipients.length,
+    states,
+    recipients: recipients.map((r) => r.address),
+  };
+}

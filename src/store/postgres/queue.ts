@@ -1,0 +1,492 @@
+/**
+ * The delivery queue in PostgreSQL (Store part QueueStore; sqlite/queue.ts is its twin), shared by
+ * every node: any node claims, any node delivers.
+ *
+ * Tables: `recipients` holds every recipient and its state (updated by primary key only); `queue`
+ * holds only pending ones (queued, deferred, delivering), so finished rows leave the hot table
+ * in the transaction that finishes them, and claims read a small table through one index
+ * (queue_due: next_attempt_at, covering domain).
+ *
+ * Invariants:
+ * - A claim is one statement: `FOR UPDATE SKIP LOCKED` picks due rows no other node is claiming,
+ *   and the same statement leases them (owner, expiry = next_attempt_at), so concurrent nodes never
+ *   claim one recipient twice and a dead node's leases simply come due again at their expiry.
+ * - Lock order is queue row, then recipient row, in every transaction touching both (claims lock
+ *   queue rows with SKIP LOCKED and never wait on them; outcomes lock theirs first), so claims
+ *   and outcomes cannot deadlock.
+ * - recordOutcomes() is one transaction: states, queue rows, attempt records, events (last, in
+ *   commit order: events.ts) and hard-bounce suppressions. A deferral applies only while its
+ *   writer still holds the lease; a final outcome applies to any recipient not yet final.
+ *
+ * Durability: claims, renewals and outcomes commit with synchronous_commit off (the relaxed
+ * pool, connection.ts): losing the last of them to a database crash means one more delivery
+ * attempt, never lost mail. Accepting mail (messages.ts) keeps synchronous_commit on.
+ */
+import type {
+  ClaimedRecipient,
+  ClaimRequest,
+  DeliveryAttempt,
+  DestinationBackoff,
+  EventType,
+  NewEvent,
+  OutcomeState,
+  QueueCounts,
+  QueueStore,
+  QueueTarget,
+  RecipientOutcome,
+  RecipientState,
+} from "../types.js";
+import type { ClaimWatermark } from "./claim-watermark.js";
+import { type Client, type Pool, type Row, transaction } from "./connection.js";
+import { writeEvents } from "./events.js";
+import { notifyDue } from "./notify.js";
+import { insertSuppressions } from "./suppressions.js";
+
+const FINAL = "('delivered', 'bounced', 'expired', 'dropped')";
+
+const EVENT_OF: Record<OutcomeState, EventType> = {
+  delivered: "delivered",
+  deferred: "deferred",
+  bounced: "bounce",
+  expired: "expired",
+};
+
+// The claim (see the invariants). queue_due gives the rows in due order from the low-water mark
+// ($6, claim-watermark.ts); LIMIT stops the scan.
+const CLAIM = `
+  WITH due AS (
+    SELECT q.recipient_id, q.next_attempt_at FROM queue q
+    WHERE q.next_attempt_at <= $1 AND q.next_attempt_at >= $6
+      AND q.domain <> ALL($2::text[])
+      AND NOT EXISTS (SELECT 1 FROM destination_backoff b WHERE b.domain = q.domain AND b.until > $1)
+    ORDER BY q.next_attempt_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED),
+  leased AS (
+    UPDATE queue q SET lease_owner = $4, next_attempt_at = $5 FROM due
+    WHERE q.recipient_id = due.recipient_id
+    RETURNING q.recipient_id, due.next_attempt_at AS due_at),
+  r AS (
+    UPDATE recipients r SET state = 'delivering', lease_owner = $4, lease_expires_at = $5,
+      next_attempt_at = $5, updated_at = $1
+    FROM leased WHERE r.id = leased.recipient_id
+    RETURNING r.id, r.message_id, r.address, r.domain, r.attempts, leased.due_at)
+  SELECT r.id, r.message_id, r.address, r.domain, r.attempts, r.due_at, m.mail_from, m.size,
+    m.received_at, m.expires_at, m.account_id,
+    EXISTS (SELECT 1 FROM suppressions x WHERE x.account_id = m.account_id
+      AND x.address = lower(r.address)) AS suppressed
+  FROM r JOIN messages m ON m.id = r.message_id
+  ORDER BY r.due_at, r.id`;
+
+// Outcomes in one statement: recipients, queue rows, attempt records; returns what moved.
+const OUTCOMES = `
+  WITH o AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[])
+      WITH ORDINALITY AS o(id, owner, state, next, reply, n)),
+  moved AS (
+    UPDATE recipients r SET state = o.state, attempts = r.attempts + 1,
+      next_attempt_at = CASE WHEN o.state = 'deferred' THEN o.next END,
+      lease_owner = NULL, lease_expires_at = NULL, last_reply = o.reply, updated_at = $6
+    FROM o
+    WHERE r.id = o.id AND CASE WHEN o.state = 'deferred'
+      THEN r.state = 'delivering' AND r.lease_owner = o.owner
+      ELSE r.state NOT IN ${FINAL} END
+    RETURNING r.id, r.message_id, r.address, r.attempts, o.state, o.next, o.n),
+  deferred AS (
+    UPDATE queue q SET next_attempt_at = moved.next, lease_owner = NULL FROM moved
+    WHERE q.recipient_id = moved.id AND moved.state = 'deferred' RETURNING 1),
+  finished AS (
+    DELETE FROM queue q USING moved WHERE q.recipient_id = moved.id AND moved.state <> 'deferred' RETURNING 1),
+  attempts AS (
+    INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, mx_host, ip, port,
+      source_ip, tls, reply)
+    SELECT r.id, r.message_id, a.at, a.duration, a.status, a.mx, a.ip, a.port, a.source, a.tls, a.reply
+    FROM unnest($1::bigint[], $7::bigint[], $8::int[], $3::text[], $9::text[], $10::text[], $11::int[],
+      $12::text[], $13::text[], $5::text[]) WITH ORDINALITY
+      AS a(id, at, duration, status, mx, ip, port, source, tls, reply, n)
+    JOIN recipients r ON r.id = a.id
+    ORDER BY a.n
+    RETURNING 1)
+  SELECT moved.id, moved.message_id, moved.address, moved.attempts, moved.n, m.account_id
+  FROM moved JOIN messages m ON m.id = moved.message_id
+  ORDER BY moved.n`;
+
+export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: ClaimWatermark): QueueStore {
+  /** Locks the queue rows of these recipients first (see the lock order above). */
+  async function lockQueue(client: Client, ids: readonly number[]): Promise<void> {
+    await client.query(
+      "SELECT 1 FROM queue WHERE recipient_id = ANY($1::bigint[]) ORDER BY recipient_id FOR UPDATE",
+      [ids],
+    );
+  }
+
+  async function dropSuppressed(owner: string, rows: readonly Row[], now: number): Promise<void> {
+    const ids = rows.map((r) => Number(r.id));
+    const reply = "dropped: suppressed";
+    await transaction(relaxedPool, async (client) => {
+      await lockQueue(client, ids);
+      const { rows: dropped } = await client.query(
+        `WITH gone AS (DELETE FROM queue WHERE recipient_id = ANY($1::bigint[]) AND lease_owner = $2
+           RETURNING recipient_id),
+         r AS (UPDATE recipients r SET state = 'dropped', next_attempt_at = NULL, lease_owner = NULL,
+           lease_expires_at = NULL, last_reply = $3, updated_at = $4 FROM gone WHERE r.id = gone.recipient_id
+           RETURNING r.id, r.message_id)
+         INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, reply)
+         SELECT id, message_id, $4, 0, 'dropped', $3 FROM r RETURNING recipient_id`,
+        [ids, owner, reply, now],
+      );
+      const kept = new Set(dropped.map((d) => Number(d.recipient_id)));
+      await writeEvents(
+        client,
+        rows
+          .filter((r) => kept.has(Number(r.id)))
+          .map((r) => ({
+            type: "dropped" as const,
+            messageId: String(r.message_id),
+            accountId: Number(r.account_id),
+            recipient: String(r.address),
+            at: now,
+            attempt: Number(r.attempts),
+            reason: "suppressed",
+          })),
+        now,
+      );
+    });
+  }
+
+  async function applyOutcomes(
+    client: Client,
+    outcomes: readonly RecipientOutcome[],
+    now: number,
+  ): Promise<void> {
+    await lockQueue(
+      client,
+      outcomes.map((o) => o.recipientId),
+    );
+    const { rows } = await client.query(OUTCOMES, [
+      outcomes.map((o) => o.recipientId),
+      outcomes.map((o) => o.owner),
+      outcomes.map((o) => o.state),
+      outcomes.map((o) => o.nextAttemptAt ?? now),
+      outcomes.map((o) => o.attempt.reply),
+      now,
+      outcomes.map((o) => o.attempt.at),
+      outcomes.map((o) => Math.round(o.attempt.durationMs)),
+      outcomes.map((o) => o.attempt.mxHost),
+      outcomes.map((o) => o.attempt.ip),
+      outcomes.map((o) => o.attempt.port),
+      outcomes.map((o) => o.attempt.sourceIp),
+      outcomes.map((o) => o.attempt.tls),
+    ]);
+    const events: NewEvent[] = [];
+    const suppress: { row: Row; outcome: RecipientOutcome; index: number }[] = [];
+    for (const r of rows as Row[]) {
+      const o = outcomes[Number(r.n) - 1]!;
+      if (o.state === "bounced" && o.bounceHard === true)
+        suppress.push({ row: r, outcome: o, index: events.length });
+      if (o.state === "deferred") watermark.lower(o.nextAttemptAt ?? now);
+      events.push({
+        type: EVENT_OF[o.state],
+        messageId: String(r.message_id),
+        accountId: Number(r.account_id),
+        recipient: String(r.address),
+        at: now,
+        attempt: Number(r.attempts),
+        nextAttemptAt: o.state === "deferred" ? (o.nextAttemptAt ?? now) : null,
+        mxHost: o.attempt.mxHost,
+        ip: o.attempt.ip,
+        reply: o.attempt.reply,
+        enhancedCode: o.enhancedCode ?? null,
+        bounceClass: o.bounceClass ?? null,
+        bounceHard: o.bounceHard ?? null,
+      });
+    }
+    const ids = await writeEvents(client, events, now);
+    if (suppress.length > 0) {
+      await insertSuppressions(
+        client,
+        suppress.map(({ row, outcome, index }) => ({
+          accountId: Number(row.account_id),
+          address: String(row.address),
+          reason: outcome.bounceClass ?? "hard-bounce",
+          eventId: ids[index] ?? null,
+          messageId: String(row.message_id),
+          detail: outcome.attempt.reply,
+        })),
+      );
+    }
+  }
+
+  /** This process is about to make work due at `at`: claims must look there again. */
+  function dueAt(at: number): void {
+    watermark.lower(at);
+  }
+
+  return {
+    async claimDue(request: ClaimRequest): Promise<ClaimedRecipient[]> {
+      const until = request.now + request.leaseMs;
+      const from = watermark.scanFrom(request.now);
+      const { rows } = await relaxedPool.query({
+        name: "petrel-claim",
+        text: CLAIM,
+        values: [request.now, request.skipDomains ?? [], request.limit, request.owner, until, from],
+      });
+      watermark.claimed(
+        from,
+        request.now,
+        rows.length > 0 ? Number(rows[0].due_at) : undefined,
+        (request.skipDomains?.length ?? 0) > 0,
+      );
+      const suppressed = (rows as Row[]).filter((r) => r.suppressed === true);
+      // Suppressed since it was accepted (a hard bounce or complaint of another message): never
+      // attempted, like a recipient suppressed at accept (src/app/submission.ts).
+      if (suppressed.length > 0) await dropSuppressed(request.owner, suppressed, request.now);
+      return (rows as Row[])
+        .filter((r) => r.suppressed !== true)
+        .map((row) => ({
+          id: Number(row.id),
+          messageId: String(row.message_id),
+          address: String(row.address),
+          domain: String(row.domain),
+          attempts: Number(row.attempts),
+          mailFrom: String(row.mail_from),
+          size: Number(row.size),
+          receivedAt: Number(row.received_at),
+          expiresAt: Number(row.expires_at),
+        }));
+    },
+
+    async renewLeases(owner: string, until: number): Promise<number> {
+      const result = await relaxedPool.query(
+        `WITH q AS (UPDATE queue SET next_attempt_at = $2 WHERE lease_owner = $1 RETURNING recipient_id)
+         UPDATE recipients r SET lease_expires_at = $2, next_attempt_at = $2
+         FROM q WHERE r.id = q.recipient_id AND r.state = 'delivering'`,
+        [owner, until],
+      );
+      return result.rowCount ?? 0;
+    },
+
+    async releaseLeases(ownerPrefix: string, now: number): Promise<number> {
+      dueAt(now);
+      return transaction(pool, async (client) => {
+        const result = await client.query(
+          `WITH q AS (UPDATE queue SET lease_owner = NULL, next_attempt_at = $2
+             WHERE lease_owner IS NOT NULL AND starts_with(lease_owner, $1) RETURNING recipient_id)
+           UPDATE recipients r SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
+             lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = $2, updated_at = $2
+           FROM q WHERE r.id = q.recipient_id AND r.state = 'delivering'`,
+          [ownerPrefix, now],
+        );
+        if ((result.rowCount ?? 0) > 0) await notifyDue(client, now);
+        return result.rowCount ?? 0;
+      });
+    },
+
+    async recordOutcomes(outcomes: readonly RecipientOutcome[]): Promise<void> {
+      if (outcomes.length === 0) return;
+      const now = Date.now();
+      await transaction(relaxedPool, async (client) => {
+        // One statement per run of distinct recipients: a recipient twice in one statement would
+        // be updated once; in sequence the second outcome sees the first (as in SQLite).
+        let start = 0;
+        while (start < outcomes.length) {
+          const seen = new Set<number>();
+          let end = start;
+          while (end < outcomes.length && !seen.has(outcomes[end]!.recipientId)) {
+            seen.add(outcomes[end]!.recipientId);
+            end++;
+          }
+          await applyOutcomes(client, outcomes.slice(start, end), now);
+          start = end;
+        }
+      });
+    },
+
+    async listAttempts(messageId: string): Promise<DeliveryAttempt[]> {
+      const { rows } = await pool.query(
+        `SELECT a.at, a.duration_ms, a.status, a.mx_host, a.ip, a.port, a.source_ip, a.tls, a.reply,
+                r.address FROM delivery_attempts a JOIN recipients r ON r.id = a.recipient_id
+         WHERE a.message_id = $1 ORDER BY a.id`,
+        [messageId],
+      );
+      return rows.map((r) => ({
+        recipient: String(r.address),
+        status: r.status as OutcomeState | "dropped",
+        at: Number(r.at),
+        durationMs: Number(r.duration_ms),
+        mxHost: (r.mx_host as string | null) ?? null,
+        ip: (r.ip as string | null) ?? null,
+        port: (r.port as number | null) ?? null,
+        sourceIp: (r.source_ip as string | null) ?? null,
+        tls: (r.tls as string | null) ?? null,
+        reply: String(r.reply),
+      }));
+    },
+
+    async queueCounts(filter: { readonly domain?: string } = {}): Promise<QueueCounts> {
+      const domain = filter.domain ?? null;
+      const [states, destinations, backoffs] = await Promise.all([
+        pool.query(
+          "SELECT state, count(*) AS n FROM recipients WHERE $1::text IS NULL OR domain = $1 GROUP BY state",
+          [domain],
+        ),
+        pool.query(
+          `SELECT domain, state, count(*) AS n FROM recipients
+           WHERE state NOT IN ${FINAL} AND ($1::text IS NULL OR domain = $1)
+           GROUP BY domain, state ORDER BY domain COLLATE "C"`,
+          [domain],
+        ),
+        pool.query("SELECT domain, until FROM destination_backoff WHERE until > $1", [Date.now()]),
+      ]);
+      const byState: Partial<Record<RecipientState, number>> = {};
+      for (const r of states.rows) byState[r.state as RecipientState] = Number(r.n);
+      const backoff = new Map(backoffs.rows.map((r) => [String(r.domain), Number(r.until)]));
+      const byDomain = new Map<string, Partial<Record<RecipientState, number>>>();
+      for (const r of destinations.rows) {
+        const d = String(r.domain);
+        const entry = byDomain.get(d) ?? {};
+        entry[r.state as RecipientState] = Number(r.n);
+        byDomain.set(d, entry);
+      }
+      return {
+        byState,
+        byDestination: [...byDomain].map(([d, s]) => ({
+          domain: d,
+          states: s,
+          backoffUntil: backoff.get(d) ?? null,
+        })),
+      };
+    },
+
+    retryNow(target: QueueTarget, now: number): Promise<number> {
+      dueAt(now);
+      return transaction(pool, async (client) => {
+        let changed: number;
+        if ("all" in target) {
+          await client.query("DELETE FROM destination_backoff");
+          const result = await client.query(
+            `WITH q AS (UPDATE queue SET next_attempt_at = $1 WHERE lease_owner IS NULL AND next_attempt_at > $1
+               RETURNING recipient_id)
+             UPDATE recipients r SET next_attempt_at = $1, updated_at = $1 FROM q
+             WHERE r.id = q.recipient_id AND r.state IN ('queued', 'deferred')`,
+            [now],
+          );
+          changed = result.rowCount ?? 0;
+        } else {
+          await client.query(
+            "DELETE FROM destination_backoff WHERE domain IN (SELECT domain FROM recipients WHERE message_id = $1)",
+            [target.messageId],
+          );
+          const result = await client.query(
+            `WITH q AS (UPDATE queue SET next_attempt_at = $2 WHERE message_id = $1 AND lease_owner IS NULL
+               RETURNING recipient_id)
+             UPDATE recipients r SET next_attempt_at = $2, updated_at = $2 FROM q
+             WHERE r.id = q.recipient_id AND r.state IN ('queued', 'deferred')`,
+            [target.messageId, now],
+          );
+          changed = result.rowCount ?? 0;
+        }
+        await notifyDue(client, now);
+        return changed;
+      });
+    },
+
+    holdMessage(messageId: string, now: number): Promise<number> {
+      return transaction(pool, async (client) => {
+        const { rows } = await client.query(
+          "DELETE FROM queue WHERE message_id = $1 AND lease_owner IS NULL RETURNING recipient_id",
+          [messageId],
+        );
+        const result = await client.query(
+          `UPDATE recipients SET state = 'held', updated_at = $2
+           WHERE id = ANY($1::bigint[]) AND state IN ('queued', 'deferred')`,
+          [rows.map((r) => r.recipient_id), now],
+        );
+        return result.rowCount ?? 0;
+      });
+    },
+
+    releaseMessage(messageId: string, now: number): Promise<number> {
+      dueAt(now);
+      return transaction(pool, async (client) => {
+        const result = await client.query(
+          `WITH r AS (UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
+             next_attempt_at = $2, updated_at = $2 WHERE message_id = $1 AND state = 'held'
+             RETURNING id, message_id, domain)
+           INSERT INTO queue (recipient_id, message_id, domain, next_attempt_at)
+           SELECT id, message_id, domain, $2 FROM r`,
+          [messageId, now],
+        );
+        if ((result.rowCount ?? 0) > 0) await notifyDue(client, now);
+        return result.rowCount ?? 0;
+      });
+    },
+
+    dropMessage(messageId: string, now: number, reason: string): Promise<number> {
+      return transaction(pool, async (client) => {
+        await client.query("SELECT 1 FROM queue WHERE message_id = $1 ORDER BY recipient_id FOR UPDATE", [
+          messageId,
+        ]);
+        const { rows } = await client.query(
+          `WITH r AS (
+             UPDATE recipients SET state = 'dropped', next_attempt_at = NULL, lease_owner = NULL,
+               lease_expires_at = NULL, last_reply = $3, updated_at = $2
+             WHERE message_id = $1 AND state NOT IN ${FINAL}
+             RETURNING id, message_id, address, attempts),
+           gone AS (DELETE FROM queue q USING r WHERE q.recipient_id = r.id RETURNING 1),
+           a AS (INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, reply)
+             SELECT id, message_id, $2, 0, 'dropped', $3 FROM r RETURNING 1)
+           SELECT r.id, r.address, r.attempts, m.account_id FROM r JOIN messages m ON m.id = r.message_id
+           ORDER BY r.id`,
+          [messageId, now, reason],
+        );
+        await writeEvents(
+          client,
+          rows.map((r) => ({
+            type: "dropped" as const,
+            messageId,
+            accountId: Number(r.account_id),
+            recipient: String(r.address),
+            at: now,
+            attempt: Number(r.attempts),
+            reply: reason,
+            reason: "operator",
+          })),
+          now,
+        );
+        return rows.length;
+      });
+    },
+
+    async setDestinationBackoff(
+      backoff: DestinationBackoff | { readonly domain: string; readonly until: null },
+    ): Promise<void> {
+      if (backoff.until === null) {
+        // Its recipients may be overdue, below the low-water mark: scan from the bottom again.
+        watermark.lower(Number.MIN_SAFE_INTEGER);
+        await pool.query("DELETE FROM destination_backoff WHERE domain = $1", [backoff.domain]);
+        return;
+      }
+      watermark.backoff(backoff.until);
+      await pool.query(
+        `INSERT INTO destination_backoff (domain, until, failures, last_error) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (domain) DO UPDATE SET until = excluded.until, failures = excluded.failures,
+           last_error = excluded.last_error`,
+        [backoff.domain, backoff.until, backoff.failures, backoff.lastError],
+      );
+    },
+
+    async listDestinationBackoffs(now: number): Promise<DestinationBackoff[]> {
+      const { rows } = await pool.query(
+        "SELECT domain, until, failures, last_error FROM destination_backoff WHERE until > $1 ORDER BY domain",
+        [now],
+      );
+      return rows.map((r) => ({
+        domain: String(r.domain),
+        until: Number(r.until),
+        failures: Number(r.failures),
+        lastError: String(r.last_error),
+      }));
+    },
+  };
+}
