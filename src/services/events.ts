@@ -4,6 +4,7 @@
  * last id seen never misses one).
  */
 import { encodeTime } from "ulidx";
+import { envelopeAddress } from "../address.js";
 import { PetrelError } from "../errors.js";
 import { EVENT_TYPES, type EventFilter, type EventType, type PetrelEvent } from "../store/types.js";
 import { requireAccount, type ServiceContext } from "./context.js";
@@ -33,7 +34,7 @@ export async function eventFilter(ctx: ServiceContext, query: EventQuery): Promi
   const accountId = query.account ? (await requireAccount(ctx.store, query.account)).id : undefined;
   return {
     ...(query.message ? { messageId: canonicalId(query.message) } : {}),
-    ...(query.recipient ? { recipient: query.recipient } : {}),
+    ...(query.recipient ? { recipient: envelopeAddress(query.recipient.trim()) } : {}),
     ...(types ? { types } : {}),
     ...(accountId === undefined ? {} : { accountId }),
   };

@@ -4,6 +4,7 @@
  * so nothing accepted disappears without a final record). Changes apply to a running `serve`
  * at its next claim. A message of another account than the caller's is "not found".
  */
+import { canonicalDomain } from "../address.js";
 import { PetrelError } from "../errors.js";
 import { type MessageHeaders, readMessageHeaders } from "../message/summary.js";
 import type {
@@ -46,7 +47,8 @@ export async function listQueue(
   query: { readonly state?: string; readonly domain?: string; readonly limit: number },
 ): Promise<QueueListing> {
   const state = parseState(query.state);
-  const domain = query.domain?.toLowerCase();
+  // A domain given with U-labels finds its recipients, stored under A-labels (issue 11).
+  const domain = query.domain === undefined ? undefined : canonicalDomain(query.domain.trim());
   const messages = await ctx.store.listMessages({ state, domain, limit: query.limit });
   const counts = await ctx.store.queueCounts({ domain });
   return { counts, messages };
