@@ -231,7 +231,7 @@ describe("submission rejections, end to end", () => {
       ["S", "250 2.1.5 Ok"],
       ["C", "DATA"],
       ["S", /^354 /],
-      ["RAW", `From: noreply@your-app.com\r\n\r\n${"y".repeat(999)}\r\n.\r\n`],
+      ["RAW", `From: noreply@your-app.com\r\nX-Token: ${"y".repeat(999)}\r\n\r\nbody\r\n.\r\n`],
       ["S", "550 5.6.0 Message contains a line longer than 998 characters"],
       ["C", `NOOP ${"z".repeat(600)}`],
       ["S", "500 5.5.2 Line too long"],

@@ -2,19 +2,21 @@
  * The accept path both SMTP and the HTTP API go through (issue 9: "the same sender,
  * suppression, size, metadata and DKIM rules as SMTP, through the same code"): the envelope
  * checks (may this account send as the return path? is a recipient suppressed?) and, for the
- * content, the header sender rules, X-Petrel-Metadata/Category, trace fields, DKIM signing and
- * the durable (group) commit. SMTP calls the envelope checks at MAIL and RCPT and acceptContent()
+ * content, the header sender rules, X-Petrel-Metadata/Category, content normalisation (issue 11:
+ * src/message/normalize.ts), trace fields, DKIM signing and the durable (group) commit.
+ * Envelope addresses are stored in canonical form (U-labels as A-labels, NFC: src/address.ts). SMTP calls the envelope checks at MAIL and RCPT and acceptContent()
  * at the end of DATA; the HTTP API calls them one after the other for a composed message.
  *
  * Invariants: acceptContent() resolves `queued` only after Spool.enqueue() resolved, i.e. after
  * the durable commit; a failed signing or commit is `tempfail` and keeps nothing.
  */
-import { domainOf } from "../address.js";
+import { domainOf, envelopeAddress, isAsciiAddress } from "../address.js";
 import type { PetrelConfig } from "../config/schema.js";
 import type { MessageSigning } from "../domains/signer.js";
 import { readAttachedMetadata } from "../events/metadata.js";
 import type { Logger } from "../log.js";
 import { addTraceFields, headerSenders, readLimitedHeaderSection } from "../message/headers.js";
+import { normalizeMessage } from "../message/normalize.js";
 import { checkDomainsVerified, checkEnvelopeSender, checkHeaderSenders } from "../policy/sender.js";
 import { checkSuppression, type RecipientVerdict } from "../policy/suppression.js";
 import type { Verdict } from "../policy/verdict.js";
@@ -68,7 +70,8 @@ export async function checkRecipient(
   accountId: number,
   recipient: string,
 ): Promise<RecipientVerdict> {
-  const suppressed = await deps.store.findSuppression(accountId, recipient);
+  // Suppressions are stored canonical (A-labels, NFC), like the recipients themselves.
+  const suppressed = await deps.store.findSuppression(accountId, envelopeAddress(recipient));
   return checkSuppression(suppressed, deps.config.suppression.mode);
 }
 
@@ -140,9 +143,27 @@ export async function acceptContent(deps: AcceptDeps, input: AcceptInput): Promi
       },
     };
   }
+  // Issue 11: long lines re-encoded, long header lines folded, UTF-8 header fields made encoded
+  // words when the envelope is ASCII — once, here, before the signature.
+  const mailFrom = envelopeAddress(input.mailFrom);
+  const recipients = input.recipients.map(envelopeAddress);
+  const limit = config.smtp.limits.maxLineLength;
+  const normal = normalizeMessage(attached.content, {
+    maxLineLength: limit,
+    encodeHeaders: isAsciiAddress(mailFrom) && recipients.every(isAsciiAddress),
+  });
+  if (!normal.ok) {
+    const message = `Message contains a line longer than ${limit} characters`;
+    return {
+      kind: "rejected",
+      verdict: { kind: "reject", smtpCode: 550, enhancedCode: "5.6.0", message, reason: normal.reason },
+    };
+  }
   const queueId = newQueueId();
   const now = input.now ?? new Date();
-  const prepared = addTraceFields(attached.content, section, {
+  if (normal.changes.length > 0)
+    logger.info({ ...input.logContext, queueId, changes: normal.changes }, "normalized");
+  const prepared = addTraceFields(normal.content, section, {
     queueId,
     hostname: config.hostname,
     heloName: input.heloName,
@@ -171,8 +192,8 @@ export async function acceptContent(deps: AcceptDeps, input: AcceptInput): Promi
       id: queueId,
       accountId: user.accountId,
       apiKeyId: user.apiKeyId,
-      mailFrom: input.mailFrom,
-      recipients: input.recipients,
+      mailFrom,
+      recipients,
       content: signed.content,
       clientIp: input.clientIp,
       receivedAt: now.getTime(),
@@ -183,7 +204,7 @@ export async function acceptContent(deps: AcceptDeps, input: AcceptInput): Promi
       dropped:
         input.dropped.length === 0
           ? undefined
-          : input.dropped.map((address) => ({ address, reason: "suppressed" })),
+          : input.dropped.map((address) => ({ address: envelopeAddress(address), reason: "suppressed" })),
     });
   } catch (err) {
     logger.error({ err, ...input.logContext, queueId }, "spool commit failed");

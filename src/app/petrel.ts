@@ -203,7 +203,12 @@ async function startWithStore(
     listeners,
     tls: { key: certificate.key, cert: certificate.cert, minVersion: config.smtp.tls.minVersion },
     allowInsecureAuth: config.smtp.allowInsecureAuth,
-    limits: config.smtp.limits,
+    // With longLines: reencode the submission hooks fix long lines (src/message/normalize.ts), so
+    // the DATA reader must not refuse them; the size limit still bounds what it holds.
+    limits: {
+      ...config.smtp.limits,
+      maxLineLength: config.smtp.limits.longLines === "reject" ? config.smtp.limits.maxLineLength : 0,
+    },
     hooks,
     logger,
     proxyProtocol: { trusted: compileNetworks(config.smtp.proxyProtocol.trustedNetworks) },
