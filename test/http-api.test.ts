@@ -95,6 +95,7 @@ describe("HTTP API", () => {
       config: {
         auth: { maxFailures: 3, lockoutMs: 600_000 },
         smtp: { limits: { maxMessageSize: 40_000 } },
+        events: { webhooks: { allowPrivateTargets: true } },
       },
     });
     assert.ok(petrel.ports.http, "serve logs its HTTP port");

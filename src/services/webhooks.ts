@@ -6,6 +6,7 @@
  * user:password@ (fetch refuses those; receivers check the signature instead); no redirect is
  * ever followed (src/events/webhook-post.ts).
  */
+import type { DnsResolver } from "../dns/types.js";
 import { PetrelError } from "../errors.js";
 import { randomUlid } from "../events/event-id.js";
 import { generateWebhookSecret } from "../events/signature.js";
@@ -18,6 +19,7 @@ import {
   type WebhookWithSecret,
 } from "../store/types.js";
 import { conflicts, nowOf, requireAccount, type ServiceContext } from "./context.js";
+import { checkPublicTarget } from "./webhook-targets.js";
 
 /** An endpoint by URL or by id, within an account. */
 export type WebhookRef = { readonly account: string } & ({ readonly url: string } | { readonly id: number });
@@ -71,11 +73,19 @@ export interface AddedWebhook {
 
 export async function addWebhook(
   ctx: ServiceContext,
-  input: { readonly account: string; readonly url: string; readonly events?: string | readonly string[] },
+  input: {
+    readonly account: string;
+    readonly url: string;
+    readonly events?: string | readonly string[];
+    /** For URLs from API keys: refuse non-public targets (webhook-targets.ts). */
+    readonly publicOnly?: DnsResolver;
+  },
 ): Promise<AddedWebhook> {
   const eventTypes = parseTypes(input.events);
   const account = await requireAccount(ctx.store, input.account);
   const url = checkUrl(input.url);
+  if (input.publicOnly && !ctx.config.events.webhooks.allowPrivateTargets)
+    await checkPublicTarget(url, input.publicOnly);
   const secret = generateWebhookSecret();
   const webhook = await conflicts(ctx.store.addWebhook({ accountId: account.id, url, secret, eventTypes }));
   return { webhook, eventTypes, secret };

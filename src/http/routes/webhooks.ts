@@ -4,6 +4,7 @@
  */
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
+import { createResolver } from "../../dns/resolver.js";
 import {
   addWebhook,
   enableWebhook,
@@ -21,6 +22,13 @@ const idParams = z.object({ id: z.coerce.number().int().positive() });
 export function registerWebhookRoutes(app: FastifyInstance, deps: RouteDeps): void {
   const r = typed(app);
   const scope = guarded(deps, "webhooks.write", ["webhooks"]);
+  const { dns } = deps.config;
+  const resolver = createResolver({
+    servers: dns.servers,
+    timeoutMs: dns.timeoutMs,
+    tries: dns.tries,
+    cache: false,
+  });
   const ref = (request: { params: { id: number } } & Parameters<typeof accountOf>[0]) => ({
     account: accountOf(request),
     id: request.params.id,
@@ -54,6 +62,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: RouteDeps): vo
       const added = await addWebhook(deps.ctx, {
         account: accountOf(request),
         url: request.body.url,
+        publicOnly: resolver,
         ...(request.body.events ? { events: request.body.events } : {}),
       });
       const { secretPrefix: _prefix, ...webhook } = added.webhook;
