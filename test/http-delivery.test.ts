@@ -21,6 +21,7 @@ import {
   tempDataDir,
 } from "./support/petrel-process.js";
 import { startTestMx, type TestMx } from "./support/test-mx.js";
+import { signatureValid, startWebhookReceiver, type WebhookReceiver } from "./support/webhook-receiver.js";
 
 describe("HTTP API end to end with delivery", () => {
   let mx: TestMx;
@@ -29,6 +30,7 @@ describe("HTTP API end to end with delivery", () => {
   let petrel: PetrelProcess;
   let key: string;
   let base: string;
+  let receiver: WebhookReceiver;
 
   async function call(method: string, path: string, body?: unknown) {
     const response = await fetch(`${base}${path}`, {
@@ -65,12 +67,14 @@ describe("HTTP API end to end with delivery", () => {
       "example.com": { MX: [{ preference: 10, exchange: "mx.example.com" }] },
       "mx.example.com": { A: ["127.0.0.2"] },
     });
+    receiver = await startWebhookReceiver();
     dataDir = tempDataDir("petrel-http-e2e-");
     key = (await petrelOk(dataDir, ["keys", "create", "-n", "app", "--scopes", "admin"])).trim();
     petrel = await startPetrel(dataDir, {
       config: {
         dns: { servers: [dns.server], timeoutMs: 2000, tries: 2 },
         sending: { requireVerifiedDomains: true },
+        events: { webhooks: { allowPrivateTargets: true, batchWindowMs: 100, pollIntervalMs: 50 } },
         domains: { spf: { ips: ["127.0.0.1"] }, recheckIntervalMs: 0 },
         delivery: {
           enabled: true,
@@ -90,6 +94,7 @@ describe("HTTP API end to end with delivery", () => {
     await petrel?.stop();
     await mx?.close();
     await dns?.close();
+    await receiver?.close();
     removeDataDir(dataDir);
   });
 
@@ -168,6 +173,31 @@ describe("HTTP API end to end with delivery", () => {
     assert.equal(delta('petrel_recipients_dropped_total{reason="suppressed"}'), 1);
     assert.equal(delta('petrel_recipients_dropped_total{reason="operator"}'), 1);
     assert.equal(after.get("petrel_accept_to_delivery_seconds_count"), 3);
+  });
+
+  it("replays a webhook's events from a time: the same events again, signed", async () => {
+    const start = Date.now();
+    const hook = await call("POST", "/v1/webhooks", { url: receiver.url, events: ["delivered"] });
+    assert.equal(hook.status, 201, hook.text);
+    const id = await send("replay@example.com", "replay");
+    const delivered = (e: { type: string; messageId: string }) =>
+      e.type === "delivered" && e.messageId === id;
+    const sentTimes = () => receiver.posts.flatMap((p) => p.events).filter(delivered).length;
+    await waitUntil(() => sentTimes() === 1, "the delivered event at the webhook");
+    const first = receiver.posts.flatMap((p) => p.events).find(delivered)!;
+
+    const replay = await call("POST", `/v1/webhooks/${hook.body.id}/replay`, {
+      since: new Date(start).toISOString(),
+    });
+    assert.equal(replay.status, 200, replay.text);
+    assert.equal(replay.body.rewound, true);
+    await waitUntil(() => sentTimes() === 2, "the replayed event");
+    const again = receiver.posts.flatMap((p) => p.events).filter(delivered)[1]!;
+    assert.equal(again.id, first.id, "the same event id (receivers deduplicate)");
+    const post = receiver.posts.at(-1)!;
+    assert.ok(signatureValid(String(hook.body.secret), post.signature, post.body));
+    const other = await call("POST", "/v1/webhooks/999999/replay", { since: 0 });
+    assert.equal(other.status, 404);
   });
 
   async function scrape(): Promise<Map<string, number>> {

@@ -19,6 +19,7 @@ import {
   type WebhookWithSecret,
 } from "../store/types.js";
 import { conflicts, nowOf, requireAccount, type ServiceContext } from "./context.js";
+import { cursorAt } from "./events.js";
 import { checkPublicTarget } from "./webhook-targets.js";
 
 /** An endpoint by URL or by id, within an account. */
@@ -189,4 +190,22 @@ export async function enableWebhook(ctx: ServiceContext, ref: WebhookRef): Promi
   if (!(await ctx.store.enableWebhook(account.id, url)))
     throw new PetrelError("not-found", `no webhook ${describe(ref)} in account ${account.name}`);
   return url;
+}
+
+/**
+ * Replay: the endpoint gets the events after `since` (a time, or an event id: the events after
+ * it) again, in order, with their original ids, from its next run. Events already pruned by
+ * events.retention are gone and cannot be replayed.
+ */
+export async function replayWebhook(
+  ctx: ServiceContext,
+  ref: WebhookRef,
+  since: { readonly at: number } | { readonly afterId: string },
+): Promise<{ readonly url: string; readonly cursor: string; readonly rewound: boolean }> {
+  const webhook = await requireWebhook(ctx, ref);
+  const cursor = "at" in since ? cursorAt(since.at) : since.afterId;
+  if (!/^[0-9A-HJKMNP-TV-Z]{26}$/.test(cursor))
+    throw new PetrelError("invalid-input", "since: not an event id");
+  const rewound = await ctx.store.rewindWebhookCursor(webhook.id, cursor);
+  return { url: webhook.url, cursor, rewound };
 }
