@@ -12,7 +12,7 @@
 import { domainOf } from "../address.js";
 import type { PetrelConfig } from "../config/schema.js";
 import type { MessageSigning } from "../domains/signer.js";
-import { readAttachedMetadata } from "../events/metadata.js";
+import { readAttachedMetadata, removeFields } from "../events/metadata.js";
 import type { Logger } from "../log.js";
 import { addTraceFields, headerSenders, readHeaderSection } from "../message/headers.js";
 import { checkDomainsVerified, checkEnvelopeSender, checkHeaderSenders } from "../policy/sender.js";
@@ -20,6 +20,7 @@ import { checkSuppression, type RecipientVerdict } from "../policy/suppression.j
 import type { Verdict } from "../policy/verdict.js";
 import { newQueueId, type Spool } from "../queue/spool.js";
 import type { DomainStatus, SenderIdentities, Store } from "../store/types.js";
+import { Idempotency } from "./idempotency.js";
 
 export interface AcceptDeps {
   readonly config: PetrelConfig;
@@ -28,7 +29,12 @@ export interface AcceptDeps {
   readonly logger: Logger;
   /** DKIM signing by From domain (src/domains/signer.ts); absent = never sign. */
   readonly signing?: MessageSigning;
+  /** X-Petrel-Idempotency-Key handling (idempotency.ts); absent = the field is only removed. */
+  readonly idempotency?: Idempotency;
 }
+
+/** A field the sender may set for Petrel, removed before signing (issue 9). */
+export const IDEMPOTENCY_FIELD = "x-petrel-idempotency-key";
 
 /** Who is submitting: an account, through an API key or a trusted network. */
 export interface Submitter {
@@ -100,13 +106,15 @@ export type AcceptOutcome =
       readonly queueId: string;
       readonly size: number;
       readonly selectors: readonly string[];
+      /** True when an idempotency key matched: the first submission's ID, nothing queued now. */
+      readonly replayed?: boolean;
     }
   | { readonly kind: "rejected"; readonly verdict: Rejection }
   | { readonly kind: "tempfail"; readonly queueId: string };
 
 /** End of DATA (or a composed API message): header rules, metadata, trace, DKIM, durable commit. */
 export async function acceptContent(deps: AcceptDeps, input: AcceptInput): Promise<AcceptOutcome> {
-  const { config, store, spool, logger } = deps;
+  const { config, store, logger } = deps;
   const user = input.submitter;
   const identities = input.identities ?? (await store.getSenderIdentities(user.accountId));
   const section = readHeaderSection(input.content);
@@ -135,9 +143,65 @@ export async function acceptContent(deps: AcceptDeps, input: AcceptInput): Promi
       },
     };
   }
+  // Issue 9: X-Petrel-Idempotency-Key, removed like the metadata fields before trace and signing.
+  let content = attached.content;
+  let contentSection = content === input.content ? section : readHeaderSection(content);
+  const keyField = contentSection.fields.filter((f) => f.name.toLowerCase() === IDEMPOTENCY_FIELD);
+  if (keyField.length > 0) {
+    content = removeFields(content, contentSection.end, [IDEMPOTENCY_FIELD]);
+    contentSection = readHeaderSection(content);
+  }
+  const idempotencyKey = keyField[0]?.value.trim();
+  if (idempotencyKey !== undefined && (keyField.length > 1 || !Idempotency.valid(idempotencyKey))) {
+    const text = "X-Petrel-Idempotency-Key must appear once, with 1 to 256 printable characters";
+    return {
+      kind: "rejected",
+      verdict: { kind: "reject", smtpCode: 550, enhancedCode: "5.6.0", message: text, reason: text },
+    };
+  }
+  if (idempotencyKey === undefined || !deps.idempotency)
+    return commit(deps, input, content, contentSection, senders.from[0]!, attached);
+  try {
+    const { value, replayed } = await deps.idempotency.once(
+      user.accountId,
+      `smtp:${idempotencyKey}`,
+      "",
+      async () => {
+        const outcome = await commit(deps, input, content, contentSection, senders.from[0]!, attached);
+        if (outcome.kind !== "queued") throw new CommitFailed(outcome);
+        return { queueId: outcome.queueId, size: outcome.size, selectors: outcome.selectors };
+      },
+    );
+    return { kind: "queued", ...value, replayed };
+  } catch (err) {
+    if (err instanceof CommitFailed) return err.outcome;
+    logger.error({ err, ...input.logContext }, "idempotency lookup failed");
+    return { kind: "tempfail", queueId: "" };
+  }
+}
+
+class CommitFailed extends Error {
+  readonly outcome: AcceptOutcome;
+  constructor(outcome: AcceptOutcome) {
+    super("commit failed");
+    this.outcome = outcome;
+  }
+}
+
+/** Trace fields, DKIM signing and the durable commit of accepted content. */
+async function commit(
+  deps: AcceptDeps,
+  input: AcceptInput,
+  content: Buffer,
+  section: ReturnType<typeof readHeaderSection>,
+  from: string,
+  attached: { readonly metadata: string | null; readonly categories: readonly string[] },
+): Promise<AcceptOutcome> {
+  const { config, spool, logger } = deps;
+  const user = input.submitter;
   const queueId = newQueueId();
   const now = input.now ?? new Date();
-  const prepared = addTraceFields(attached.content, section, {
+  const prepared = addTraceFields(content, section, {
     queueId,
     hostname: config.hostname,
     heloName: input.heloName,
@@ -150,7 +214,7 @@ export async function acceptContent(deps: AcceptDeps, input: AcceptInput): Promi
   let signed: { content: Buffer; selectors: readonly string[] };
   try {
     signed = deps.signing
-      ? await deps.signing.sign(domainOf(senders.from[0]!), prepared)
+      ? await deps.signing.sign(domainOf(from), prepared)
       : { content: prepared, selectors: [] };
   } catch (err) {
     logger.error({ err, ...input.logContext, queueId }, "DKIM signing failed");

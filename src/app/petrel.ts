@@ -25,6 +25,7 @@ import type { ListenerSpec } from "../smtp/types.js";
 import { openStore } from "../store/open.js";
 import type { Store } from "../store/types.js";
 import { loadCertificate } from "./certificate.js";
+import { Idempotency } from "./idempotency.js";
 import { createSubmissionHooks, type Submitter } from "./submission.js";
 
 export interface RunningPetrel {
@@ -115,6 +116,9 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
   const metrics = new HttpMetrics({ store, inboundConnections: () => inbound?.() ?? 0 });
   await metrics.start();
   const onKeyUsed = (id: number, at: number) => keyUses.set(id, at);
+  const idempotency = new Idempotency(store, (err) =>
+    logger.error({ err }, "could not keep an idempotency key"),
+  );
   const hooks = createSubmissionHooks({
     config,
     store,
@@ -125,6 +129,7 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
     onKeyUsed,
     signing,
     metrics,
+    idempotency,
   });
   const listeners: ListenerSpec[] = [];
   const { host } = config.smtp;
@@ -218,6 +223,7 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
           spool,
           logger,
           signing,
+          idempotency,
           throttle,
           onKeyUsed,
           metrics,

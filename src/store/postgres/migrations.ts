@@ -236,4 +236,16 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX messages_account_from ON messages(account_id, mail_from, id);
   CREATE INDEX recipients_address ON recipients(address, message_id);
   `,
+  // 3: SQLite version 7: idempotency keys (issue 9).
+  `
+  CREATE TABLE idempotency_keys (
+    account_id bigint NOT NULL REFERENCES accounts(id),
+    key text NOT NULL,
+    request_hash text NOT NULL,
+    response text NOT NULL,
+    created_at bigint NOT NULL,
+    PRIMARY KEY (account_id, key)
+  );
+  CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
+  `,
 ];

@@ -243,4 +243,16 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX messages_account_from ON messages(account_id, mail_from, id);
   CREATE INDEX recipients_address ON recipients(address, message_id);
   `,
+  // 7: idempotency keys (issue 9): the first answer to a request or submission with a key, for 24 h.
+  `
+  CREATE TABLE idempotency_keys (
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (account_id, key)
+  ) WITHOUT ROWID;
+  CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
+  `,
 ];
