@@ -31,3 +31,5 @@ server.listen(0, "127.0.0.1", () => {
   const address = server.address();
   console.log(typeof address === "object" && address ? address.port : 0);
 });
+// A clean exit on SIGTERM so --cpu-prof writes its profile.
+process.on("SIGTERM", () => process.exit(0));

@@ -119,7 +119,8 @@ async function measure(port: number, cpu: () => number, extra: string[]): Promis
 }
 
 async function bare(certFile: string, keyFile: string): Promise<Figure> {
-  const child = spawn(process.execPath, [join(here, "bare-starttls-server.js"), certFile, keyFile], {
+  const profile = args.profile ? ["--cpu-prof", `--cpu-prof-dir=${args.profile}`, `--cpu-prof-name=bare-${Date.now()}.cpuprofile`] : [];
+  const child = spawn(process.execPath, [...profile, join(here, "bare-starttls-server.js"), certFile, keyFile], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const port = await new Promise<number>((res) =>
@@ -129,6 +130,7 @@ async function bare(certFile: string, keyFile: string): Promise<Figure> {
     return await measure(port, () => cpuMsOf(child.pid!), ["-b"]);
   } finally {
     child.kill();
+    await new Promise((r) => child.once("exit", r));
   }
 }
 
