@@ -119,10 +119,16 @@ async function measure(port: number, cpu: () => number, extra: string[]): Promis
 }
 
 async function bare(certFile: string, keyFile: string): Promise<Figure> {
-  const profile = args.profile ? ["--cpu-prof", `--cpu-prof-dir=${args.profile}`, `--cpu-prof-name=bare-${Date.now()}.cpuprofile`] : [];
-  const child = spawn(process.execPath, [...profile, join(here, "bare-starttls-server.js"), certFile, keyFile], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const profile = args.profile
+    ? ["--cpu-prof", `--cpu-prof-dir=${args.profile}`, `--cpu-prof-name=bare-${Date.now()}.cpuprofile`]
+    : [];
+  const child = spawn(
+    process.execPath,
+    [...profile, join(here, "bare-starttls-server.js"), certFile, keyFile],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   const port = await new Promise<number>((res) =>
     child.stdout!.once("data", (d: Buffer) => res(Number(String(d).trim()))),
   );

@@ -184,6 +184,9 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
         logger.error({ err, session: session.id, queueId }, "DKIM signing failed");
         return { code: 451, enhanced: "4.3.0", text: "Temporary local problem, try again later" };
       }
+      // The content may move to the commit thread (src/store/sqlite/enqueue-thread.ts): read its
+      // size now.
+      const size = signed.content.length;
       try {
         await spool.enqueue({
           id: queueId,
@@ -212,7 +215,7 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
           key: user.label,
           from: envelope.mailFrom,
           rcpts: envelope.rcptTo.length,
-          size: signed.content.length,
+          size,
           ...(signed.selectors.length > 0 ? { dkim: signed.selectors } : {}),
         },
         "queued",
