@@ -7,12 +7,15 @@
 import { PetrelError } from "../errors.js";
 import type {
   DeliveryAttempt,
+  DestinationThrottle,
   MessageDetail,
   MessageSummary,
   QueueCounts,
+  RecipientDetail,
   RecipientState,
 } from "../store/types.js";
 import { nowOf, type ServiceContext } from "./context.js";
+import { explainRecipient } from "./explain.js";
 
 export const RECIPIENT_STATES: readonly RecipientState[] = [
   "queued",
@@ -35,6 +38,22 @@ export function parseState(value: string | undefined): RecipientState | undefine
 export interface QueueListing {
   readonly counts: QueueCounts;
   readonly messages: MessageSummary[];
+  /** Issue 11: destinations delivering under throttled limits now (adaptive throttling). */
+  readonly throttles: DestinationThrottle[];
+}
+
+/**
+ * Issue 11: the throttled destinations that serve any of `domains` (all of them without), for
+ * the queue listing and a message's explanation ("slowed down: yahoo at 150/min after …").
+ */
+export async function throttlesFor(
+  ctx: ServiceContext,
+  domains?: readonly string[],
+): Promise<DestinationThrottle[]> {
+  const all = await ctx.store.listThrottles();
+  if (!domains) return all;
+  const wanted = new Set(domains.map((d) => d.toLowerCase()));
+  return all.filter((t) => t.domains.some((d) => wanted.has(d)));
 }
 
 export async function listQueue(
@@ -45,7 +64,8 @@ export async function listQueue(
   const domain = query.domain?.toLowerCase();
   const messages = await ctx.store.listMessages({ state, domain, limit: query.limit });
   const counts = await ctx.store.queueCounts({ domain });
-  return { counts, messages };
+  const throttles = await throttlesFor(ctx, domain ? [domain] : undefined);
+  return { counts, messages, throttles };
 }
 
 /** The message (of `account` only, when given), or not-found. */
@@ -60,13 +80,30 @@ export async function requireMessage(
   return message;
 }
 
-export async function showMessage(
-  ctx: ServiceContext,
-  id: string,
-  account?: string,
-): Promise<MessageDetail & { readonly attempts: DeliveryAttempt[] }> {
+export type ShownMessage = Omit<MessageDetail, "recipientDetails"> & {
+  /** Each recipient with the sentence saying why it is not delivered yet, or why it failed. */
+  readonly recipientDetails: ReadonlyArray<RecipientDetail & { readonly explanation: string }>;
+  readonly attempts: DeliveryAttempt[];
+};
+
+export async function showMessage(ctx: ServiceContext, id: string, account?: string): Promise<ShownMessage> {
   const message = await requireMessage(ctx, id, account);
-  return { ...message, attempts: await ctx.store.listAttempts(id) };
+  const now = nowOf(ctx);
+  const attempts = await ctx.store.listAttempts(id);
+  const backoffs = await ctx.store.listDestinationBackoffs(now);
+  const recipientDetails = message.recipientDetails.map((r) => ({
+    ...r,
+    explanation: explainRecipient({
+      recipient: r,
+      attempts: attempts.filter((a) => a.recipient === r.address),
+      expiresAt: message.expiresAt,
+      backoff: backoffs.find(
+        (b) => b.domain === r.address.slice(r.address.lastIndexOf("@") + 1).toLowerCase(),
+      ),
+      now,
+    }),
+  }));
+  return { ...message, recipientDetails, attempts };
 }
 
 /** The stored (signed) message as it is delivered. */

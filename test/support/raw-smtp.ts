@@ -94,6 +94,12 @@ export class RawSmtpSession {
     return { ...reply, afterDataMs: performance.now() - t0 };
   }
 
+  /** Writes bytes exactly as given (no dot-stuffing, no line-end repair) and reads one reply. */
+  async writeRaw(bytes: Buffer): Promise<Reply> {
+    this.socket.write(bytes);
+    return this.next();
+  }
+
   async command(line: string, expectCode?: number): Promise<Reply> {
     this.socket.write(`${line}\r\n`);
     return expectCode === undefined ? this.next() : this.expect(expectCode);

@@ -12,6 +12,8 @@ import { domainOf } from "../../address.js";
 import type {
   MessageDetail,
   MessageFilter,
+  MessageSearch,
+  MessageSearchRow,
   MessageStore,
   MessageSummary,
   NewEvent,
@@ -171,11 +173,58 @@ export function createMessageStore(pool: Pool, onDue: (at: number) => void = () 
       const recipients = (await recipientsOf([id])).get(id) ?? [];
       return {
         ...toSummary(row, recipients),
+        accountId: Number(row.account_id),
+        metadata: row.metadata ? (JSON.parse(String(row.metadata)) as Record<string, unknown>) : null,
+        categories: row.categories ? (JSON.parse(String(row.categories)) as string[]) : [],
         clientIp: String(row.client_ip),
         apiKeyName: (row.api_key_name as string | null) ?? null,
         expiresAt: Number(row.expires_at),
         recipientDetails: recipients,
       };
+    },
+
+    // The HTTP API's search (issue 9): one index range scan, newest first; see sqlite/message-search.ts.
+    async searchMessages(query: MessageSearch): Promise<MessageSearchRow[]> {
+      const where = ["m.account_id = $1"];
+      const values: unknown[] = [query.accountId];
+      const param = (value: unknown) => {
+        values.push(value);
+        return `$${values.length}`;
+      };
+      let from = "messages m";
+      if (query.to !== undefined) {
+        from = "recipients r JOIN messages m ON m.id = r.message_id";
+        where.push(`r.address = ${param(query.to)}`);
+      }
+      if (query.from !== undefined) where.push(`m.mail_from = ${param(query.from)}`);
+      if (query.before !== undefined) where.push(`m.id < ${param(query.before)}`);
+      if (query.since !== undefined) where.push(`m.received_at >= ${param(query.since)}`);
+      if (query.until !== undefined) where.push(`m.received_at < ${param(query.until)}`);
+      if (query.state !== undefined)
+        where.push(
+          `EXISTS (SELECT 1 FROM recipients s WHERE s.message_id = m.id AND s.state = ${param(query.state)})`,
+        );
+      if (query.category !== undefined)
+        where.push(`m.categories IS NOT NULL AND (m.categories::jsonb) ? ${param(query.category)}`);
+      const { rows } = await pool.query(
+        `SELECT DISTINCT m.id, m.mail_from, m.size, m.received_at, m.expires_at, m.metadata, m.categories
+         FROM ${from} WHERE ${where.join(" AND ")} ORDER BY m.id DESC LIMIT ${param(query.limit)}`,
+        values,
+      );
+      const recipients = await recipientsOf(rows.map((r) => String(r.id)));
+      return (rows as Row[]).map((row) => ({
+        id: String(row.id),
+        mailFrom: String(row.mail_from),
+        size: Number(row.size),
+        receivedAt: Number(row.received_at),
+        expiresAt: Number(row.expires_at),
+        metadata: row.metadata ? (JSON.parse(String(row.metadata)) as Record<string, unknown>) : null,
+        categories: row.categories ? (JSON.parse(String(row.categories)) as string[]) : [],
+        recipients: (recipients.get(String(row.id)) ?? []).map((r) => ({
+          address: r.address,
+          state: r.state,
+        })),
+      }));
     },
 
     async getMessageContent(id: string): Promise<Buffer | undefined> {

@@ -61,6 +61,9 @@ export interface RecipientDetail {
 }
 
 export interface MessageDetail extends MessageSummary {
+  readonly accountId: number;
+  readonly metadata: Record<string, unknown> | null;
+  readonly categories: readonly string[];
   readonly clientIp: string;
   readonly apiKeyName: string | null;
   readonly expiresAt: number;
@@ -74,10 +77,38 @@ export interface MessageFilter {
   readonly limit?: number;
 }
 
+/** The HTTP API's message search: one account, newest first, after a cursor. */
+export interface MessageSearch {
+  readonly accountId: number;
+  readonly from?: string;
+  readonly to?: string;
+  readonly state?: RecipientState;
+  readonly category?: string;
+  /** received_at bounds (ms): since ≤ t < until. */
+  readonly since?: number;
+  readonly until?: number;
+  /** Only messages with an id below this one (the cursor: the previous page's last id). */
+  readonly before?: string;
+  readonly limit: number;
+}
+
+export interface MessageSearchRow {
+  readonly id: string;
+  readonly mailFrom: string;
+  readonly size: number;
+  readonly receivedAt: number;
+  readonly expiresAt: number;
+  readonly metadata: Record<string, unknown> | null;
+  readonly categories: readonly string[];
+  readonly recipients: ReadonlyArray<{ readonly address: string; readonly state: RecipientState }>;
+}
+
 export interface MessageStore {
   /** Commits every message of the batch in one durable transaction, or none of them. */
   enqueueMessages(messages: readonly NewMessage[]): Promise<void>;
   listMessages(filter?: MessageFilter): Promise<MessageSummary[]>;
   getMessage(id: string): Promise<MessageDetail | undefined>;
   getMessageContent(id: string): Promise<Buffer | undefined>;
+  /** The HTTP API's search: a page of one account's messages, newest first (index scans only). */
+  searchMessages(query: MessageSearch): Promise<MessageSearchRow[]>;
 }
