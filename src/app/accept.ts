@@ -257,6 +257,9 @@ async function commit(
     );
     return { kind: "tempfail", queueId };
   }
+  // The content may move to the commit thread (src/store/sqlite/enqueue-thread.ts transfers large
+  // contents instead of copying them): read its size now.
+  const size = signed.content.length;
   try {
     await spool.enqueue({
       id: queueId,
@@ -281,5 +284,5 @@ async function commit(
     logger.error({ err, ...input.logContext, queueId }, "spool commit failed");
     return { kind: "tempfail", queueId };
   }
-  return { kind: "queued", queueId, size: signed.content.length, selectors: signed.selectors };
+  return { kind: "queued", queueId, size, selectors: signed.selectors };
 }
