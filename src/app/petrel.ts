@@ -16,6 +16,8 @@ import { createMessageSigning, type SigningStats } from "../domains/signer.js";
 import { UsageError } from "../errors.js";
 import { startEventRetention } from "../events/retention.js";
 import { WebhookDispatcher } from "../events/webhook-dispatcher.js";
+import { HttpMetrics } from "../http/metrics.js";
+import { httpTls, type RunningHttp, startHttp } from "../http/server.js";
 import type { Logger, LogStats } from "../log.js";
 import { AuthThrottle } from "../policy/auth-throttle.js";
 import { Spool } from "../queue/spool.js";
@@ -24,6 +26,7 @@ import type { ListenerSpec } from "../smtp/types.js";
 import { openStore } from "../store/open.js";
 import type { Store } from "../store/types.js";
 import { loadCertificate } from "./certificate.js";
+import { Idempotency } from "./idempotency.js";
 import { lockDatabase } from "./serve-lock.js";
 import { createSubmissionHooks, type Submitter } from "./submission.js";
 
@@ -44,6 +47,8 @@ export interface RunningPetrel {
   readonly webhooks: WebhookDispatcher | undefined;
   /** The bounce listener (issue 5); undefined when off or its port could not be bound. */
   readonly bounces: BounceListener | undefined;
+  /** The HTTP API (issue 9); undefined when http.enabled is false or its port could not be bound. */
+  readonly http: RunningHttp | undefined;
   /** Stops accepting, lets DATA transactions finish within the grace period, closes the store. */
   close(): Promise<void>;
 }
@@ -148,6 +153,14 @@ async function startWithStore(
     }),
   });
   const signing = createMessageSigning(store);
+  // Issue 9: metrics count SMTP and HTTP accepts here, and every thread's outcomes from the event log.
+  let inbound: (() => number) | undefined;
+  const metrics = new HttpMetrics({ store, inboundConnections: () => inbound?.() ?? 0 });
+  await metrics.start();
+  const onKeyUsed = (id: number, at: number) => keyUses.set(id, at);
+  const idempotency = new Idempotency(store, (err) =>
+    logger.error({ err }, "could not keep an idempotency key"),
+  );
   const hooks = createSubmissionHooks({
     config,
     store,
@@ -155,8 +168,10 @@ async function startWithStore(
     throttle,
     trusted,
     logger,
-    onKeyUsed: (id, at) => keyUses.set(id, at),
+    onKeyUsed,
     signing,
+    metrics,
+    idempotency,
   });
   const listeners: ListenerSpec[] = [];
   const { host } = config.smtp;
@@ -193,7 +208,12 @@ async function startWithStore(
     listeners,
     tls: { key: certificate.key, cert: certificate.cert, minVersion: config.smtp.tls.minVersion },
     allowInsecureAuth: config.smtp.allowInsecureAuth,
-    limits: config.smtp.limits,
+    // With longLines: reencode the submission hooks fix long lines (src/message/normalize.ts), so
+    // the DATA reader must not refuse them; the size limit still bounds what it holds.
+    limits: {
+      ...config.smtp.limits,
+      maxLineLength: config.smtp.limits.longLines === "reject" ? config.smtp.limits.maxLineLength : 0,
+    },
     hooks,
     logger,
     proxyProtocol: { trusted: compileNetworks(config.smtp.proxyProtocol.trustedNetworks) },
@@ -215,6 +235,7 @@ async function startWithStore(
     throw err;
   }
   for (const a of smtp.addresses) logger.info({ listener: a.name, port: a.port }, "listening");
+  inbound = () => smtp.connectionCount();
 
   // ── Bounces (issue 5): the inbound listener for VERP return paths (bounces.listener) ──
   let bounces: BounceListener | undefined;
@@ -257,6 +278,45 @@ async function startWithStore(
   const rechecker = startDomainRechecker(domains, store, logger, {
     intervalMs: config.domains.recheckIntervalMs,
   });
+  // ── HTTP API (issue 9): the same services and accept path; a taken port is one warning ──
+  let ready = false;
+  let http: RunningHttp | undefined;
+  if (config.http.enabled) {
+    try {
+      http = await startHttp(
+        {
+          config,
+          store,
+          spool,
+          logger,
+          signing,
+          idempotency,
+          throttle,
+          onKeyUsed,
+          metrics,
+          ctx: { store, config },
+          notReady: () => (ready ? null : "starting"),
+        },
+        logger,
+        httpTls(config, { key: certificate.key, cert: certificate.cert }),
+      );
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== "EADDRINUSE" && code !== "EACCES") {
+        await smtp.close(0);
+        await delivery?.stop(0);
+        await webhooks?.stop(0);
+        await bounces?.close(0);
+        throw err;
+      }
+      logger.warn(
+        { host: config.http.host, port: config.http.port, code },
+        "cannot listen for the HTTP API; running without it (change http.port or PETREL_HTTP__PORT)",
+      );
+    }
+  }
+  ready = true;
+  // ── end HTTP API ──
 
   let closing: Promise<void> | undefined;
   return {
@@ -267,9 +327,12 @@ async function startWithStore(
     delivery,
     webhooks,
     bounces,
+    http,
     close() {
       closing ??= (async () => {
+        ready = false;
         clearInterval(housekeeping);
+        await http?.close();
         await rechecker.stop();
         await smtp.close(config.smtp.shutdownGraceMs);
         await bounces?.close(config.smtp.shutdownGraceMs);

@@ -11,6 +11,7 @@ import { bouncesSchema, suppressionSchema } from "./bounces-schema.js";
 import { deliverySchema, dnsSchema } from "./delivery-schema.js";
 import { dkimSchema, domainsSchema, sendingSchema } from "./domains-schema.js";
 import { eventsSchema } from "./events-schema.js";
+import { httpSchema } from "./http-schema.js";
 
 const port = z.number().int().min(0).max(65535);
 
@@ -96,6 +97,28 @@ export const configSchema = z
             maxInvalidCommands: z.number().int().positive().default(10),
             /** Longest text line in a message, in octets without CRLF (RFC 5322 §2.1.1); 0 = no limit. */
             maxLineLength: z.number().int().min(0).default(998),
+            /**
+             * A message with a line over maxLineLength: `reencode` fixes it at accept time (the
+             * part re-encoded as quoted-printable or base64, a header folded at whitespace; a header
+             * line that cannot be folded is still refused), `reject` refuses it with 550 5.6.0.
+             */
+            longLines: z.enum(["reencode", "reject"]).default("reencode"),
+            /** Largest header section of a submitted message, in bytes; over it: 552 5.3.4 (Exim's header_maxsize). */
+            maxHeaderBytes: z
+              .number()
+              .int()
+              .positive()
+              .default(1024 * 1024),
+            /** Header fields in a submitted message; over it: 552 5.3.4. */
+            maxHeaderFields: z.number().int().positive().default(1000),
+            /** Addresses in one From or Sender field; over it: 550 5.6.0. */
+            maxAddressesPerField: z.number().int().positive().default(1000),
+            /**
+             * NUL bytes in DATA (RFC 5322 §2.1 and RFC 5321 allow none without BINARYMIME):
+             * "reject" answers 550 5.6.0; "remove" deletes them. Either way none reaches an MX
+             * (a receiver that drops NULs could otherwise see <CR><LF><NUL>.<CR><LF> end the DATA).
+             */
+            nulBytes: z.enum(["reject", "remove"]).default("reject"),
             /** A TLS handshake (or PROXY header) not finished in this long: the connection is dropped. */
             tlsHandshakeTimeoutMs: z.number().int().positive().default(10_000),
             /** Bytes of message content held in memory across all sessions; beyond it DATA gets 452 4.3.1 (default: a quarter of RAM, at most 1 GB). */
@@ -167,6 +190,8 @@ export const configSchema = z
     bounces: bouncesSchema,
     /** Mail to suppressed recipients: dropped (default) or refused at RCPT (src/config/bounces-schema.ts). */
     suppression: suppressionSchema,
+    /** The HTTP API, /metrics and health checks (src/config/http-schema.ts). */
+    http: httpSchema,
     store: z
       .strictObject({
         /**

@@ -208,7 +208,8 @@ export class Session<User> {
     this.send(REPLY.startData);
     this.inData = true;
     this.mode = "data";
-    this.data = new DataReader(this.host.limits.maxMessageSize, this.host.limits.maxLineLength);
+    const { maxMessageSize, maxLineLength, nulBytes } = this.host.limits;
+    this.data = new DataReader(maxMessageSize, maxLineLength, nulBytes);
   }
 
   /** Queues the final reply of a DATA transaction; a shutdown waiting on it proceeds. */

@@ -50,6 +50,8 @@ export interface SmtpLimits {
   maxInvalidCommands: number;
   /** DATA text line limit in octets excluding CRLF; 998 per RFC 5322 §2.1.1; 0 = unlimited. */
   maxLineLength: number;
+  /** NUL bytes in DATA: "reject" (550 5.6.0, the default) or "remove" them (see DataReader). */
+  nulBytes?: "reject" | "remove";
   /** A TLS handshake (implicit TLS or after STARTTLS) or a PROXY header not done in this long: the connection is dropped. Default 10 s. */
   tlsHandshakeTimeoutMs?: number;
   /** Bytes of DATA content held across all sessions; at it, a new DATA gets 452 4.3.1. Default (and <= 0) unlimited. */
