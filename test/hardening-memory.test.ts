@@ -4,7 +4,7 @@
  *  - many sessions send big messages at once: RSS stays within the budget plus 300 MB, every
  *    refusal is `452 4.3.1` (at DATA, or at the end for a session given up mid-DATA), and every
  *    message answered 250 is in the store. Scaled to run in well under a minute here
- *    (PETREL_MEMORY_SESSIONS / PETREL_MEMORY_MB / PETREL_MEMORY_BUDGET_MB give the full figure:
+ *    (MEMORY_TEST_SESSIONS / MEMORY_TEST_MB / MEMORY_TEST_BUDGET_MB give the full figure:
  *    200 × 30 MB).
  *  - clients that pipeline commands and never read the replies: each is paused at a small
  *    bound, and its idle timeout still closes it.
@@ -25,9 +25,9 @@ import {
 import { RawSmtpSession } from "./support/raw-smtp.js";
 
 const MB = 1024 * 1024;
-const SESSIONS = Number(process.env.PETREL_MEMORY_SESSIONS ?? 200);
-const MESSAGE_MB = Number(process.env.PETREL_MEMORY_MB ?? 3);
-const BUDGET_MB = Number(process.env.PETREL_MEMORY_BUDGET_MB ?? 64);
+const SESSIONS = Number(process.env.MEMORY_TEST_SESSIONS ?? 200);
+const MESSAGE_MB = Number(process.env.MEMORY_TEST_MB ?? 3);
+const BUDGET_MB = Number(process.env.MEMORY_TEST_BUDGET_MB ?? 64);
 const IDLE_MS = 3000;
 const SILENT_READERS = 100;
 
