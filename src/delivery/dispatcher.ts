@@ -499,6 +499,9 @@ export class Dispatcher {
       messageId: job.messageId,
       at: this.deps.now(),
       holdUntil,
+      configured: dest.shaping.configured,
+      throttleReply: dest.shaping.lastThrottle.reply,
+      since: dest.shaping.lastThrottle.since,
     });
     this.pump();
   }

@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import pino from "pino";
+import { bouncesSchema } from "../../src/config/bounces-schema.js";
 import { type DeliveryConfig, deliverySchema } from "../../src/config/delivery-schema.js";
 import { type DeliveryEngine, startDelivery } from "../../src/delivery/engine.js";
 import { newQueueId } from "../../src/queue/spool.js";
@@ -50,7 +51,7 @@ const FINAL: readonly RecipientState[] = ["delivered", "bounced", "expired", "dr
 export async function startRig(
   zone: ZoneRecords,
   delivery: Partial<DeliveryConfig> = {},
-  options: { readonly realClock?: boolean } = {},
+  options: { readonly realClock?: boolean; readonly bounces?: Record<string, unknown> } = {},
 ): Promise<Rig> {
   const dataDir = tempDataDir("petrel-delivery-");
   const store = openSqliteStore({ file: join(dataDir, "petrel.db") });
@@ -87,6 +88,7 @@ export async function startRig(
       dns: { servers: [dns.server], timeoutMs: 5000, tries: 2 },
       hostname: "petrel.test",
       dataDir,
+      ...(options.bounces ? { bounces: bouncesSchema.parse(options.bounces) } : {}),
     },
     store,
     logger,

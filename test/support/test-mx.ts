@@ -10,6 +10,7 @@
  *   slow@…                RCPT answered after `slowMs`
  *   throttle@…            RCPT → 421 4.7.0 [TSS04] (Yahoo's throttle reply; the server then closes)
  *   hold@…                the end of DATA is not answered until release() (or the connection ends)
+ *   hang@…                RCPT never answered (a receiver that hangs the sender's worker)
  *   anything else         accepted and kept in `messages`
  * (a "+tag" after the keyword is ignored: tempfail+3@… behaves as tempfail@…).
  *
@@ -65,6 +66,8 @@ export interface TestMxStats {
   /** Messages accepted per connection id. */
   readonly perConnection: Map<string, number>;
   readonly remoteAddresses: string[];
+  /** Every RCPT TO address seen, in order (accepted or not). */
+  readonly rcpts: string[];
 }
 
 export interface TestMx {
@@ -111,6 +114,7 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
     peakConcurrent: 0,
     perConnection: new Map(),
     remoteAddresses: [],
+    rcpts: [],
   };
   const waiters: Array<{ count: number; resolve: () => void }> = [];
   // Held transactions by session id: their content, and `accept` to answer them.
@@ -151,7 +155,10 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
       callback(smtpError(535, "5.7.8 Authentication credentials invalid"));
     },
     onRcptTo(rcpt, _session, callback) {
+      stats.rcpts.push(rcpt.address);
       switch (behaviour(rcpt.address)) {
+        case "hang":
+          return; // never answered: close() ends the connection
         case "tempfail":
           return callback(smtpError(451, "4.2.1 Mailbox busy, try again later"));
         case "permfail":
