@@ -54,6 +54,15 @@ describe("message normalisation", () => {
     assert.deepEqual(result.changes, []);
     const ascii = crlf(`From: a@example.com\nSubject: hi\n\n${"x".repeat(998)}\n`);
     assert.equal(normalized(ascii), ascii);
+    // One octet over, wherever the line is (the check jumps from LF to LF): re-encoded.
+    for (const before of [0, 1, 3, 40]) {
+      const lines = Array.from({ length: before }, (_, i) => "short ".repeat(i % 7));
+      const over = crlf(
+        `From: a@example.com\nSubject: hi\n\n${[...lines, "y".repeat(999), "end"].join("\n")}\n`,
+      );
+      const result = normalizeMessage(over, LIMIT);
+      assert.ok(result.ok && result.changes.length === 1, `999 after ${before} lines`);
+    }
   });
 
   it("re-encodes a 5,000-character HTML line as quoted-printable, decoding to the same HTML", async () => {

@@ -19,6 +19,7 @@
  * Security: the content is untrusted; nothing here throws on malformed MIME — a structure it
  * cannot read is left as it is unless it has a long line, which is then refused.
  */
+import { isAscii } from "node:buffer";
 import * as base64 from "nodemailer/lib/base64";
 import { parseHeaderValue } from "nodemailer/lib/mime-funcs";
 import * as qp from "nodemailer/lib/qp";
@@ -92,18 +93,22 @@ interface Field {
 }
 
 function hasHighByte(buf: Buffer): boolean {
-  for (let i = 0; i < buf.length; i++) if (buf[i]! > 0x7f) return true;
-  return false;
+  return !isAscii(buf); // node's SIMD check: this runs on every accepted message's header
 }
 
-/** True when some line in [start, end) is longer than `limit` octets (CRLF excluded). */
+/**
+ * True when some line in [start, end) is longer than `limit` octets (CRLF excluded). Each step
+ * jumps to the last LF within limit + 2 bytes, so a message of short lines costs about
+ * size / limit lookups rather than one per line (this runs on every accepted message).
+ */
 function hasLongLine(buf: Buffer, start: number, end: number, limit: number): boolean {
-  let pos = start;
-  while (pos < end) {
-    let eol = buf.indexOf(CRLF, pos);
-    if (eol < 0 || eol > end) eol = end;
-    if (eol - pos > limit) return true;
-    pos = eol + 2;
+  let pos = start; // the start of a line
+  while (end - pos > limit) {
+    // The line starting at pos is within the limit if its LF is at pos + limit + 1 at the latest
+    // (content, then CR, then LF); LFs before that end shorter lines.
+    const lf = buf.lastIndexOf(10, pos + limit + 1);
+    if (lf < pos) return true;
+    pos = lf + 1;
   }
   return false;
 }
