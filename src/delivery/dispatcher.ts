@@ -97,7 +97,10 @@ interface Destination {
   failures: number;
   lastError: string;
   suspendedUntil: number;
-  /** Recipient domains seen for this destination (a relay serves many). */
+  /**
+   * Recipient domains seen lately for this destination (a relay or a provider serves many), the
+   * most recent MAX_DOMAINS: what claims skip and backoff is written for, kept bounded.
+   */
   readonly domains: Set<string>;
 }
 
@@ -105,6 +108,16 @@ export interface DispatcherStats {
   connectionsOpened: number;
   transactions: number;
   peakConnections: number;
+}
+
+/** Most recipient domains a destination remembers (a provider hosts hundreds of thousands). */
+const MAX_DOMAINS = 1000;
+
+/** Adds or refreshes `domain`, forgetting the least recently seen beyond MAX_DOMAINS. */
+function rememberDomain(domains: Set<string>, domain: string): void {
+  domains.delete(domain);
+  domains.add(domain);
+  if (domains.size > MAX_DOMAINS) domains.delete(domains.values().next().value!);
 }
 
 export class Dispatcher {
@@ -150,7 +163,7 @@ export class Dispatcher {
             const reply = mx?.kind === "permanent" ? local(mx.code, mx.enhanced, mx.message) : undefined;
             return resolve(answer(job, reply ?? local(451, "4.4.3", "no destination")));
           }
-          dest.domains.add(job.domain);
+          rememberDomain(dest.domains, job.domain);
           if (dest.suspendedUntil > this.deps.now()) return resolve(this.suspended(dest, job));
           if (mx?.kind === "temporary") {
             // The MX lookup failed: a deferral now, no connection (RFC 5321 §5.1: try again later).
@@ -336,7 +349,7 @@ export class Dispatcher {
           dest.queue.length === 0 &&
           dest.idle.length === 0 &&
           dest.failures === 0 &&
-          !dest.shaping.throttled &&
+          dest.shaping.forgettable &&
           !dest.wakeTimer
         ) {
           this.destinations.delete(dest.key);

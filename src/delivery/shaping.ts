@@ -54,6 +54,11 @@ export class Shaping {
     return this.state !== undefined;
   }
 
+  /** Nothing to remember: not throttled and the rate's bucket full again. */
+  get forgettable(): boolean {
+    return this.state === undefined && this.bucket.full(this.clock());
+  }
+
   get configured(): Limits {
     return { messagesPerMinute: this.limits.maxMessagesPerMinute, connections: this.limits.maxConnections };
   }

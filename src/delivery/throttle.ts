@@ -161,6 +161,13 @@ export class RateBucket {
     return Math.max(1, Math.ceil(((1 - this.tokens) * 60_000) / this.perMinute));
   }
 
+  /** No message taken lately: forgetting this bucket (a new one starts full) changes nothing. */
+  full(now: number): boolean {
+    if (this.perMinute <= 0) return true;
+    this.refill(now);
+    return this.tokens >= this.capacity;
+  }
+
   /** Like take() without taking. */
   peek(now: number): number {
     if (this.perMinute <= 0) return 0;
