@@ -14,7 +14,12 @@ import type { PetrelConfig } from "../config/schema.js";
 import type { MessageSigning } from "../domains/signer.js";
 import { readAttachedMetadata, removeFields } from "../events/metadata.js";
 import type { Logger } from "../log.js";
-import { addTraceFields, headerSenders, readHeaderSection } from "../message/headers.js";
+import {
+  addTraceFields,
+  headerSenders,
+  readHeaderSection,
+  readLimitedHeaderSection,
+} from "../message/headers.js";
 import { checkDomainsVerified, checkEnvelopeSender, checkHeaderSenders } from "../policy/sender.js";
 import { checkSuppression, type RecipientVerdict } from "../policy/suppression.js";
 import type { Verdict } from "../policy/verdict.js";
@@ -117,8 +122,13 @@ export async function acceptContent(deps: AcceptDeps, input: AcceptInput): Promi
   const { config, store, logger } = deps;
   const user = input.submitter;
   const identities = input.identities ?? (await store.getSenderIdentities(user.accountId));
-  const section = readHeaderSection(input.content);
-  const senders = headerSenders(section);
+  // Issue 13: limits on the header section first, so nothing costly runs on an oversized one,
+  // and a permanent reply for what can never pass.
+  const read = readLimitedHeaderSection(input.content, config.smtp.limits);
+  if (!read.ok) return { kind: "rejected", verdict: { kind: "reject", ...read.refusal } };
+  const section = read.section;
+  const senders = headerSenders(section, config.smtp.limits.maxAddressesPerField);
+  if ("refusal" in senders) return { kind: "rejected", verdict: { kind: "reject", ...senders.refusal } };
   const verdict = checkHeaderSenders(identities, senders);
   if (verdict.kind !== "accept") return { kind: "rejected", verdict };
   if (config.sending.requireVerifiedDomains) {
@@ -212,12 +222,17 @@ async function commit(
   });
   // checkHeaderSenders guarantees one From field with an address; its domain is d=.
   let signed: { content: Buffer; selectors: readonly string[] };
+  const fromDomain = domainOf(from);
   try {
     signed = deps.signing
-      ? await deps.signing.sign(domainOf(from), prepared)
+      ? await deps.signing.sign(fromDomain, prepared)
       : { content: prepared, selectors: [] };
   } catch (err) {
-    logger.error({ err, ...input.logContext, queueId }, "DKIM signing failed");
+    // Never unsigned by accident (issue 13): the log names the domain, the client retries.
+    logger.error(
+      { err, ...input.logContext, queueId, domain: fromDomain },
+      `DKIM signing failed for ${fromDomain}: message refused with 451 4.3.0`,
+    );
     return { kind: "tempfail", queueId };
   }
   try {

@@ -4,20 +4,21 @@
  */
 
 import { type BounceListener, startBounces } from "../bounces/listener.js";
+import { inDataDir } from "../config/load.js";
 import type { PetrelConfig } from "../config/schema.js";
-import { compileTrustedNetworks } from "../config/schema.js";
+import { compileNetworks, compileTrustedNetworks } from "../config/schema.js";
 import { startDelivery } from "../delivery/engine.js";
 import { type DeliveryThread, startDeliveryThread } from "../delivery/thread.js";
 import { createResolver } from "../dns/resolver.js";
 import { startDomainRechecker } from "../domains/recheck.js";
 import { DomainsService } from "../domains/service.js";
-import { createMessageSigning } from "../domains/signer.js";
+import { createMessageSigning, type SigningStats } from "../domains/signer.js";
 import { UsageError } from "../errors.js";
 import { startEventRetention } from "../events/retention.js";
 import { WebhookDispatcher } from "../events/webhook-dispatcher.js";
 import { HttpMetrics } from "../http/metrics.js";
 import { httpTls, type RunningHttp, startHttp } from "../http/server.js";
-import type { Logger } from "../log.js";
+import type { Logger, LogStats } from "../log.js";
 import { AuthThrottle } from "../policy/auth-throttle.js";
 import { Spool } from "../queue/spool.js";
 import { BindError, SmtpServer } from "../smtp/server.js";
@@ -26,9 +27,17 @@ import { openStore } from "../store/open.js";
 import type { Store } from "../store/types.js";
 import { loadCertificate } from "./certificate.js";
 import { Idempotency } from "./idempotency.js";
+import { lockDatabase } from "./serve-lock.js";
 import { createSubmissionHooks, type Submitter } from "./submission.js";
 
+export interface StartOptions {
+  /** The counters of the logger's sink (src/log-sink.ts), passed on for /metrics. */
+  readonly logStats?: LogStats;
+}
+
 export interface RunningPetrel {
+  /** Counters for /metrics: log lines dropped, mail refused because it could not be signed. */
+  readonly counters: PetrelCounters;
   readonly store: Store;
   readonly spool: Spool;
   readonly smtp: SmtpServer<Submitter>;
@@ -53,17 +62,50 @@ const PORT_OPTIONS: Record<string, string> = {
 
 const KEY_USE_FLUSH_MS = 30_000;
 
-export async function startPetrel(config: PetrelConfig, logger: Logger): Promise<RunningPetrel> {
-  const store = await openStore(config, { forServer: true });
+export interface PetrelCounters {
+  readonly log: LogStats | undefined;
+  readonly signing: SigningStats;
+}
+
+export async function startPetrel(
+  config: PetrelConfig,
+  logger: Logger,
+  options: StartOptions = {},
+): Promise<RunningPetrel> {
+  // One serve per SQLite database (issue 13): taken before the store is opened, held until close.
+  const lock =
+    config.store.driver === "sqlite" ? lockDatabase(inDataDir(config, config.store.sqlite.file)) : undefined;
+  let store: Store;
   try {
-    return await startWithStore(config, logger, store);
+    store = await openStore(config, { forServer: true });
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
+  try {
+    const running = await startWithStore(config, logger, store, options);
+    const close = running.close;
+    let closing: Promise<void> | undefined;
+    return {
+      ...running,
+      close: () => {
+        closing ??= close().finally(() => lock?.release());
+        return closing;
+      },
+    };
   } catch (err) {
     await store.close();
+    lock?.release();
     throw err;
   }
 }
 
-async function startWithStore(config: PetrelConfig, logger: Logger, store: Store): Promise<RunningPetrel> {
+async function startWithStore(
+  config: PetrelConfig,
+  logger: Logger,
+  store: Store,
+  options: StartOptions,
+): Promise<RunningPetrel> {
   const trusted = [];
   for (const network of compileTrustedNetworks(config)) {
     const account = await store.getAccount(network.account);
@@ -133,12 +175,31 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
   });
   const listeners: ListenerSpec[] = [];
   const { host } = config.smtp;
-  if (config.smtp.submission.enabled)
-    listeners.push({ name: "submission", host, port: config.smtp.submission.port, mode: "starttls" });
-  if (config.smtp.submissions.enabled)
-    listeners.push({ name: "submissions", host, port: config.smtp.submissions.port, mode: "implicit" });
-  if (config.smtp.alternate.enabled)
-    listeners.push({ name: "alternate", host, port: config.smtp.alternate.port, mode: "starttls" });
+  const { submission, submissions, alternate } = config.smtp;
+  if (submission.enabled)
+    listeners.push({
+      name: "submission",
+      host,
+      port: submission.port,
+      mode: "starttls",
+      proxyProtocol: submission.proxyProtocol,
+    });
+  if (submissions.enabled)
+    listeners.push({
+      name: "submissions",
+      host,
+      port: submissions.port,
+      mode: "implicit",
+      proxyProtocol: submissions.proxyProtocol,
+    });
+  if (alternate.enabled)
+    listeners.push({
+      name: "alternate",
+      host,
+      port: alternate.port,
+      mode: "starttls",
+      proxyProtocol: alternate.proxyProtocol,
+    });
   if (listeners.length === 0)
     throw new UsageError("no SMTP listener is enabled (smtp.submission, smtp.submissions, smtp.alternate)");
 
@@ -150,6 +211,7 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
     limits: config.smtp.limits,
     hooks,
     logger,
+    proxyProtocol: { trusted: compileNetworks(config.smtp.proxyProtocol.trustedNetworks) },
   });
   try {
     await smtp.listen();
@@ -253,6 +315,7 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
 
   let closing: Promise<void> | undefined;
   return {
+    counters: { log: options.logStats, signing: signing.stats },
     store,
     spool,
     smtp,

@@ -6,6 +6,7 @@
 import { Command, CommanderError } from "commander";
 import { PetrelError } from "../errors.js";
 import { registerAccounts } from "./commands/accounts.js";
+import { registerBackup } from "./commands/backup.js";
 import { registerBounces } from "./commands/bounces.js";
 import { registerConfig } from "./commands/config.js";
 import { registerEvents } from "./commands/events.js";
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerSuppressions(program);
   registerConfig(program);
   registerBounces(program);
+  registerBackup(program);
   return program;
 }
 

@@ -217,6 +217,13 @@ export class Dispatcher {
     return this.active;
   }
 
+  /** Jobs waiting for a connection, over every destination (tests and metrics). */
+  get waitingJobs(): number {
+    let n = 0;
+    for (const dest of this.destinations.values()) n += dest.queue.length;
+    return n;
+  }
+
   /** Stops taking jobs: waiting ones are released, idle connections closed; resolves when idle. */
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
@@ -492,6 +499,9 @@ export class Dispatcher {
       messageId: job.messageId,
       at: this.deps.now(),
       holdUntil,
+      configured: dest.shaping.configured,
+      throttleReply: dest.shaping.lastThrottle.reply,
+      since: dest.shaping.lastThrottle.since,
     });
     this.pump();
   }

@@ -55,6 +55,11 @@ export interface ThrottleEvent extends ThrottleChange {
   readonly at: number;
   /** No step back up before this time (`deps.now` clock). */
   readonly holdUntil: number | null;
+  /** The destination's configured limits. */
+  readonly configured: Limits;
+  /** The reply that lowered the limits last, and when (`deps.now` clock). */
+  readonly throttleReply: string;
+  readonly since: number;
 }
 
 /** A destination's throttle as it stands (Dispatcher.throttles()). */

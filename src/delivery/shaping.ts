@@ -95,6 +95,11 @@ export class Shaping {
     );
   }
 
+  /** The reply that lowered the limits last, and when (wall clock). */
+  get lastThrottle(): { readonly reply: string; readonly since: number } {
+    return { reply: this.reply, since: this.since };
+  }
+
   /** The throttle in force, or undefined. */
   snapshot(): { limits: Limits; configured: Limits; reply: string; since: number } | undefined {
     if (!this.state) return undefined;

@@ -7,6 +7,7 @@
 import { PetrelError } from "../errors.js";
 import type {
   DeliveryAttempt,
+  DestinationThrottle,
   MessageDetail,
   MessageSummary,
   QueueCounts,
@@ -37,6 +38,22 @@ export function parseState(value: string | undefined): RecipientState | undefine
 export interface QueueListing {
   readonly counts: QueueCounts;
   readonly messages: MessageSummary[];
+  /** Issue 11: destinations delivering under throttled limits now (adaptive throttling). */
+  readonly throttles: DestinationThrottle[];
+}
+
+/**
+ * Issue 11: the throttled destinations that serve any of `domains` (all of them without), for
+ * the queue listing and a message's explanation ("slowed down: yahoo at 150/min after …").
+ */
+export async function throttlesFor(
+  ctx: ServiceContext,
+  domains?: readonly string[],
+): Promise<DestinationThrottle[]> {
+  const all = await ctx.store.listThrottles();
+  if (!domains) return all;
+  const wanted = new Set(domains.map((d) => d.toLowerCase()));
+  return all.filter((t) => t.domains.some((d) => wanted.has(d)));
 }
 
 export async function listQueue(
@@ -47,7 +64,8 @@ export async function listQueue(
   const domain = query.domain?.toLowerCase();
   const messages = await ctx.store.listMessages({ state, domain, limit: query.limit });
   const counts = await ctx.store.queueCounts({ domain });
-  return { counts, messages };
+  const throttles = await throttlesFor(ctx, domain ? [domain] : undefined);
+  return { counts, messages, throttles };
 }
 
 /** The message (of `account` only, when given), or not-found. */

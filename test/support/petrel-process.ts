@@ -69,6 +69,8 @@ export interface PetrelProcess {
   logRecords(): Array<Record<string, unknown>>;
   /** Sends a signal and waits for the exit code (or signal name). */
   stop(signal?: NodeJS.Signals): Promise<number | string>;
+  /** The exit code (or signal name), once the process has ended on its own or by a signal sent. */
+  readonly exited: Promise<number | string>;
 }
 
 export function testConfig(dataDir: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
@@ -149,6 +151,7 @@ export async function startPetrel(dataDir: string, options: ServeOptions = {}): 
     ports,
     caFile: join(dataDir, "tls", "cert.pem"),
     logs,
+    exited,
     logRecords: () =>
       logs.flatMap((line) => {
         try {

@@ -6,7 +6,7 @@
  */
 import type { Command } from "commander";
 import { listQueue, parseState, RECIPIENT_STATES as STATES, showMessage } from "../../services/queue.js";
-import type { QueueCounts, RecipientState } from "../../store/types.js";
+import type { DestinationThrottle, QueueCounts, RecipientState } from "../../store/types.js";
 import { type CommonOptions, withCommonOptions, withServices } from "../context.js";
 import { age, isoTime, printJson, printTable } from "../output.js";
 import { registerQueueActions } from "./queue-actions.js";
@@ -25,13 +25,18 @@ export function registerQueue(program: Command): void {
     async (options: CommonOptions & { state?: string; domain?: string; limit: number; json?: boolean }) => {
       parseState(options.state); // before opening the store
       await withServices(options, async (ctx) => {
-        const { counts, messages: list } = await listQueue(ctx, {
+        const {
+          counts,
+          messages: list,
+          throttles,
+        } = await listQueue(ctx, {
           ...(options.state ? { state: options.state } : {}),
           ...(options.domain ? { domain: options.domain } : {}),
           limit: options.limit,
         });
-        if (options.json) return printJson({ counts, messages: list });
+        if (options.json) return printJson({ counts, messages: list, throttles });
         printCounts(counts);
+        printThrottles(throttles);
         if (list.length === 0) {
           process.stdout.write("The queue is empty.\n");
           return;
@@ -122,6 +127,26 @@ function printCounts(counts: QueueCounts): void {
     );
   }
   out.write("\n");
+}
+
+/** Issue 11: destinations slowed by adaptive throttling, with the reply that caused it. */
+function printThrottles(throttles: readonly DestinationThrottle[]): void {
+  if (throttles.length === 0) return;
+  const limits = (l: DestinationThrottle["limits"]) =>
+    `${l.messagesPerMinute > 0 ? `${l.messagesPerMinute}/min` : "no rate limit"}, ${l.connections} conn`;
+  process.stdout.write("Throttled destinations (adaptive throttling):\n");
+  printTable(
+    ["DESTINATION", "DOMAINS", "NOW", "CONFIGURED", "SINCE", "BECAUSE OF"],
+    throttles.map((t) => [
+      t.provider ?? t.destination,
+      abbreviate(t.domains),
+      limits(t.limits),
+      limits(t.configured),
+      isoTime(t.since),
+      t.reply,
+    ]),
+  );
+  process.stdout.write("\n");
 }
 
 function stateSummary(states: Partial<Record<RecipientState, number>>): string {

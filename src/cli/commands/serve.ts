@@ -4,7 +4,7 @@
  */
 import type { Command } from "commander";
 import { startPetrel } from "../../app/petrel.js";
-import { createLogger } from "../../log.js";
+import { createLogger, LogSink } from "../../log.js";
 import { configFrom, withCommonOptions } from "../context.js";
 
 interface ServeOptions {
@@ -46,8 +46,9 @@ export function registerServe(program: Command): void {
       "smtp.alternate.port": options.alternatePort,
       "smtp.alternate.enabled": options.alternatePort === undefined ? undefined : true,
     });
-    const logger = createLogger(config);
-    const petrel = await startPetrel(config, logger);
+    const logSink = new LogSink();
+    const logger = createLogger(config, logSink);
+    const petrel = await startPetrel(config, logger, { logStats: logSink.stats });
     logger.info({ dataDir: config.dataDir, store: petrel.store.kind }, "petrel is running");
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {

@@ -236,7 +236,27 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX messages_account_from ON messages(account_id, mail_from, id);
   CREATE INDEX recipients_address ON recipients(address, message_id);
   `,
-  // 3: SQLite version 7: idempotency keys (issue 9).
+  // 3: issue 11 (SQLite 7) — attempts that never finished, and throttled destinations.
+  `
+  -- Claims of a recipient since its last recorded outcome (see SQLite migration 7).
+  ALTER TABLE recipients ADD COLUMN unfinished integer NOT NULL DEFAULT 0;
+
+  CREATE TABLE destination_throttles (
+    node text NOT NULL,
+    destination text NOT NULL,
+    provider text,
+    domains text NOT NULL,
+    messages_per_minute integer NOT NULL,
+    connections integer NOT NULL,
+    configured_messages_per_minute integer NOT NULL,
+    configured_connections integer NOT NULL,
+    reply text NOT NULL,
+    since bigint NOT NULL,
+    updated_at bigint NOT NULL,
+    PRIMARY KEY (node, destination)
+  );
+  `,
+  // 4: SQLite version 8: idempotency keys (issue 9).
   `
   CREATE TABLE idempotency_keys (
     account_id bigint NOT NULL REFERENCES accounts(id),

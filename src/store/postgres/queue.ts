@@ -22,27 +22,36 @@
  * pool, connection.ts): losing the last of them to a database crash means one more delivery
  * attempt, never lost mail. Accepting mail (messages.ts) keeps synchronous_commit on.
  */
-import type {
-  ClaimedRecipient,
-  ClaimRequest,
-  DeliveryAttempt,
-  DestinationBackoff,
-  EventType,
-  NewEvent,
-  OutcomeState,
-  QueueCounts,
-  QueueStore,
-  QueueTarget,
-  RecipientOutcome,
-  RecipientState,
+import {
+  type ClaimedRecipient,
+  type ClaimRequest,
+  type DeliveryAttempt,
+  type DestinationBackoff,
+  type EventType,
+  MAX_UNFINISHED_ATTEMPTS,
+  type NewEvent,
+  type OutcomeNotification,
+  type OutcomeState,
+  type QueueCounts,
+  type QueueStore,
+  type QueueTarget,
+  type RecipientOutcome,
+  type RecipientState,
 } from "../types.js";
 import type { ClaimWatermark } from "./claim-watermark.js";
 import { type Client, type Pool, type Row, transaction } from "./connection.js";
 import { writeEvents } from "./events.js";
+import { insertMessages } from "./messages.js";
 import { notifyDue } from "./notify.js";
 import { insertSuppressions } from "./suppressions.js";
 
 const FINAL = "('delivered', 'bounced', 'expired', 'dropped')";
+
+// Issue 11, worded as in sqlite/queue.ts.
+const UNFINISHED_REPLY =
+  "451 4.3.0 the delivery attempt did not finish (the delivery worker stopped: crash or hang)";
+const heldReply = (n: number) =>
+  `held: the delivery worker stopped during ${n} attempts in a row (crash or hang); release with petrel queue release`;
 
 const EVENT_OF: Record<OutcomeState, EventType> = {
   delivered: "delivered",
@@ -68,10 +77,10 @@ const CLAIM = `
     RETURNING q.recipient_id, due.next_attempt_at AS due_at),
   r AS (
     UPDATE recipients r SET state = 'delivering', lease_owner = $4, lease_expires_at = $5,
-      next_attempt_at = $5, updated_at = $1
+      next_attempt_at = $5, unfinished = r.unfinished + 1, updated_at = $1
     FROM leased WHERE r.id = leased.recipient_id
-    RETURNING r.id, r.message_id, r.address, r.domain, r.attempts, leased.due_at)
-  SELECT r.id, r.message_id, r.address, r.domain, r.attempts, r.due_at, m.mail_from, m.size,
+    RETURNING r.id, r.message_id, r.address, r.domain, r.attempts, r.unfinished - 1 AS unfinished, leased.due_at)
+  SELECT r.id, r.message_id, r.address, r.domain, r.attempts, r.unfinished, r.due_at, m.mail_from, m.size,
     m.received_at, m.expires_at, m.account_id,
     EXISTS (SELECT 1 FROM suppressions x WHERE x.account_id = m.account_id
       AND x.address = lower(r.address)) AS suppressed
@@ -86,7 +95,7 @@ const OUTCOMES = `
   moved AS (
     UPDATE recipients r SET state = o.state, attempts = r.attempts + 1,
       next_attempt_at = CASE WHEN o.state = 'deferred' THEN o.next END,
-      lease_owner = NULL, lease_expires_at = NULL, last_reply = o.reply, updated_at = $6
+      lease_owner = NULL, lease_expires_at = NULL, last_reply = o.reply, unfinished = 0, updated_at = $6
     FROM o
     WHERE r.id = o.id AND CASE WHEN o.state = 'deferred'
       THEN r.state = 'delivering' AND r.lease_owner = o.owner
@@ -154,10 +163,53 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
     });
   }
 
+  /** Issue 11: claimed rows whose last claim never reached an outcome (see sqlite/queue.ts). */
+  async function countUnfinished(owner: string, rows: readonly Row[], now: number): Promise<Set<number>> {
+    const ids = rows.map((r) => Number(r.id));
+    const held = rows.filter((r) => Number(r.unfinished) >= MAX_UNFINISHED_ATTEMPTS);
+    const heldIds = held.map((r) => Number(r.id));
+    await transaction(relaxedPool, async (client) => {
+      await lockQueue(client, ids);
+      await client.query(
+        `WITH r AS (UPDATE recipients SET attempts = attempts + 1, last_reply = $2
+           WHERE id = ANY($1::bigint[]) RETURNING id, message_id)
+         INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, reply)
+         SELECT id, message_id, $3, 0, 'deferred', $2 FROM r`,
+        [ids, UNFINISHED_REPLY, now],
+      );
+      if (heldIds.length === 0) return;
+      await client.query("DELETE FROM queue WHERE recipient_id = ANY($1::bigint[]) AND lease_owner = $2", [
+        heldIds,
+        owner,
+      ]);
+      await client.query(
+        `UPDATE recipients SET state = 'held', lease_owner = NULL, lease_expires_at = NULL, unfinished = 0,
+           last_reply = $2, updated_at = $3 WHERE id = ANY($1::bigint[])`,
+        [heldIds, heldReply(MAX_UNFINISHED_ATTEMPTS), now],
+      );
+      await writeEvents(
+        client,
+        held.map((r) => ({
+          type: "held" as const,
+          messageId: String(r.message_id),
+          accountId: Number(r.account_id),
+          recipient: String(r.address),
+          at: now,
+          attempt: Number(r.attempts) + 1,
+          reply: heldReply(Number(r.unfinished)),
+          reason: "worker-crashed",
+        })),
+        now,
+      );
+    });
+    return new Set(heldIds);
+  }
+
   async function applyOutcomes(
     client: Client,
     outcomes: readonly RecipientOutcome[],
     now: number,
+    moved: Set<number>,
   ): Promise<void> {
     await lockQueue(
       client,
@@ -182,6 +234,7 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
     const suppress: { row: Row; outcome: RecipientOutcome; index: number }[] = [];
     for (const r of rows as Row[]) {
       const o = outcomes[Number(r.n) - 1]!;
+      moved.add(Number(r.id));
       if (o.state === "bounced" && o.bounceHard === true)
         suppress.push({ row: r, outcome: o, index: events.length });
       if (o.state === "deferred") watermark.lower(o.nextAttemptAt ?? now);
@@ -241,18 +294,23 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
       // Suppressed since it was accepted (a hard bounce or complaint of another message): never
       // attempted, like a recipient suppressed at accept (src/app/submission.ts).
       if (suppressed.length > 0) await dropSuppressed(request.owner, suppressed, request.now);
-      return (rows as Row[])
-        .filter((r) => r.suppressed !== true)
+      const live = (rows as Row[]).filter((r) => r.suppressed !== true);
+      const unfinished = live.filter((r) => Number(r.unfinished) > 0);
+      const held =
+        unfinished.length > 0 ? await countUnfinished(request.owner, unfinished, request.now) : new Set();
+      return live
+        .filter((r) => !held.has(Number(r.id)))
         .map((row) => ({
           id: Number(row.id),
           messageId: String(row.message_id),
           address: String(row.address),
           domain: String(row.domain),
-          attempts: Number(row.attempts),
+          attempts: Number(row.attempts) + (Number(row.unfinished) > 0 ? 1 : 0),
           mailFrom: String(row.mail_from),
           size: Number(row.size),
           receivedAt: Number(row.received_at),
           expiresAt: Number(row.expires_at),
+          accountId: Number(row.account_id),
         }));
     },
 
@@ -282,9 +340,13 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
       });
     },
 
-    async recordOutcomes(outcomes: readonly RecipientOutcome[]): Promise<void> {
-      if (outcomes.length === 0) return;
+    async recordOutcomes(
+      outcomes: readonly RecipientOutcome[],
+      notifications: readonly OutcomeNotification[] = [],
+    ): Promise<void> {
+      if (outcomes.length === 0 && notifications.length === 0) return;
       const now = Date.now();
+      const moved = new Set<number>();
       await transaction(relaxedPool, async (client) => {
         // One statement per run of distinct recipients: a recipient twice in one statement would
         // be updated once; in sequence the second outcome sees the first (as in SQLite).
@@ -296,9 +358,36 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
             seen.add(outcomes[end]!.recipientId);
             end++;
           }
-          await applyOutcomes(client, outcomes.slice(start, end), now);
+          await applyOutcomes(client, outcomes.slice(start, end), now, moved);
           start = end;
         }
+        // Issue 11: the DSNs in the transaction of the bounces and expiries they report.
+        const due = notifications.filter((n) => n.recipientIds.some((id) => moved.has(id)));
+        if (due.length > 0) {
+          dueAt(Math.min(...due.map((n) => n.message.receivedAt)));
+          await insertMessages(
+            client,
+            due.map((n) => n.message),
+          );
+        }
+      });
+    },
+
+    async giveBack(recipientIds: readonly number[], owner: string, now: number): Promise<number> {
+      if (recipientIds.length === 0) return 0;
+      dueAt(now);
+      return transaction(relaxedPool, async (client) => {
+        const result = await client.query(
+          `WITH q AS (UPDATE queue SET lease_owner = NULL, next_attempt_at = $3
+             WHERE recipient_id = ANY($1::bigint[]) AND lease_owner = $2 RETURNING recipient_id)
+           UPDATE recipients r SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
+             lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = $3,
+             unfinished = GREATEST(unfinished - 1, 0), updated_at = $3
+           FROM q WHERE r.id = q.recipient_id AND r.state = 'delivering'`,
+          [recipientIds, owner, now],
+        );
+        if ((result.rowCount ?? 0) > 0) await notifyDue(client, now);
+        return result.rowCount ?? 0;
       });
     },
 
@@ -411,7 +500,7 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
       return transaction(pool, async (client) => {
         const result = await client.query(
           `WITH r AS (UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
-             next_attempt_at = $2, updated_at = $2 WHERE message_id = $1 AND state = 'held'
+             next_attempt_at = $2, unfinished = 0, updated_at = $2 WHERE message_id = $1 AND state = 'held'
              RETURNING id, message_id, domain)
            INSERT INTO queue (recipient_id, message_id, domain, next_attempt_at)
            SELECT id, message_id, domain, $2 FROM r`,

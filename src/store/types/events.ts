@@ -17,7 +17,11 @@ export type EventType =
   | "bounce"
   | "expired"
   | "dropped"
-  | "spamreport";
+  | "spamreport"
+  // Issue 11: a destination's limits changed (adaptive throttling), on the message that caused it.
+  | "throttled"
+  // Issue 11: a recipient held after attempts that crashed or hung the delivery worker.
+  | "held";
 
 export const EVENT_TYPES: readonly EventType[] = [
   "processed",
@@ -27,6 +31,8 @@ export const EVENT_TYPES: readonly EventType[] = [
   "expired",
   "dropped",
   "spamreport",
+  "throttled",
+  "held",
 ];
 
 /** An event to append. Unset fields are null in the stored event. */
