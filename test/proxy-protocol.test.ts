@@ -26,6 +26,7 @@ import {
   startPetrel,
   tempDataDir,
 } from "./support/petrel-process.js";
+import { waitFor } from "./support/wait.js";
 
 const BALANCER = "127.0.0.7";
 const CLIENT_NET = "198.51.100.0/24"; // only ever a claimed address inside PROXY headers
@@ -133,7 +134,13 @@ describe("PROXY protocol", () => {
       await storedContent(dataDir, queueId),
       /^Received: from client\.example \(\[198\.51\.100\.9\]\)|\[198\.51\.100\.9\]/m,
     );
-    const line = petrel.logRecords().find((r) => r.msg === "queued" && r.queueId === queueId);
+    // The log sink writes asynchronously: the line may follow the reply.
+    const line = await waitFor(
+      () => petrel.logRecords().find((r) => r.msg === "queued" && r.queueId === queueId),
+      {
+        what: `the queued log line of ${queueId}`,
+      },
+    );
     assert.equal(line?.ip, "198.51.100.9");
   });
 
@@ -173,9 +180,15 @@ describe("PROXY protocol", () => {
     assert.equal(await rawExchange(port, BALANCER, "PROXY TCP4 1.2.3.4\r\n"), "");
     // Nothing at all: dropped at the handshake timeout.
     assert.equal(await rawExchange(port, BALANCER, ""), "");
-    const reasons = new Set(petrel.logRecords().map((r) => r.reason));
-    for (const r of ["proxy-untrusted", "proxy-header-invalid", "proxy-header-timeout"])
-      assert.ok(reasons.has(r), r);
+    // The log sink writes asynchronously: wait for the three refusal reasons to be logged.
+    const wanted = ["proxy-untrusted", "proxy-header-invalid", "proxy-header-timeout"];
+    await waitFor(
+      () => {
+        const reasons = new Set(petrel.logRecords().map((r) => r.reason));
+        return wanted.every((r) => reasons.has(r));
+      },
+      { what: `log lines with reasons ${wanted.join(", ")}`, timeoutMs: 10_000 },
+    );
   });
 
   it("counts the per-IP cap by the client address in the header, not the balancer's", async () => {
@@ -273,7 +286,13 @@ describe("PROXY protocol", () => {
         const stored = await storedContent(dataDir, queueId);
         assert.match(stored, /\[127\.0\.0\.58\]/, "Received names the client, not the balancer");
         assert.doesNotMatch(stored.slice(0, stored.indexOf("\r\n\r\n")), /127\.0\.0\.7\b/);
-        const line = petrel.logRecords().find((r) => r.msg === "queued" && r.queueId === queueId);
+        // The log sink writes asynchronously: the line may follow the reply.
+        const line = await waitFor(
+          () => petrel.logRecords().find((r) => r.msg === "queued" && r.queueId === queueId),
+          {
+            what: `the queued log line of ${queueId}`,
+          },
+        );
         assert.equal(line?.ip, REAL_CLIENT);
       });
     }
