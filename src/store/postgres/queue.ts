@@ -3,17 +3,18 @@
  * every node: any node claims, any node delivers.
  *
  * Tables: `recipients` holds every recipient and its state (updated by primary key only); `queue`
- * holds only pending ones (queued, deferred, delivering), so finished rows leave the hot table
- * in the transaction that finishes them, and claims read a small table through one index
- * (queue_due: next_attempt_at, covering domain).
+ * holds only pending ones (queued, deferred, leased), so finished rows leave the hot table in the
+ * transaction that finishes them, and claims read a small table through one index (queue_due:
+ * next_attempt_at, covering domain). A lease lives in `queue` alone (lease_owner, and its expiry
+ * as next_attempt_at): claims and renewals never write `recipients`, and reads show a leased
+ * recipient as `delivering` (RECIPIENT_STATE).
  *
  * Invariants:
  * - A claim is one statement: `FOR UPDATE SKIP LOCKED` picks due rows no other node is claiming,
  *   and the same statement leases them (owner, expiry = next_attempt_at), so concurrent nodes never
  *   claim one recipient twice and a dead node's leases simply come due again at their expiry.
- * - Lock order is queue row, then recipient row, in every transaction touching both (claims lock
- *   queue rows with SKIP LOCKED and never wait on them; outcomes lock theirs first), so claims
- *   and outcomes cannot deadlock.
+ * - Claims lock only queue rows, with SKIP LOCKED: they never wait, so they cannot deadlock with
+ *   anything. A deferral locks its queue row first, then checks that its writer still holds it.
  * - recordOutcomes() is one transaction: states, queue rows, attempt records, events (last, in
  *   commit order: events.ts) and hard-bounce suppressions. A deferral applies only while its
  *   writer still holds the lease; a final outcome applies to any recipient not yet final.
@@ -44,6 +45,12 @@ import { insertSuppressions } from "./suppressions.js";
 
 const FINAL = "('delivered', 'bounced', 'expired', 'dropped')";
 
+/** A recipient's state as the Store shows it (r: recipients, q: its queue row, LEFT JOINed). */
+export const RECIPIENT_STATE = "(CASE WHEN q.lease_owner IS NOT NULL THEN 'delivering' ELSE r.state END)";
+/** Its next attempt: the lease expiry while leased. */
+export const RECIPIENT_NEXT =
+  "(CASE WHEN q.lease_owner IS NOT NULL THEN q.next_attempt_at ELSE r.next_attempt_at END)";
+
 const EVENT_OF: Record<OutcomeState, EventType> = {
   delivered: "delivered",
   deferred: "deferred",
@@ -65,18 +72,13 @@ const CLAIM = `
   leased AS (
     UPDATE queue q SET lease_owner = $4, next_attempt_at = $5 FROM due
     WHERE q.recipient_id = due.recipient_id
-    RETURNING q.recipient_id, due.next_attempt_at AS due_at),
-  r AS (
-    UPDATE recipients r SET state = 'delivering', lease_owner = $4, lease_expires_at = $5,
-      next_attempt_at = $5, updated_at = $1
-    FROM leased WHERE r.id = leased.recipient_id
-    RETURNING r.id, r.message_id, r.address, r.domain, r.attempts, leased.due_at)
-  SELECT r.id, r.message_id, r.address, r.domain, r.attempts, r.due_at, m.mail_from, m.size,
+    RETURNING q.recipient_id, due.next_attempt_at AS due_at)
+  SELECT r.id, r.message_id, r.address, r.domain, r.attempts, l.due_at, m.mail_from, m.size,
     m.received_at, m.expires_at, m.account_id,
     EXISTS (SELECT 1 FROM suppressions x WHERE x.account_id = m.account_id
       AND x.address = lower(r.address)) AS suppressed
-  FROM r JOIN messages m ON m.id = r.message_id
-  ORDER BY r.due_at, r.id`;
+  FROM leased l JOIN recipients r ON r.id = l.recipient_id JOIN messages m ON m.id = r.message_id
+  ORDER BY l.due_at, r.id`;
 
 // Outcomes in one statement: recipients, queue rows, attempt records; returns what moved.
 const OUTCOMES = `
@@ -86,10 +88,10 @@ const OUTCOMES = `
   moved AS (
     UPDATE recipients r SET state = o.state, attempts = r.attempts + 1,
       next_attempt_at = CASE WHEN o.state = 'deferred' THEN o.next END,
-      lease_owner = NULL, lease_expires_at = NULL, last_reply = o.reply, updated_at = $6
+      last_reply = o.reply, updated_at = $6
     FROM o
     WHERE r.id = o.id AND CASE WHEN o.state = 'deferred'
-      THEN r.state = 'delivering' AND r.lease_owner = o.owner
+      THEN EXISTS (SELECT 1 FROM queue l WHERE l.recipient_id = r.id AND l.lease_owner = o.owner)
       ELSE r.state NOT IN ${FINAL} END
     RETURNING r.id, r.message_id, r.address, r.attempts, o.state, o.next, o.n),
   deferred AS (
@@ -112,7 +114,7 @@ const OUTCOMES = `
   ORDER BY moved.n`;
 
 export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: ClaimWatermark): QueueStore {
-  /** Locks the queue rows of these recipients first (see the lock order above). */
+  /** Locks the queue rows of these recipients (a deferral's lease check must hold until commit). */
   async function lockQueue(client: Client, ids: readonly number[]): Promise<void> {
     await client.query(
       "SELECT 1 FROM queue WHERE recipient_id = ANY($1::bigint[]) ORDER BY recipient_id FOR UPDATE",
@@ -124,13 +126,11 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
     const ids = rows.map((r) => Number(r.id));
     const reply = "dropped: suppressed";
     await transaction(relaxedPool, async (client) => {
-      await lockQueue(client, ids);
       const { rows: dropped } = await client.query(
         `WITH gone AS (DELETE FROM queue WHERE recipient_id = ANY($1::bigint[]) AND lease_owner = $2
            RETURNING recipient_id),
-         r AS (UPDATE recipients r SET state = 'dropped', next_attempt_at = NULL, lease_owner = NULL,
-           lease_expires_at = NULL, last_reply = $3, updated_at = $4 FROM gone WHERE r.id = gone.recipient_id
-           RETURNING r.id, r.message_id)
+         r AS (UPDATE recipients r SET state = 'dropped', next_attempt_at = NULL, last_reply = $3,
+           updated_at = $4 FROM gone WHERE r.id = gone.recipient_id RETURNING r.id, r.message_id)
          INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, reply)
          SELECT id, message_id, $4, 0, 'dropped', $3 FROM r RETURNING recipient_id`,
         [ids, owner, reply, now],
@@ -159,25 +159,27 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
     outcomes: readonly RecipientOutcome[],
     now: number,
   ): Promise<void> {
-    await lockQueue(
-      client,
-      outcomes.map((o) => o.recipientId),
-    );
-    const { rows } = await client.query(OUTCOMES, [
-      outcomes.map((o) => o.recipientId),
-      outcomes.map((o) => o.owner),
-      outcomes.map((o) => o.state),
-      outcomes.map((o) => o.nextAttemptAt ?? now),
-      outcomes.map((o) => o.attempt.reply),
-      now,
-      outcomes.map((o) => o.attempt.at),
-      outcomes.map((o) => Math.round(o.attempt.durationMs)),
-      outcomes.map((o) => o.attempt.mxHost),
-      outcomes.map((o) => o.attempt.ip),
-      outcomes.map((o) => o.attempt.port),
-      outcomes.map((o) => o.attempt.sourceIp),
-      outcomes.map((o) => o.attempt.tls),
-    ]);
+    const deferrals = outcomes.filter((o) => o.state === "deferred").map((o) => o.recipientId);
+    if (deferrals.length > 0) await lockQueue(client, deferrals);
+    const { rows } = await client.query({
+      name: "petrel-outcomes",
+      text: OUTCOMES,
+      values: [
+        outcomes.map((o) => o.recipientId),
+        outcomes.map((o) => o.owner),
+        outcomes.map((o) => o.state),
+        outcomes.map((o) => o.nextAttemptAt ?? now),
+        outcomes.map((o) => o.attempt.reply),
+        now,
+        outcomes.map((o) => o.attempt.at),
+        outcomes.map((o) => Math.round(o.attempt.durationMs)),
+        outcomes.map((o) => o.attempt.mxHost),
+        outcomes.map((o) => o.attempt.ip),
+        outcomes.map((o) => o.attempt.port),
+        outcomes.map((o) => o.attempt.sourceIp),
+        outcomes.map((o) => o.attempt.tls),
+      ],
+    });
     const events: NewEvent[] = [];
     const suppress: { row: Row; outcome: RecipientOutcome; index: number }[] = [];
     for (const r of rows as Row[]) {
@@ -257,12 +259,10 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
     },
 
     async renewLeases(owner: string, until: number): Promise<number> {
-      const result = await relaxedPool.query(
-        `WITH q AS (UPDATE queue SET next_attempt_at = $2 WHERE lease_owner = $1 RETURNING recipient_id)
-         UPDATE recipients r SET lease_expires_at = $2, next_attempt_at = $2
-         FROM q WHERE r.id = q.recipient_id AND r.state = 'delivering'`,
-        [owner, until],
-      );
+      const result = await relaxedPool.query("UPDATE queue SET next_attempt_at = $2 WHERE lease_owner = $1", [
+        owner,
+        until,
+      ]);
       return result.rowCount ?? 0;
     },
 
@@ -272,9 +272,7 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
         const result = await client.query(
           `WITH q AS (UPDATE queue SET lease_owner = NULL, next_attempt_at = $2
              WHERE lease_owner IS NOT NULL AND starts_with(lease_owner, $1) RETURNING recipient_id)
-           UPDATE recipients r SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
-             lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = $2, updated_at = $2
-           FROM q WHERE r.id = q.recipient_id AND r.state = 'delivering'`,
+           UPDATE recipients r SET next_attempt_at = $2, updated_at = $2 FROM q WHERE r.id = q.recipient_id`,
           [ownerPrefix, now],
         );
         if ((result.rowCount ?? 0) > 0) await notifyDue(client, now);
@@ -327,13 +325,15 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
       const domain = filter.domain ?? null;
       const [states, destinations, backoffs] = await Promise.all([
         pool.query(
-          "SELECT state, count(*) AS n FROM recipients WHERE $1::text IS NULL OR domain = $1 GROUP BY state",
+          `SELECT ${RECIPIENT_STATE} AS state, count(*) AS n FROM recipients r
+           LEFT JOIN queue q ON q.recipient_id = r.id WHERE $1::text IS NULL OR r.domain = $1 GROUP BY 1`,
           [domain],
         ),
         pool.query(
-          `SELECT domain, state, count(*) AS n FROM recipients
-           WHERE state NOT IN ${FINAL} AND ($1::text IS NULL OR domain = $1)
-           GROUP BY domain, state ORDER BY domain COLLATE "C"`,
+          `SELECT r.domain, ${RECIPIENT_STATE} AS state, count(*) AS n FROM recipients r
+           LEFT JOIN queue q ON q.recipient_id = r.id
+           WHERE r.state NOT IN ${FINAL} AND ($1::text IS NULL OR r.domain = $1)
+           GROUP BY 1, 2 ORDER BY r.domain COLLATE "C"`,
           [domain],
         ),
         pool.query("SELECT domain, until FROM destination_backoff WHERE until > $1", [Date.now()]),
@@ -378,8 +378,8 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
             [target.messageId],
           );
           const result = await client.query(
-            `WITH q AS (UPDATE queue SET next_attempt_at = $2 WHERE message_id = $1 AND lease_owner IS NULL
-               RETURNING recipient_id)
+            `WITH q AS (UPDATE queue SET next_attempt_at = $2 WHERE lease_owner IS NULL
+               AND recipient_id IN (SELECT id FROM recipients WHERE message_id = $1) RETURNING recipient_id)
              UPDATE recipients r SET next_attempt_at = $2, updated_at = $2 FROM q
              WHERE r.id = q.recipient_id AND r.state IN ('queued', 'deferred')`,
             [target.messageId, now],
@@ -394,7 +394,8 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
     holdMessage(messageId: string, now: number): Promise<number> {
       return transaction(pool, async (client) => {
         const { rows } = await client.query(
-          "DELETE FROM queue WHERE message_id = $1 AND lease_owner IS NULL RETURNING recipient_id",
+          `DELETE FROM queue WHERE lease_owner IS NULL
+           AND recipient_id IN (SELECT id FROM recipients WHERE message_id = $1) RETURNING recipient_id`,
           [messageId],
         );
         const result = await client.query(
@@ -412,9 +413,8 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
         const result = await client.query(
           `WITH r AS (UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
              next_attempt_at = $2, updated_at = $2 WHERE message_id = $1 AND state = 'held'
-             RETURNING id, message_id, domain)
-           INSERT INTO queue (recipient_id, message_id, domain, next_attempt_at)
-           SELECT id, message_id, domain, $2 FROM r`,
+             RETURNING id, domain)
+           INSERT INTO queue (recipient_id, domain, next_attempt_at) SELECT id, domain, $2 FROM r`,
           [messageId, now],
         );
         if ((result.rowCount ?? 0) > 0) await notifyDue(client, now);
@@ -424,13 +424,14 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
 
     dropMessage(messageId: string, now: number, reason: string): Promise<number> {
       return transaction(pool, async (client) => {
-        await client.query("SELECT 1 FROM queue WHERE message_id = $1 ORDER BY recipient_id FOR UPDATE", [
-          messageId,
-        ]);
+        await client.query(
+          `SELECT 1 FROM queue WHERE recipient_id IN (SELECT id FROM recipients WHERE message_id = $1)
+           ORDER BY recipient_id FOR UPDATE`,
+          [messageId],
+        );
         const { rows } = await client.query(
           `WITH r AS (
-             UPDATE recipients SET state = 'dropped', next_attempt_at = NULL, lease_owner = NULL,
-               lease_expires_at = NULL, last_reply = $3, updated_at = $2
+             UPDATE recipients SET state = 'dropped', next_attempt_at = NULL, last_reply = $3, updated_at = $2
              WHERE message_id = $1 AND state NOT IN ${FINAL}
              RETURNING id, message_id, address, attempts),
            gone AS (DELETE FROM queue q USING r WHERE q.recipient_id = r.id RETURNING 1),
