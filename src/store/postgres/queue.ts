@@ -59,7 +59,9 @@ const EVENT_OF: Record<OutcomeState, EventType> = {
 };
 
 // The claim (see the invariants). queue_due gives the rows in due order from the low-water mark
-// ($6, claim-watermark.ts); LIMIT stops the scan.
+// ($6, claim-watermark.ts); LIMIT stops the scan. Every other table is reached through its
+// primary key with `= ANY(ARRAY(…))`, never a hash join: a join plan that scans a table would
+// grow with the table's history (and its dead rows), which is what this design avoids.
 const CLAIM = `
   WITH due AS (
     SELECT q.recipient_id, q.next_attempt_at FROM queue q
@@ -70,17 +72,19 @@ const CLAIM = `
     LIMIT $3
     FOR UPDATE SKIP LOCKED),
   leased AS (
-    UPDATE queue q SET lease_owner = $4, next_attempt_at = $5 FROM due
-    WHERE q.recipient_id = due.recipient_id
-    RETURNING q.recipient_id, due.next_attempt_at AS due_at)
-  SELECT r.id, r.message_id, r.address, r.domain, r.attempts, l.due_at, m.mail_from, m.size,
-    m.received_at, m.expires_at, m.account_id,
+    UPDATE queue q SET lease_owner = $4, next_attempt_at = $5
+    WHERE q.recipient_id = ANY(ARRAY(SELECT recipient_id FROM due))
+    RETURNING q.recipient_id)
+  SELECT r.id, r.message_id, r.address, r.domain, r.attempts, d.next_attempt_at AS due_at, m.mail_from,
+    m.size, m.received_at, m.expires_at, m.account_id,
     EXISTS (SELECT 1 FROM suppressions x WHERE x.account_id = m.account_id
       AND x.address = lower(r.address)) AS suppressed
-  FROM leased l JOIN recipients r ON r.id = l.recipient_id JOIN messages m ON m.id = r.message_id
-  ORDER BY l.due_at, r.id`;
+  FROM due d JOIN recipients r ON r.id = d.recipient_id JOIN messages m ON m.id = r.message_id
+  WHERE r.id = ANY(ARRAY(SELECT recipient_id FROM leased))
+  ORDER BY d.next_attempt_at, r.id`;
 
-// Outcomes in one statement: recipients, queue rows, attempt records; returns what moved.
+// Outcomes in one statement: recipients, queue rows, attempt records; returns what moved. The
+// redundant `= ANY($1)` conditions give the planner index lookups (see CLAIM).
 const OUTCOMES = `
   WITH o AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[])
@@ -90,15 +94,18 @@ const OUTCOMES = `
       next_attempt_at = CASE WHEN o.state = 'deferred' THEN o.next END,
       last_reply = o.reply, updated_at = $6
     FROM o
-    WHERE r.id = o.id AND CASE WHEN o.state = 'deferred'
+    WHERE r.id = o.id AND r.id = ANY($1::bigint[]) AND CASE WHEN o.state = 'deferred'
       THEN EXISTS (SELECT 1 FROM queue l WHERE l.recipient_id = r.id AND l.lease_owner = o.owner)
       ELSE r.state NOT IN ${FINAL} END
     RETURNING r.id, r.message_id, r.address, r.attempts, o.state, o.next, o.n),
   deferred AS (
     UPDATE queue q SET next_attempt_at = moved.next, lease_owner = NULL FROM moved
-    WHERE q.recipient_id = moved.id AND moved.state = 'deferred' RETURNING 1),
+    WHERE q.recipient_id = moved.id AND q.recipient_id = ANY($1::bigint[]) AND moved.state = 'deferred'
+    RETURNING 1),
   finished AS (
-    DELETE FROM queue q USING moved WHERE q.recipient_id = moved.id AND moved.state <> 'deferred' RETURNING 1),
+    DELETE FROM queue q USING moved
+    WHERE q.recipient_id = moved.id AND q.recipient_id = ANY($1::bigint[]) AND moved.state <> 'deferred'
+    RETURNING 1),
   attempts AS (
     INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, mx_host, ip, port,
       source_ip, tls, reply)
@@ -106,11 +113,12 @@ const OUTCOMES = `
     FROM unnest($1::bigint[], $7::bigint[], $8::int[], $3::text[], $9::text[], $10::text[], $11::int[],
       $12::text[], $13::text[], $5::text[]) WITH ORDINALITY
       AS a(id, at, duration, status, mx, ip, port, source, tls, reply, n)
-    JOIN recipients r ON r.id = a.id
+    JOIN recipients r ON r.id = a.id AND r.id = ANY($1::bigint[])
     ORDER BY a.n
     RETURNING 1)
-  SELECT moved.id, moved.message_id, moved.address, moved.attempts, moved.n, m.account_id
-  FROM moved JOIN messages m ON m.id = moved.message_id
+  SELECT moved.id, moved.message_id, moved.address, moved.attempts, moved.n,
+    (SELECT m.account_id FROM messages m WHERE m.id = moved.message_id) AS account_id
+  FROM moved
   ORDER BY moved.n`;
 
 export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: ClaimWatermark): QueueStore {
