@@ -9,7 +9,6 @@
  *   rig.clock.advance(3600_000); rig.poke(); // due again now
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import pino from "pino";
 import { type DeliveryConfig, deliverySchema } from "../../src/config/delivery-schema.js";
 import { type DeliveryEngine, startDelivery } from "../../src/delivery/engine.js";

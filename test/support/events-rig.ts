@@ -4,7 +4,6 @@
  * submission over raw SMTP sessions (trusted network), and reading the event log from the data
  * directory the way an operator's tool would (its own store connection).
  */
-import { join } from "node:path";
 import type { EventFilter, PetrelEvent } from "../../src/store/types.js";
 import { startDnsServer, type TestDnsServer } from "./dns-server.js";
 import { type RawMessage, RawSmtpSession } from "./raw-smtp.js";
