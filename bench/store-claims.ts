@@ -5,7 +5,7 @@
  * a REPEATABLE READ snapshot open the whole time, comparing the claim+outcome rate of the first
  * and the last window (goal: drop < 10% over 5 minutes).
  *
- * PostgreSQL: a fresh database on 127.0.0.1:5432 (PETREL_TEST_POSTGRES_URL overrides), dropped at
+ * PostgreSQL: a fresh database on 127.0.0.1:5432 (TEST_POSTGRES_URL overrides), dropped at
  * the end. Prints numbers beside their goals; `--json` prints one JSON object.
  *
  * Usage: npm run bench:claims -- [--recipients 20000] [--batch 500] [--bloat-seconds 300]

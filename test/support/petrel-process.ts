@@ -91,7 +91,7 @@ export function testConfig(dataDir: string, extra: Record<string, unknown> = {})
     sending: { requireVerifiedDomains: false },
     // The bounce listener (issue 5) on an ephemeral loopback port, never port 25.
     bounces: { listener: { port: 0 } },
-    // SQLite by default; PETREL_TEST_STORE=postgres gives the directory a database (test-store.ts).
+    // SQLite by default; TEST_STORE=postgres gives the directory a database (test-store.ts).
     ...storeConfigFor(dataDir),
   };
   return deepMerge(base, extra);

@@ -1,5 +1,6 @@
 /**
- * Which store the end-to-end tests run on: SQLite (default) or, with PETREL_TEST_STORE=postgres,
+ * Which store the end-to-end tests run on: SQLite (default) or, with TEST_STORE=postgres (not a
+ * PETREL_ name: those are configuration, and the CLI would reject an unknown key),
  * a fresh PostgreSQL database per data directory (created on first use, dropped by
  * removeDataDir), so the same suites exercise both backends (issue 8).
  *
@@ -18,7 +19,7 @@ import type { Store } from "../../src/store/types.js";
 import { POSTGRES_ADMIN_URL } from "./postgres.js";
 
 export const TEST_STORE: "sqlite" | "postgres" =
-  process.env.PETREL_TEST_STORE === "postgres" ? "postgres" : "sqlite";
+  process.env.TEST_STORE === "postgres" ? "postgres" : "sqlite";
 
 const MARKER = "petrel-test-store.json";
 
