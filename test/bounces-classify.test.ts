@@ -6,9 +6,12 @@
  * classifier; and operator rules from config taking precedence over the table.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import { classifyBounce, createClassifier } from "../src/bounces/classify.js";
 import { interpret } from "../src/bounces/interpret.js";
 import { parseReport } from "../src/bounces/report.js";
@@ -279,9 +282,30 @@ describe("bounce classification table", () => {
     });
   }
 
-  it("puts the enhanced code before the text, and never calls a temporary reply hard", () => {
-    const code = classifyBounce({ code: 550, enhanced: "5.1.1", text: "550 5.1.1 mailbox full" });
+  it("lets wording that names its cause beat the code, the code beat weak wording; never calls a temporary reply hard", () => {
+    // Providers reuse 5.1.1 for a full mailbox (Orange, Comcast) and for a throttle (GoDaddy).
+    const full = classifyBounce({ code: 552, enhanced: "5.1.1", text: "552 5.1.1 mailbox full" });
+    assert.deepEqual([full.class, full.hard], ["mailbox-full", false]);
+    const throttle = classifyBounce({
+      text: "550 5.1.1 <a@b.example> - 192.0.2.1 has sent to too many recipients this hour",
+    });
+    assert.deepEqual([throttle.class, throttle.hard], ["reputation", false]);
+    // "access denied" is weaker evidence than 5.1.1.
+    const code = classifyBounce({
+      code: 550,
+      enhanced: "5.1.1",
+      text: "550 5.1.1 <a@b.example>: access denied",
+    });
     assert.deepEqual([code.class, code.hard], ["invalid-recipient", true]);
+    // Enhanced codes in the notations MTAs use inside the text.
+    assert.equal(
+      classifyBounce({ text: "550 sorry, no mailbox here by that name (#5.1.1 - chkusr)" }).class,
+      "invalid-recipient",
+    );
+    assert.equal(
+      classifyBounce({ text: "553 #5.1.8 Domain of sender address b@nx.example does not exist" }).class,
+      "auth-failure",
+    );
     const temporary = classifyBounce({ code: 450, enhanced: "4.1.1", text: "450 4.1.1 user unknown" });
     assert.deepEqual([temporary.class, temporary.hard], ["transient", false]);
     // A generic status defers to a specific code inside the diagnostic.
@@ -355,4 +379,51 @@ describe("real DSN samples (../shared/samples/dsn/INDEX.tsv)", () => {
         assert.equal(finding.classification.class, expected, finding.classification.rule);
     });
   }
+});
+
+describe("petrel bounces classify", () => {
+  const cli = resolve(dirname(fileURLToPath(import.meta.url)), "../src/cli/main.js");
+  const run = (...args: string[]) =>
+    execFileSync(process.execPath, [cli, "bounces", "classify", ...args], {
+      encoding: "utf8",
+      env: { ...process.env, PETREL_CONFIG: "" },
+    });
+
+  it("prints the class, hard or soft, and the rule that decided", () => {
+    const out = run("552 5.1.1 <example@comcast.net> recipient rejected - extended quota violation");
+    assert.match(out, /^class: mailbox-full$/m);
+    assert.match(out, /^hard: +no/m);
+    assert.match(out, /^rule: +text:"quota violation"$/m);
+  });
+
+  it("--json prints only JSON", () => {
+    const out = run("--json", "550-5.1.1 The email account that you tried to reach does not exist.");
+    assert.deepEqual(JSON.parse(out), {
+      reply: "550-5.1.1 The email account that you tried to reach does not exist.",
+      code: 550,
+      class: "invalid-recipient",
+      hard: true,
+      rule: "code:x.1.1",
+    });
+  });
+
+  it("applies the operator's bounces.rules from the configuration first", () => {
+    const dir = mkdtempSync(join(tmpdir(), "petrel-bounces-"));
+    try {
+      const file = join(dir, "petrel.yaml");
+      writeFileSync(
+        file,
+        'bounces:\n  rules:\n    - { match: "extended quota", class: invalid-recipient }\n',
+      );
+      const got = JSON.parse(
+        run("--json", "-c", file, "552 5.1.1 <a@comcast.net> recipient rejected - extended quota violation"),
+      );
+      assert.deepEqual(
+        [got.class, got.hard, got.rule],
+        ["invalid-recipient", true, "operator:extended quota"],
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

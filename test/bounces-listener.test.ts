@@ -50,7 +50,7 @@ describe("VERP return paths and the bounce listener", () => {
 
   const config = () => ({
     auth: { trustedNetworks: [{ network: "127.0.0.1/32", account: "default" }] },
-    dns: { servers: [dns.server], timeoutMs: 1000, tries: 2 },
+    dns: { servers: [dns.server], timeoutMs: 5000, tries: 2 },
     sending: { requireVerifiedDomains: true },
     domains: { spf: { ips: ["127.0.0.1"] }, recheckIntervalMs: 0 },
     delivery: { enabled: true, port: mx.port, pollIntervalMs: 20, idleTimeoutMs: 500, retryJitter: 0 },

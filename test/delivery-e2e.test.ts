@@ -5,7 +5,9 @@
  *   `petrel queue show` lists the attempt.
  * - kill -9 in the middle of deliveries, then restart: every message ends delivered, each at
  *   least once; one delivered twice is the window between the remote 250 and our commit. The
- *   duplicates are counted and reported (at most the messages in flight at the kill).
+ *   duplicates are counted and reported (at most the messages in flight at the kill). The test
+ *   MX holds transactions at the end of DATA when the kill comes, so it is certain that
+ *   deliveries were under way; those exact messages must arrive after the restart.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -17,6 +19,7 @@ import { openSqliteStore } from "../src/store/sqlite/sqlite-store.js";
 import { startDnsServer, type TestDnsServer } from "./support/dns-server.js";
 import { type PetrelProcess, petrelOk, startPetrel, tempDataDir } from "./support/petrel-process.js";
 import { startTestMx, type TestMx } from "./support/test-mx.js";
+import { waitFor } from "./support/wait.js";
 
 function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -31,7 +34,8 @@ describe("delivery end to end", () => {
   let mx: TestMx;
   const deliveryConfig = () => ({
     delivery: { enabled: true, port: mx.port, pollIntervalMs: 20, leaseMs: 60_000, idleTimeoutMs: 500 },
-    dns: { servers: [dns.server], timeoutMs: 2000, tries: 2 },
+    // Generous: the DNS server runs in this (busy) test process; a slow answer must not defer.
+    dns: { servers: [dns.server], timeoutMs: 5000, tries: 2 },
   });
 
   before(async () => {
@@ -84,12 +88,14 @@ print(message.as_string(), end="")
       assert.match(text, /^Received: /, "with Petrel's trace field in front");
       const queueId = /id ([0-9A-Z]{26})/.exec(text)![1]!;
       // The outcome is committed right after the remote 250.
-      let detail: { recipientDetails: Array<{ state: string }>; attempts: Array<Record<string, unknown>> };
-      for (;;) {
-        detail = JSON.parse(await petrelOk(dataDir, ["queue", "show", queueId, "--json"]));
-        if (detail.recipientDetails[0]!.state === "delivered") break;
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+      type Detail = { recipientDetails: Array<{ state: string }>; attempts: Array<Record<string, unknown>> };
+      const detail = await waitFor(
+        async () => {
+          const d = JSON.parse(await petrelOk(dataDir, ["queue", "show", queueId, "--json"])) as Detail;
+          return d.recipientDetails[0]!.state === "delivered" && d;
+        },
+        { what: `${queueId} recorded as delivered`, intervalMs: 50 },
+      );
       assert.equal(detail.attempts.length, 1);
       assert.equal(detail.attempts[0]!.mxHost, "mx.example.com");
       assert.match(String(detail.attempts[0]!.reply), /^250 /);
@@ -115,15 +121,23 @@ print(message.as_string(), end="")
     let petrel: PetrelProcess = await startPetrel(dataDir, { config });
     const start = mx.messages.length;
     const subjectOf = (n: number) => `crash-${n}`;
-    // Ten sessions submit; the kill comes when a third has been delivered, with more in flight.
+    // Ten sessions submit. Once a third has been delivered the MX starts holding transactions at
+    // the end of DATA (content received, no reply yet); the kill comes when one is held, so a
+    // delivery is certainly in progress. 2/3 of the mail is still to go, so one will be.
     let killed = false;
+    let heldAtKill: string[] = [];
     const killAt = start + Math.floor(TOTAL / 3);
-    const watcher = setInterval(() => {
-      if (!killed && mx.messages.length >= killAt) {
-        killed = true;
-        petrel.child.kill("SIGKILL");
-      }
-    }, 1);
+    const kill = (async () => {
+      await waitFor(() => mx.messages.length >= killAt, {
+        what: `${killAt - start} deliveries`,
+        timeoutMs: 120_000,
+      });
+      mx.holdAll = true;
+      await mx.waitForHeld(1, 120_000);
+      heldAtKill = [...mx.heldContents()];
+      petrel.child.kill("SIGKILL");
+      killed = true;
+    })();
     const accepted = new Set<number>();
     await Promise.all(
       Array.from({ length: 10 }, async (_, s) => {
@@ -150,30 +164,31 @@ print(message.as_string(), end="")
         session.close();
       }),
     );
-    await new Promise<void>((resolve) => {
-      const wait = setInterval(() => {
-        if (killed || mx.messages.length >= start + TOTAL) {
-          clearInterval(wait);
-          resolve();
-        }
-      }, 5);
-    });
-    clearInterval(watcher);
-    if (!killed) petrel.child.kill("SIGKILL");
+    await kill;
+    assert.ok(killed);
     await petrel.stop();
     const atKill = mx.messages.length - start;
+    // The held transactions died with the connection: no reply, nothing kept at the MX.
+    assert.ok(heldAtKill.length >= 1, "a delivery was in progress at the kill");
+    await waitFor(() => mx.held === 0, { what: "the held transactions to end with their connections" });
+    mx.holdAll = false;
 
     petrel = await startPetrel(dataDir, { config });
     try {
       const store = openSqliteStore({ file: join(dataDir, "petrel.db") });
       try {
-        for (;;) {
-          const counts = await store.queueCounts();
-          const pending =
-            (counts.byState.queued ?? 0) + (counts.byState.deferred ?? 0) + (counts.byState.delivering ?? 0);
-          if (pending === 0) break;
-          await new Promise((resolve) => setTimeout(resolve, 50));
-        }
+        await waitFor(
+          async () => {
+            const { byState } = await store.queueCounts();
+            return (byState.queued ?? 0) + (byState.deferred ?? 0) + (byState.delivering ?? 0) === 0;
+          },
+          {
+            what: "every message final after the restart",
+            timeoutMs: 120_000,
+            intervalMs: 50,
+            describe: async () => JSON.stringify((await store.queueCounts()).byState),
+          },
+        );
         const counts = await store.queueCounts();
         // A message committed just before the kill may have lost only its 250: delivered too.
         assert.ok((counts.byState.delivered ?? 0) >= accepted.size, "every accepted message ended delivered");
@@ -190,13 +205,18 @@ print(message.as_string(), end="")
       received.set(subject, (received.get(subject) ?? 0) + 1);
     }
     for (const n of accepted) assert.ok(received.has(subjectOf(n)), `${subjectOf(n)} delivered`);
+    // The messages whose transactions were cut at the kill arrived after the restart.
+    for (const content of heldAtKill) {
+      const subject = /\r\nSubject: (crash-\d+)\r\n/.exec(content)?.[1];
+      assert.ok(subject && received.has(subject), `${subject}, in flight at the kill, delivered after`);
+    }
     const duplicates = [...received.values()].filter((c) => c > 1).length;
     assert.ok(
       [...received.values()].every((c) => c <= 2),
       "no message delivered more than twice",
     );
     t.diagnostic(
-      `kill -9 after ${atKill} deliveries; ${accepted.size} accepted, all delivered; duplicates: ${duplicates}`,
+      `kill -9 after ${atKill} deliveries with ${heldAtKill.length} in DATA; ${accepted.size} accepted, all delivered; duplicates: ${duplicates}`,
     );
     // Duplicates can only be messages whose 250 came in the last commit window before the kill.
     assert.ok(duplicates <= 100, `duplicates ${duplicates}`);

@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { type Rig, startRig, statesOf } from "./support/delivery-rig.js";
-import { CLOSED_PORT, mxPorts, startTestMx, type TestMx } from "./support/test-mx.js";
+import { CLOSED_PORT } from "./support/ports.js";
+import { mxPorts, startTestMx, type TestMx } from "./support/test-mx.js";
 
 describe("delivery: MX resolution and outcomes", () => {
   let mx2: TestMx;

@@ -5,8 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { type Rig, startRig } from "./support/delivery-rig.js";
+import { type Rig, startRig, statesOf } from "./support/delivery-rig.js";
 import { startTestMx, type TestMx, type TestMxOptions } from "./support/test-mx.js";
+import { waitFor } from "./support/wait.js";
 
 const zoneFor = (domains: Record<string, string>) =>
   Object.fromEntries(
@@ -32,10 +33,12 @@ async function scenario(
   }
 }
 
-async function enqueueMany(rig: Rig, count: number, to: (n: number) => string): Promise<string[]> {
-  const ids: string[] = [];
-  for (let n = 0; n < count; n++) ids.push(await rig.enqueue([to(n)]));
-  return ids;
+/**
+ * `count` messages in one store transaction: the worker claims them together, so the load on the
+ * dispatcher is the same however fast or slow this machine enqueues.
+ */
+function enqueueMany(rig: Rig, count: number, to: (n: number) => string): Promise<string[]> {
+  return rig.enqueueBatch(Array.from({ length: count }, (_, n) => [to(n)]));
 }
 
 describe("delivery: connection reuse and limits", () => {
@@ -43,7 +46,9 @@ describe("delivery: connection reuse and limits", () => {
     await scenario(
       { address: "127.0.0.2" },
       { "reuse.test": "127.0.0.2" },
-      { maxConnectionsPerDestination: 1, maxMessagesPerConnection: 10 },
+      // A long idle timeout: a stalled test process cannot make a connection idle out early
+      // (rig.close() closes idle connections at once).
+      { maxConnectionsPerDestination: 1, maxMessagesPerConnection: 10, idleTimeoutMs: 30_000 },
       async (rig, mx) => {
         const ids = await enqueueMany(rig, 30, (n) => `user${n}@reuse.test`);
         for (const id of ids) await rig.settled(id);
@@ -56,11 +61,18 @@ describe("delivery: connection reuse and limits", () => {
 
   it("never exceeds the per-destination cap under load", async () => {
     await scenario(
-      { address: "127.0.0.2", slowMs: 40 },
+      { address: "127.0.0.2" },
       { "capped.test": "127.0.0.2" },
-      { maxConnectionsPerDestination: 3 },
+      { maxConnectionsPerDestination: 3, idleTimeoutMs: 30_000 },
       async (rig, mx) => {
-        const ids = await enqueueMany(rig, 60, (n) => `slow+${n}@capped.test`);
+        // Every transaction is held at the MX until three are open at once: the cap is reached
+        // for certain (60 jobs wait), and held there while more work waits.
+        mx.holdAll = true;
+        const ids = await enqueueMany(rig, 60, (n) => `user${n}@capped.test`);
+        await mx.waitForHeld(3);
+        assert.equal(mx.stats.concurrent, 3);
+        mx.holdAll = false;
+        mx.release();
         for (const id of ids) await rig.settled(id);
         assert.equal(mx.messages.length, 60);
         assert.equal(mx.stats.peakConcurrent, 3, "the cap is reached and held");
@@ -72,7 +84,7 @@ describe("delivery: connection reuse and limits", () => {
   it("never exceeds the global cap over several destinations, and honours per-route caps", async () => {
     const domains = { "a.test": "127.0.0.2", "b.test": "127.0.0.2", "c.test": "127.0.0.2" };
     await scenario(
-      { address: "127.0.0.2", slowMs: 40 },
+      { address: "127.0.0.2" },
       domains,
       {
         maxConnections: 4,
@@ -80,7 +92,12 @@ describe("delivery: connection reuse and limits", () => {
         routes: [{ match: "c.test", transport: "mx", maxConnections: 1 }],
       },
       async (rig, mx) => {
-        const ids = await enqueueMany(rig, 60, (n) => `slow+${n}@${["a", "b", "c"][n % 3]}.test`);
+        // Held at the MX until the global cap is reached (7 connections' worth of work waits).
+        mx.holdAll = true;
+        const ids = await enqueueMany(rig, 60, (n) => `user${n}@${["a", "b", "c"][n % 3]}.test`);
+        await mx.waitForHeld(4);
+        mx.holdAll = false;
+        mx.release();
         for (const id of ids) await rig.settled(id);
         assert.equal(mx.messages.length, 60);
         assert.ok(mx.stats.peakConcurrent <= 4, `peak ${mx.stats.peakConcurrent} ≤ 4`);
@@ -109,10 +126,12 @@ describe("delivery: connection reuse and limits", () => {
           /^451 4\.4\.1 delivery temporarily suspended: .*421/,
         );
         assert.ok(suspended!.recipientDetails[0]!.nextAttemptAt! >= backoffs[0]!.until);
-        // New mail for the destination waits in the store while the backoff lasts.
-        const later = await rig.enqueue(["late@down.test"]);
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        assert.deepEqual((await rig.store.getMessage(later))!.states, { queued: 1 });
+        // New mail for the destination waits in the store while the backoff lasts. A message to
+        // another destination, enqueued in the same transaction, is the sign that the worker has
+        // claimed since: it bounced (no such domain) while the suspended one stayed queued.
+        const [later, control] = await rig.enqueueBatch([["late@down.test"], ["x@nowhere.test"]]);
+        assert.deepEqual(statesOf(await rig.settled(control!)), { "x@nowhere.test": "bounced" });
+        assert.deepEqual((await rig.store.getMessage(later!))!.states, { queued: 1 });
         assert.equal(mx.stats.connections, 3);
       },
     );
@@ -143,25 +162,30 @@ describe("delivery: connection reuse and limits", () => {
 
   it("gives back the leases of work not started when it stops", async () => {
     await scenario(
-      { address: "127.0.0.2", slowMs: 200 },
+      { address: "127.0.0.2" },
       { "stop.test": "127.0.0.2" },
       { maxConnectionsPerDestination: 1 },
       async (rig, mx) => {
-        const ids = await enqueueMany(rig, 5, (n) => `slow+${n}@stop.test`);
-        await rig.settled(ids[0]!, ["delivering"]);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-        await rig.engine.stop(2000);
+        // The first transaction is held at the MX while the other four wait for the connection.
+        mx.holdAll = true;
+        const ids = await enqueueMany(rig, 5, (n) => `user${n}@stop.test`);
+        await mx.waitForHeld(1);
+        await waitFor(() => rig.engine.dispatcher.waitingJobs === 4, { what: "four jobs waiting" });
+        const stopped = rig.engine.stop(10_000);
+        // stop() gives back waiting jobs at once; then the held transaction may finish.
+        await waitFor(() => rig.engine.dispatcher.waitingJobs === 0, { what: "waiting jobs released" });
+        mx.holdAll = false;
+        mx.release();
+        await stopped;
         const states = await Promise.all(ids.map(async (id) => (await rig.store.getMessage(id))!.states));
-        assert.deepEqual(states[0], { delivered: 1 }, "the transaction in flight finished");
-        assert.ok(
-          states.slice(1).every((s) => s.queued === 1 || s.delivered === 1),
-          JSON.stringify(states),
-        );
-        assert.ok(
-          states.some((s) => s.queued === 1),
+        const first = ids.findIndex((id) => mx.messages.some((m) => m.content.includes(id)));
+        assert.deepEqual(states[first], { delivered: 1 }, "the transaction in flight finished");
+        assert.equal(mx.messages.length, 1);
+        assert.deepEqual(
+          states.filter((_, i) => i !== first),
+          [{ queued: 1 }, { queued: 1 }, { queued: 1 }, { queued: 1 }],
           "unstarted work is queued again, not leased",
         );
-        assert.equal(mx.messages.length, states.filter((s) => s.delivered === 1).length);
       },
     );
   });

@@ -4,11 +4,11 @@
  */
 
 import assert from "node:assert/strict";
-import { createSocket } from "node:dgram";
 import { after, before, describe, it } from "node:test";
 import { createResolver, toQueryName } from "../src/dns/resolver.js";
 import { parseNameServer } from "../src/dns/servers.js";
 import { startDnsServer, type TestDnsServer } from "./support/dns-server.js";
+import { CLOSED_PORT } from "./support/ports.js";
 
 const LONG_TXT = `v=DKIM1; k=rsa; p=${"A".repeat(600)}`;
 const VERY_LONG_TXT = `v=DKIM1; k=rsa; p=${"B".repeat(1400)}`;
@@ -158,7 +158,8 @@ describe("permanent and temporary failures", () => {
     const elapsed = Date.now() - started;
     assert.equal(answer.kind, "tempfail");
     assert.match(answer.kind === "tempfail" ? answer.reason : "", /timeout after 150 ms/);
-    assert.ok(elapsed >= 280 && elapsed < 2000, `two tries of 150 ms took ${elapsed} ms`);
+    // A lower bound only (both tries waited their timeout); the upper one just says it gave up.
+    assert.ok(elapsed >= 280 && elapsed < 20_000, `two tries of 150 ms took ${elapsed} ms`);
     assert.equal(dns.queriesFor("timeout.test", "MX").length, 2);
   });
 
@@ -173,12 +174,13 @@ describe("permanent and temporary failures", () => {
   });
 
   it("moves on to the next server when one refuses the connection", async () => {
-    const deadPort = await freeUdpPort();
-    const r = createResolver({ servers: [`127.0.0.1:${deadPort}`, dns.server], timeoutMs: 1000, tries: 1 });
+    const deadPort = CLOSED_PORT;
+    // A timeout far longer than the test: only the ICMP port-unreachable can move it on in time.
+    const r = createResolver({ servers: [`127.0.0.1:${deadPort}`, dns.server], timeoutMs: 60_000, tries: 1 });
     const started = Date.now();
     assert.deepEqual(await r.resolveA("a-only.test"), { kind: "ok", ttl: 300, records: ["127.0.0.2"] });
     // A connected UDP socket learns of the ICMP port-unreachable at once: no timeout wait.
-    assert.ok(Date.now() - started < 900);
+    assert.ok(Date.now() - started < 30_000);
     assert.deepEqual(r.servers, [`127.0.0.1:${deadPort}`, dns.server]);
   });
 });
@@ -316,12 +318,3 @@ describe("server list", () => {
     assert.ok(r.servers.length > 0);
   });
 });
-
-/** A loopback UDP port with nothing listening (bound, then released). */
-async function freeUdpPort(): Promise<number> {
-  const socket = createSocket("udp4");
-  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", () => resolve()));
-  const { port } = socket.address();
-  await new Promise<void>((resolve) => socket.close(() => resolve()));
-  return port;
-}

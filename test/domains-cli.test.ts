@@ -32,7 +32,7 @@ describe("petrel domains", () => {
     dns = await startDnsServer({});
     dataDir = tempDataDir("petrel-domains-cli-");
     const config = testConfig(dataDir, {
-      dns: { servers: [dns.server], timeoutMs: 2000, tries: 2 },
+      dns: { servers: [dns.server], timeoutMs: 5000, tries: 2 },
       domains: {
         spf: { ips: ["192.0.2.10"], include: "_spf.petrel.test" },
         dmarcReports: "reports@petrel.test",

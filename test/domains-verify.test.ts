@@ -37,7 +37,7 @@ function service(cfg = config()): DomainsService {
   return new DomainsService({
     store,
     config: cfg,
-    resolver: createResolver({ servers: [dns.server], timeoutMs: 2000, tries: 2, cache: false }),
+    resolver: createResolver({ servers: [dns.server], timeoutMs: 5000, tries: 2, cache: false }),
   });
 }
 

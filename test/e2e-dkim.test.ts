@@ -38,7 +38,7 @@ let mx: TestMx;
 /** The configuration both the CLI and serve use: loopback DNS, SPF addresses, this test's MX. */
 function domainConfig(extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
-    dns: { servers: [dns.server], timeoutMs: 2000, tries: 2 },
+    dns: { servers: [dns.server], timeoutMs: 5000, tries: 2 },
     sending: { requireVerifiedDomains: true },
     domains: { spf: { ips: ["127.0.0.1"] }, recheckIntervalMs: 0 },
     delivery: { enabled: true, port: mx.port, pollIntervalMs: 20, idleTimeoutMs: 500 },

@@ -30,6 +30,8 @@ export interface Recorded {
   messages: { envelope: Envelope; content: string; user?: TestUser }[];
   closes: { id: string; reason: string }[];
   logs: string[];
+  /** onData calls begun (before dataDelay). */
+  dataCalls: number;
 }
 
 export interface Fixture {
@@ -72,7 +74,7 @@ export async function startFixture(
   } = {},
 ): Promise<Fixture> {
   const { key, cert } = await testCertificate();
-  const rec: Recorded = { messages: [], closes: [], logs: [] };
+  const rec: Recorded = { messages: [], closes: [], logs: [], dataCalls: 0 };
   const dataDelay = { ms: 0 };
   const sink = { write: (line: string) => rec.logs.push(line) } as unknown as Writable;
   const trusted = new Set(options.trustedIps ?? []);
@@ -113,6 +115,7 @@ export async function startFixture(
         return { ok: true };
       },
       async onData(session, envelope, content) {
+        rec.dataCalls++;
         if (dataDelay.ms > 0) await new Promise((r) => setTimeout(r, dataDelay.ms));
         rec.messages.push({
           envelope: { ...envelope, rcptTo: [...envelope.rcptTo] },
@@ -142,8 +145,8 @@ export function b64(s: string): string {
   return Buffer.from(s).toString("base64");
 }
 
-/** Waits until `cond` holds (polling), failing after `ms`. */
-export async function until(cond: () => boolean, ms = 3000): Promise<void> {
+/** Waits until `cond` holds (polling), failing after `ms` (a bound on a hang, not a speed goal). */
+export async function until(cond: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error("condition not met in time");

@@ -7,6 +7,8 @@
  *   with the same id (and identical content); the failures are in `webhooks deliveries`.
  * - kill -9 after events are written and before they are sent (a batch window longer than the
  *   test), and kill -9 with a POST in flight: after the restart every event arrives.
+ * - A receiver that never answers is given up on after timeoutMs (the request closed) and the
+ *   batch sent again; a 3xx is a failure (no redirect followed) and the batch is retried.
  * - An endpoint failing for `disableAfterMs` is disabled (log, store record); `enable` resumes it
  *   from where it stopped.
  */
@@ -182,20 +184,91 @@ describe("webhooks end to end", () => {
     }
   });
 
+  it("gives up on a receiver that never answers after timeoutMs, closes the request and sends the batch again", async () => {
+    const receiver = await startWebhookReceiver(({ n }) => (n === 0 ? "hang" : 200));
+    const { dataDir } = await prepare(receiver);
+    const petrel = await startPetrel(dataDir, {
+      config: eventsConfig(dns, mx.port, { timeoutMs: 1000, retrySchedule: [200], batchWindowMs: 0 }),
+    });
+    try {
+      await submitAll(petrel.ports.submission!, [testMessage(1, "hang@example.com")]);
+      await receiver.waitFor(() => receiver.distinct().size >= 2, 60_000, "both events after the hang");
+      assert.equal(receiver.posts[0]!.status, "hang");
+      // The batch that hung is sent again first, with the same events.
+      const hung = receiver.posts[0]!.events.map((e) => e.id);
+      assert.deepEqual(receiver.posts[1]!.events.map((e) => e.id).slice(0, hung.length), hung);
+      await receiver.waitFor(() => receiver.hanging() === 0, 60_000, "Petrel to close the hung request");
+      const deliveries = JSON.parse(
+        await petrelOk(dataDir, ["webhooks", "deliveries", receiver.url, "--json", "-n", "100"]),
+      ) as Array<{ statusCode: number | null; error: string | null }>;
+      assert.ok(
+        deliveries.some((d) => d.statusCode === null && /no response within 1000 ms/.test(String(d.error))),
+        JSON.stringify(deliveries),
+      );
+      assert.ok(deliveries.some((d) => d.statusCode === 200));
+      assert.deepEqual(byId(receiver.distinct().values()), await readEvents(dataDir));
+    } finally {
+      await petrel.stop();
+      await receiver.close();
+      removeDataDir(dataDir);
+    }
+  });
+
+  it("counts a 3xx as a failure: no redirect followed, the batch retried until a 2xx", async () => {
+    const elsewhere = await startWebhookReceiver(() => 200);
+    const receiver = await startWebhookReceiver(({ n }) => (n < 2 ? 302 : 200));
+    receiver.redirectTo = elsewhere.url;
+    const { dataDir } = await prepare(receiver);
+    const petrel = await startPetrel(dataDir, {
+      config: eventsConfig(dns, mx.port, { retrySchedule: [200], batchWindowMs: 0 }),
+    });
+    try {
+      await submitAll(petrel.ports.submission!, [testMessage(1, "moved@example.com")]);
+      await receiver.waitFor(() => receiver.distinct().size >= 2, 60_000, "both events after two 302s");
+      assert.deepEqual(
+        receiver.posts.slice(0, 3).map((p) => p.status),
+        [302, 302, 200],
+      );
+      const first = receiver.posts[0]!.events.map((e) => e.id);
+      assert.deepEqual(receiver.posts[2]!.events.map((e) => e.id).slice(0, first.length), first);
+      assert.equal(elsewhere.posts.length, 0, "a signed batch is never replayed to the Location");
+      const deliveries = JSON.parse(
+        await petrelOk(dataDir, ["webhooks", "deliveries", receiver.url, "--json", "-n", "100"]),
+      ) as Array<{ statusCode: number | null; error: string | null }>;
+      const redirects = deliveries.filter((d) => d.statusCode === 302);
+      assert.equal(redirects.length, 2, JSON.stringify(deliveries));
+      assert.ok(
+        redirects.every((d) => /^HTTP 302/.test(String(d.error))),
+        JSON.stringify(redirects),
+      );
+      assert.deepEqual(byId(receiver.distinct().values()), await readEvents(dataDir));
+    } finally {
+      await petrel.stop();
+      await receiver.close();
+      await elsewhere.close();
+      removeDataDir(dataDir);
+    }
+  });
+
   it("disables an endpoint that keeps failing, and resumes it from where it stopped when enabled", async () => {
     const receiver = await startWebhookReceiver(() => 503);
     const { dataDir } = await prepare(receiver);
+    // A second endpoint that always answers 200: its POSTs show the dispatcher at work.
+    const control = await startWebhookReceiver(() => 200);
+    await petrelOk(dataDir, ["webhooks", "add", control.url]);
     const petrel = await startPetrel(dataDir, {
       config: eventsConfig(dns, mx.port, { disableAfterMs: 1500, retrySchedule: [200] }),
     });
     try {
       await submitAll(petrel.ports.submission!, [testMessage(1, "off@example.com")]);
-      await waitUntil(
-        async () =>
-          JSON.parse(await petrelOk(dataDir, ["webhooks", "list", "--json"]))[0].state === "disabled",
-        "the endpoint disabled",
-      );
-      const [listed] = JSON.parse(await petrelOk(dataDir, ["webhooks", "list", "--json"]));
+      // The list is ordered by URL: pick the failing endpoint by its own.
+      const failing = async () => {
+        type Listed = { url: string; state: string; disabledReason: string; secret: string };
+        const all = JSON.parse(await petrelOk(dataDir, ["webhooks", "list", "--json"])) as Listed[];
+        return all.find((w) => w.url === receiver.url)!;
+      };
+      await waitUntil(async () => (await failing()).state === "disabled", "the endpoint disabled");
+      const listed = await failing();
       assert.match(listed.disabledReason, /^no successful delivery for [\d.]+ h \(last: HTTP 503/);
       assert.match(listed.secret, /^whsec_.{4}…$/, "the secret is masked");
       const deliveries = JSON.parse(
@@ -204,16 +277,19 @@ describe("webhooks end to end", () => {
       assert.equal(deliveries[0].kind, "disabled");
       assert.ok(petrel.logRecords().some((r) => String(r.msg).startsWith("webhook endpoint disabled")));
       const posts = receiver.posts.length;
-      await new Promise((resolve) => setTimeout(resolve, 600));
+      // New events: the control endpoint gets them; the disabled one gets nothing, not even retries.
+      await submitAll(petrel.ports.submission!, [testMessage(2, "off2@example.com")]);
+      await control.waitFor(() => control.distinct().size >= 4, 60_000, "the new events at the control");
       assert.equal(receiver.posts.length, posts, "nothing more is sent to a disabled endpoint");
 
       receiver.respond = () => 200;
       await petrelOk(dataDir, ["webhooks", "enable", receiver.url]);
-      await receiver.waitFor(() => receiver.distinct().size >= 2, 60_000, "both events after enable");
+      await receiver.waitFor(() => receiver.distinct().size >= 4, 60_000, "all four events after enable");
       assert.deepEqual(byId(receiver.distinct().values()), await readEvents(dataDir));
     } finally {
       await petrel.stop();
       await receiver.close();
+      await control.close();
       removeDataDir(dataDir);
     }
   });

@@ -4,18 +4,21 @@
  */
 
 import { type BounceListener, startBounces } from "../bounces/listener.js";
+import { inDataDir } from "../config/load.js";
 import type { PetrelConfig } from "../config/schema.js";
-import { compileTrustedNetworks } from "../config/schema.js";
+import { compileNetworks, compileTrustedNetworks } from "../config/schema.js";
 import { startDelivery } from "../delivery/engine.js";
 import { type DeliveryThread, startDeliveryThread } from "../delivery/thread.js";
 import { createResolver } from "../dns/resolver.js";
 import { startDomainRechecker } from "../domains/recheck.js";
 import { DomainsService } from "../domains/service.js";
-import { createMessageSigning } from "../domains/signer.js";
+import { createMessageSigning, type SigningStats } from "../domains/signer.js";
 import { UsageError } from "../errors.js";
 import { startEventRetention } from "../events/retention.js";
 import { WebhookDispatcher } from "../events/webhook-dispatcher.js";
-import type { Logger } from "../log.js";
+import { HttpMetrics } from "../http/metrics.js";
+import { httpTls, type RunningHttp, startHttp } from "../http/server.js";
+import type { Logger, LogStats } from "../log.js";
 import { AuthThrottle } from "../policy/auth-throttle.js";
 import { Spool } from "../queue/spool.js";
 import { BindError, SmtpServer } from "../smtp/server.js";
@@ -23,9 +26,18 @@ import type { ListenerSpec } from "../smtp/types.js";
 import { openStore } from "../store/open.js";
 import type { Store } from "../store/types.js";
 import { loadCertificate } from "./certificate.js";
+import { Idempotency } from "./idempotency.js";
+import { lockDatabase } from "./serve-lock.js";
 import { createSubmissionHooks, type Submitter } from "./submission.js";
 
+export interface StartOptions {
+  /** The counters of the logger's sink (src/log-sink.ts), passed on for /metrics. */
+  readonly logStats?: LogStats;
+}
+
 export interface RunningPetrel {
+  /** Counters for /metrics: log lines dropped, mail refused because it could not be signed. */
+  readonly counters: PetrelCounters;
   readonly store: Store;
   readonly spool: Spool;
   readonly smtp: SmtpServer<Submitter>;
@@ -35,6 +47,8 @@ export interface RunningPetrel {
   readonly webhooks: WebhookDispatcher | undefined;
   /** The bounce listener (issue 5); undefined when off or its port could not be bound. */
   readonly bounces: BounceListener | undefined;
+  /** The HTTP API (issue 9); undefined when http.enabled is false or its port could not be bound. */
+  readonly http: RunningHttp | undefined;
   /** Stops accepting, lets DATA transactions finish within the grace period, closes the store. */
   close(): Promise<void>;
 }
@@ -48,17 +62,50 @@ const PORT_OPTIONS: Record<string, string> = {
 
 const KEY_USE_FLUSH_MS = 30_000;
 
-export async function startPetrel(config: PetrelConfig, logger: Logger): Promise<RunningPetrel> {
-  const store = await openStore(config, { forServer: true });
+export interface PetrelCounters {
+  readonly log: LogStats | undefined;
+  readonly signing: SigningStats;
+}
+
+export async function startPetrel(
+  config: PetrelConfig,
+  logger: Logger,
+  options: StartOptions = {},
+): Promise<RunningPetrel> {
+  // One serve per SQLite database (issue 13): taken before the store is opened, held until close.
+  const lock =
+    config.store.driver === "sqlite" ? lockDatabase(inDataDir(config, config.store.sqlite.file)) : undefined;
+  let store: Store;
   try {
-    return await startWithStore(config, logger, store);
+    store = await openStore(config, { forServer: true });
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
+  try {
+    const running = await startWithStore(config, logger, store, options);
+    const close = running.close;
+    let closing: Promise<void> | undefined;
+    return {
+      ...running,
+      close: () => {
+        closing ??= close().finally(() => lock?.release());
+        return closing;
+      },
+    };
   } catch (err) {
     await store.close();
+    lock?.release();
     throw err;
   }
 }
 
-async function startWithStore(config: PetrelConfig, logger: Logger, store: Store): Promise<RunningPetrel> {
+async function startWithStore(
+  config: PetrelConfig,
+  logger: Logger,
+  store: Store,
+  options: StartOptions,
+): Promise<RunningPetrel> {
   const trusted = [];
   for (const network of compileTrustedNetworks(config)) {
     const account = await store.getAccount(network.account);
@@ -105,6 +152,15 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
       cache: false,
     }),
   });
+  const signing = createMessageSigning(store);
+  // Issue 9: metrics count SMTP and HTTP accepts here, and every thread's outcomes from the event log.
+  let inbound: (() => number) | undefined;
+  const metrics = new HttpMetrics({ store, inboundConnections: () => inbound?.() ?? 0 });
+  await metrics.start();
+  const onKeyUsed = (id: number, at: number) => keyUses.set(id, at);
+  const idempotency = new Idempotency(store, (err) =>
+    logger.error({ err }, "could not keep an idempotency key"),
+  );
   const hooks = createSubmissionHooks({
     config,
     store,
@@ -112,17 +168,38 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
     throttle,
     trusted,
     logger,
-    onKeyUsed: (id, at) => keyUses.set(id, at),
-    signing: createMessageSigning(store),
+    onKeyUsed,
+    signing,
+    metrics,
+    idempotency,
   });
   const listeners: ListenerSpec[] = [];
   const { host } = config.smtp;
-  if (config.smtp.submission.enabled)
-    listeners.push({ name: "submission", host, port: config.smtp.submission.port, mode: "starttls" });
-  if (config.smtp.submissions.enabled)
-    listeners.push({ name: "submissions", host, port: config.smtp.submissions.port, mode: "implicit" });
-  if (config.smtp.alternate.enabled)
-    listeners.push({ name: "alternate", host, port: config.smtp.alternate.port, mode: "starttls" });
+  const { submission, submissions, alternate } = config.smtp;
+  if (submission.enabled)
+    listeners.push({
+      name: "submission",
+      host,
+      port: submission.port,
+      mode: "starttls",
+      proxyProtocol: submission.proxyProtocol,
+    });
+  if (submissions.enabled)
+    listeners.push({
+      name: "submissions",
+      host,
+      port: submissions.port,
+      mode: "implicit",
+      proxyProtocol: submissions.proxyProtocol,
+    });
+  if (alternate.enabled)
+    listeners.push({
+      name: "alternate",
+      host,
+      port: alternate.port,
+      mode: "starttls",
+      proxyProtocol: alternate.proxyProtocol,
+    });
   if (listeners.length === 0)
     throw new UsageError("no SMTP listener is enabled (smtp.submission, smtp.submissions, smtp.alternate)");
 
@@ -131,9 +208,15 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
     listeners,
     tls: { key: certificate.key, cert: certificate.cert, minVersion: config.smtp.tls.minVersion },
     allowInsecureAuth: config.smtp.allowInsecureAuth,
-    limits: config.smtp.limits,
+    // With longLines: reencode the submission hooks fix long lines (src/message/normalize.ts), so
+    // the DATA reader must not refuse them; the size limit still bounds what it holds.
+    limits: {
+      ...config.smtp.limits,
+      maxLineLength: config.smtp.limits.longLines === "reject" ? config.smtp.limits.maxLineLength : 0,
+    },
     hooks,
     logger,
+    proxyProtocol: { trusted: compileNetworks(config.smtp.proxyProtocol.trustedNetworks) },
   });
   try {
     await smtp.listen();
@@ -152,6 +235,7 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
     throw err;
   }
   for (const a of smtp.addresses) logger.info({ listener: a.name, port: a.port }, "listening");
+  inbound = () => smtp.connectionCount();
 
   // ── Bounces (issue 5): the inbound listener for VERP return paths (bounces.listener) ──
   let bounces: BounceListener | undefined;
@@ -194,18 +278,61 @@ async function startWithStore(config: PetrelConfig, logger: Logger, store: Store
   const rechecker = startDomainRechecker(domains, store, logger, {
     intervalMs: config.domains.recheckIntervalMs,
   });
+  // ── HTTP API (issue 9): the same services and accept path; a taken port is one warning ──
+  let ready = false;
+  let http: RunningHttp | undefined;
+  if (config.http.enabled) {
+    try {
+      http = await startHttp(
+        {
+          config,
+          store,
+          spool,
+          logger,
+          signing,
+          idempotency,
+          throttle,
+          onKeyUsed,
+          metrics,
+          ctx: { store, config },
+          notReady: () => (ready ? null : "starting"),
+        },
+        logger,
+        httpTls(config, { key: certificate.key, cert: certificate.cert }),
+      );
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== "EADDRINUSE" && code !== "EACCES") {
+        await smtp.close(0);
+        await delivery?.stop(0);
+        await webhooks?.stop(0);
+        await bounces?.close(0);
+        throw err;
+      }
+      logger.warn(
+        { host: config.http.host, port: config.http.port, code },
+        "cannot listen for the HTTP API; running without it (change http.port or PETREL_HTTP__PORT)",
+      );
+    }
+  }
+  ready = true;
+  // ── end HTTP API ──
 
   let closing: Promise<void> | undefined;
   return {
+    counters: { log: options.logStats, signing: signing.stats },
     store,
     spool,
     smtp,
     delivery,
     webhooks,
     bounces,
+    http,
     close() {
       closing ??= (async () => {
+        ready = false;
         clearInterval(housekeeping);
+        await http?.close();
         await rechecker.stop();
         await smtp.close(config.smtp.shutdownGraceMs);
         await bounces?.close(config.smtp.shutdownGraceMs);

@@ -12,29 +12,20 @@
  * Security: API keys are hashed before lookup and never logged; the log shows the key's name.
  */
 
-import { domainOf } from "../address.js";
 import { hashApiKey } from "../auth/api-keys.js";
+import { hasScope } from "../auth/scopes.js";
 import type { PetrelConfig, TrustedNetwork } from "../config/schema.js";
 import type { MessageSigning } from "../domains/signer.js";
-import { readAttachedMetadata } from "../events/metadata.js";
 import type { Logger } from "../log.js";
-import { addTraceFields, headerSenders, readHeaderSection } from "../message/headers.js";
 import type { AuthThrottle } from "../policy/auth-throttle.js";
-import { checkDomainsVerified, checkEnvelopeSender, checkHeaderSenders } from "../policy/sender.js";
-import { checkSuppression } from "../policy/suppression.js";
 import type { Verdict } from "../policy/verdict.js";
-import { newQueueId, type Spool } from "../queue/spool.js";
+import type { Spool } from "../queue/spool.js";
 import type { Envelope, HookVerdict, SessionHooks, SessionInfo, SmtpReply } from "../smtp/types.js";
 import type { DomainStatus, SenderIdentities, Store } from "../store/types.js";
+import { acceptContent, checkRecipient, checkSender, type Submitter } from "./accept.js";
+import type { Idempotency } from "./idempotency.js";
 
-/** Who is submitting: an account, through an API key or a trusted network. */
-export interface Submitter {
-  readonly accountId: number;
-  readonly accountName: string;
-  readonly apiKeyId: number | null;
-  /** What the log shows: the key's name, or the trusted network. */
-  readonly label: string;
-}
+export type { Submitter } from "./accept.js";
 
 export interface SubmissionDeps {
   readonly config: PetrelConfig;
@@ -48,6 +39,15 @@ export interface SubmissionDeps {
   readonly onKeyUsed: (keyId: number, at: number) => void;
   /** DKIM signing by From domain (src/domains/signer.ts); absent = never sign. */
   readonly signing?: MessageSigning;
+  /** Counts accepted and refused messages (src/http/metrics.ts); absent = not counted. */
+  readonly metrics?: AcceptCounter;
+  /** X-Petrel-Idempotency-Key (issue 9); absent = the field is only removed. */
+  readonly idempotency?: Idempotency;
+}
+
+export interface AcceptCounter {
+  accept(via: "smtp" | "http", seconds: number): void;
+  reject(via: "smtp" | "http", reason: string): void;
 }
 
 const AUTH_INVALID: SmtpReply = { code: 535, enhanced: "5.7.8", text: "Authentication credentials invalid" };
@@ -58,11 +58,10 @@ const LOCKED_OUT: SmtpReply = {
 };
 
 export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submitter> {
-  const { config, store, spool, throttle, trusted, logger } = deps;
+  const { store, throttle, trusted, logger } = deps;
   // Identities read at MAIL FROM are reused for the header check at the end of the same DATA.
   const identitiesBySession = new WeakMap<SessionInfo<Submitter>, SenderIdentities>();
   // Sender domain statuses for sending.requireVerifiedDomains, read at MAIL FROM like identities.
-  const requireVerified = config.sending.requireVerifiedDomains;
   const statusesBySession = new WeakMap<SessionInfo<Submitter>, ReadonlyMap<string, DomainStatus>>();
   // Issue 5: suppressed recipients accepted in this transaction (suppression.mode drop): stored
   // `dropped` with reason `suppressed` in the commit that accepts the message, never attempted.
@@ -86,11 +85,19 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
     },
 
     async onAuth(session, credentials) {
+      // A lockout reaches sessions opened before it, at their next AUTH (issue 13 item 8); the
+      // attempt counts, so guessing on keeps the address locked.
+      if (throttle.isLocked(session.remoteAddress)) {
+        throttle.recordFailure(session.remoteAddress);
+        logger.warn({ session: session.id, ip: session.remoteAddress }, "auth refused: address locked out");
+        return { ok: false, reply: LOCKED_OUT, close: true };
+      }
       const key =
         credentials.username.toLowerCase() === "apikey"
           ? await store.findActiveApiKey(hashApiKey(credentials.password))
           : undefined;
-      if (key) {
+      // Issue 9: SMTP AUTH needs the mail.send scope (a read-only API key cannot send).
+      if (key && hasScope(key.scopes, "mail.send")) {
         deps.onKeyUsed(key.id, Date.now());
         logger.info({ session: session.id, ip: session.remoteAddress, key: key.name }, "auth ok");
         return {
@@ -113,18 +120,14 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
 
     async onMailFrom(session, envelope) {
       const user = session.user!;
-      const identities = await store.getSenderIdentities(user.accountId);
-      identitiesBySession.set(session, identities);
-      const verdict = checkEnvelopeSender(identities, envelope.mailFrom);
-      if (verdict.kind !== "accept" || !requireVerified) return toHookVerdict(verdict, session, logger);
-      const statuses = await store.getDomainStatuses(user.accountId);
-      statusesBySession.set(session, statuses);
-      return toHookVerdict(checkDomainsVerified(identities, statuses, [envelope.mailFrom]), session, logger);
+      const check = await checkSender(deps, user.accountId, envelope.mailFrom);
+      identitiesBySession.set(session, check.identities);
+      if (check.statuses) statusesBySession.set(session, check.statuses);
+      return toHookVerdict(check.verdict, session, logger);
     },
 
     async onRcptTo(session, envelope, recipient) {
-      const suppressed = await store.findSuppression(session.user!.accountId, recipient);
-      const verdict = checkSuppression(suppressed, config.suppression.mode);
+      const verdict = await checkRecipient(deps, session.user!.accountId, recipient);
       if (verdict.kind !== "drop") return toHookVerdict(verdict, session, logger);
       const dropped = droppedByEnvelope.get(envelope) ?? [];
       dropped.push(recipient);
@@ -133,77 +136,39 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
     },
 
     async onData(session, envelope, content) {
+      const started = performance.now();
       const user = session.user!;
-      const identities =
-        identitiesBySession.get(session) ?? (await store.getSenderIdentities(user.accountId));
-      const section = readHeaderSection(content);
-      const senders = headerSenders(section);
-      const verdict = checkHeaderSenders(identities, senders);
-      if (verdict.kind !== "accept") return toReply(verdict, session, logger);
-      if (requireVerified) {
-        const statuses = statusesBySession.get(session) ?? (await store.getDomainStatuses(user.accountId));
-        const domains = checkDomainsVerified(identities, statuses, [...senders.from, ...senders.sender]);
-        if (domains.kind !== "accept") return toReply(domains, session, logger);
-      }
-
-      // Issue 5: X-Petrel-Metadata/X-Petrel-Category are read and removed here, before the trace
-      // fields and DKIM signing: recipients never see them, and the signature covers exactly the
-      // bytes that are delivered (removing them after signing would break it).
-      const attached = readAttachedMetadata(content, section, config.events.metadata);
-      if (!attached.ok) {
-        return toReply(
-          {
-            kind: "reject",
-            smtpCode: 550,
-            enhancedCode: "5.6.0",
-            message: attached.text,
-            reason: attached.text,
-          },
-          session,
-          logger,
-        );
-      }
-      const queueId = newQueueId();
-      const now = new Date();
-      const prepared = addTraceFields(attached.content, section, {
-        queueId,
-        hostname: config.hostname,
-        heloName: session.heloName,
+      const identities = identitiesBySession.get(session);
+      const statuses = statusesBySession.get(session);
+      const outcome = await acceptContent(deps, {
+        submitter: user,
+        mailFrom: envelope.mailFrom,
+        recipients: envelope.rcptTo,
+        dropped: droppedByEnvelope.get(envelope) ?? [],
+        content,
         clientIp: session.remoteAddress,
+        heloName: session.heloName,
         protocol: protocolKeyword(session),
         tls: session.secure ? `using ${session.tlsProtocol} with cipher ${session.tlsCipher}` : undefined,
-        date: now,
+        ...(identities ? { identities } : {}),
+        ...(statuses ? { statuses } : {}),
+        logContext: { session: session.id },
       });
-      // checkHeaderSenders guarantees one From field with an address; its domain is d=.
-      let signed: { content: Buffer; selectors: readonly string[] };
-      try {
-        signed = deps.signing
-          ? await deps.signing.sign(domainOf(senders.from[0]!), prepared)
-          : { content: prepared, selectors: [] };
-      } catch (err) {
-        logger.error({ err, session: session.id, queueId }, "DKIM signing failed");
+      if (outcome.kind === "rejected") {
+        deps.metrics?.reject("smtp", outcome.verdict.enhancedCode);
+        return toReply(outcome.verdict, session, logger);
+      }
+      if (outcome.kind === "tempfail") {
+        deps.metrics?.reject("smtp", "4.3.0");
         return { code: 451, enhanced: "4.3.0", text: "Temporary local problem, try again later" };
       }
-      try {
-        await spool.enqueue({
-          id: queueId,
-          accountId: user.accountId,
-          apiKeyId: user.apiKeyId,
-          mailFrom: envelope.mailFrom,
-          recipients: envelope.rcptTo,
-          content: signed.content,
-          clientIp: session.remoteAddress,
-          receivedAt: now.getTime(),
-          expiresAt: now.getTime() + config.queue.maxLifetimeMs,
-          // Only when present: the message is copied to the commit thread, field by field.
-          ...(attached.metadata === null ? {} : { metadata: attached.metadata }),
-          ...(attached.categories.length === 0 ? {} : { categories: attached.categories }),
-          dropped: droppedByEnvelope.get(envelope)?.map((address) => ({ address, reason: "suppressed" })),
-        });
-      } catch (err) {
-        logger.error({ err, session: session.id, queueId }, "spool commit failed");
-        return { code: 451, enhanced: "4.3.0", text: "Temporary local problem, try again later" };
+      const { queueId } = outcome;
+      if (outcome.replayed) {
+        // The lost-250 resubmission: the first ID again, nothing queued.
+        logger.info({ queueId, session: session.id, key: user.label }, "duplicate (idempotency key)");
+        return { code: 250, enhanced: "2.0.0", text: `Ok: queued as ${queueId}` };
       }
+      deps.metrics?.accept("smtp", (performance.now() - started) / 1000);
       logger.info(
         {
           queueId,
@@ -212,8 +177,8 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
           key: user.label,
           from: envelope.mailFrom,
           rcpts: envelope.rcptTo.length,
-          size: signed.content.length,
-          ...(signed.selectors.length > 0 ? { dkim: signed.selectors } : {}),
+          size: outcome.size,
+          ...(outcome.selectors.length > 0 ? { dkim: outcome.selectors } : {}),
         },
         "queued",
       );

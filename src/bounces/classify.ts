@@ -3,20 +3,14 @@
  * it is a hard bounce, by the data table in rules.ts plus the operator's own rules from config.
  * Pure: no I/O, no clock; the delivery worker and the bounce listener both call it.
  *
- * Invariants: the enhanced code decides first (when specific), then the text, then the code's
- * subject and the basic code; a temporary reply is never hard; the result always names the rule
+ * Invariants: wording that names its cause decides first, then a specific enhanced code, then
+ * weaker wording, then the code's subject and the basic code (rules.ts); a temporary reply is never hard; the result always names the rule
  * that decided, for logs and tests.
  * Security: `text` is untrusted remote input; only its first MAX_TEXT characters are examined and
  * every built-in pattern is linear. Operator patterns come from the trusted configuration.
  */
-import {
-  type BounceClass,
-  CODE_RULES,
-  type CodeRule,
-  HARD_CLASSES,
-  TEXT_RULES,
-  type TextRule,
-} from "./rules.js";
+import { type BounceClass, CODE_RULES, type CodeRule, HARD_CLASSES, type TextRule } from "./rules.js";
+import { SPECIFIC_TEXT_RULES, TEXT_RULES } from "./text-rules.js";
 
 export interface BounceInput {
   /** Basic reply code (550); absent or null when unknown (a DSN without a Diagnostic-Code). */
@@ -30,7 +24,7 @@ export interface BounceInput {
 export interface Classification {
   readonly class: BounceClass;
   readonly hard: boolean;
-  /** Which rule decided: "operator:<match>", "code:5.1.1", "text:<pattern>", "subject:x.7", "basic:5xx". */
+  /** Which rule decided: "operator:<match>", "code:5.1.1", 'text:"<words matched>"', "subject:x.7", "basic:5xx". */
   readonly rule: string;
 }
 
@@ -45,8 +39,12 @@ export type Classifier = (input: BounceInput) => Classification;
 /** Longest text examined: real replies are a few hundred characters; DSN texts are capped. */
 const MAX_TEXT = 4000;
 const ENHANCED = /^([245])\.(\d{1,3})\.(\d{1,3})$/;
-// Only right after a basic code ("550 5.1.1", "550-5.1.1"): an IP address like 10.4.5.6 is not one.
-const ENHANCED_IN_TEXT = /\b[245]\d\d[ -]([245])\.(\d{1,3})\.(\d{1,3})\b/;
+// Right after a basic code ("550 5.1.1", "550-5.1.1", "550-'5.2.2") is the best evidence.
+const ENHANCED_AFTER_BASIC = /\b[245]\d\d[ -]['"]?([245])\.(\d{1,3})\.(\d{1,3})\b/;
+// Elsewhere, the notations MTAs use: qmail's "(#5.1.1 - chkusr)", "#5.1.8", "… not accepted:
+// 5.7.1 …", "failed,5.1.1 (…)". Never inside a longer dotted number: in an IP address such as
+// 10.5.1.1 or Yahoo's "4.16.55.1" the digits are bounded by another dot or digit.
+const ENHANCED_ANYWHERE = /(?:^|[\s#(,:;'"[])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]|\.\d)/;
 const CODE_PATTERN = /^([245x])\.(\d{1,3}|x)\.(\d{1,3}|x)$/i;
 const BASIC_PATTERN = /^[245](?:\d\d|xx)$/i;
 
@@ -98,8 +96,11 @@ function parse(input: BounceInput): Parsed {
   // A generic code (x.0.0) says nothing: a more specific one inside the text is better evidence
   // ("Status: 5.0.0" with "Diagnostic-Code: smtp; 550 5.1.1 …").
   if (!m || (m[2] === "0" && m[3] === "0")) {
-    const inText = ENHANCED_IN_TEXT.exec(text);
-    if (inText && !(inText[2] === "0" && inText[3] === "0") && (!m || inText[1] === m[1])) m = inText;
+    const inText = ENHANCED_AFTER_BASIC.exec(text) ?? ENHANCED_ANYWHERE.exec(text);
+    // A code found in the text must agree with the reply's own class digits (a "#4.16.1" inside a
+    // 5xx reply is an internal id, not the status).
+    const agrees = (c: string) => (!m || c === m[1]) && (basic === null || String(basic)[0] === c);
+    if (inText && !(inText[2] === "0" && inText[3] === "0") && agrees(inText[1]!)) m = inText;
   }
   const enhanced = m ? { c: m[1]!, s: m[2]!, d: m[3]!, code: `${m[1]}.${m[2]}.${m[3]}` } : null;
   // A generic enhanced code defers to a basic code when there is one (Postfix reports a 554
@@ -139,14 +140,21 @@ function bySubject(input: Parsed): Classification | undefined {
     return result(e.s === "7" ? "reputation" : "transient", input, rule);
   }
   switch (e.s) {
+    // x.7 security or policy, x.6 media (content refused): the receiver does not want the message.
     case "7":
+    case "6":
       return result("policy-or-spam", input, rule);
+    // x.4 network and routing: another attempt or route may work.
     case "4":
-    case "3":
       return result("transient", input, rule);
     default:
       return result("unknown", input, rule);
   }
+}
+
+/** Names a text rule by the words it matched: what an operator would put in an override. */
+function textRule(matched: string): string {
+  return `text:"${matched.replace(/\s+/g, " ").slice(0, 60)}"`;
 }
 
 export function createClassifier(operatorRules: readonly OperatorRule[] = []): Classifier {
@@ -157,12 +165,16 @@ export function createClassifier(operatorRules: readonly OperatorRule[] = []): C
       if (compiled[i]!(input))
         return result(operatorRules[i]!.class, input, `operator:${operatorRules[i]!.match}`);
     }
+    for (const rule of SPECIFIC_TEXT_RULES) {
+      const m = rule.text.exec(input.text);
+      if (m) return result(rule.class, input, textRule(m[0]));
+    }
     for (const rule of CODE_RULES) {
       if (codeRuleMatches(rule, input)) return result(rule.class, input, `code:${rule.code}`);
     }
     for (const rule of TEXT_RULES as readonly TextRule[]) {
-      if (rule.text.test(input.text))
-        return result(rule.class, input, `text:${rule.text.source.slice(0, 40)}`);
+      const m = rule.text.exec(input.text);
+      if (m) return result(rule.class, input, textRule(m[0]));
     }
     const subject = bySubject(input);
     if (subject) return subject;

@@ -204,6 +204,8 @@ export async function startBounceListener(deps: BounceListenerDeps): Promise<Bou
       maxRecipients: 100,
       maxConnections: settings.maxConnections,
       maxConnectionsPerIp: settings.maxConnectionsPerIp,
+      // Reports are parsed, never relayed: a NUL in one is dropped rather than losing the bounce.
+      nulBytes: "remove",
     },
     hooks: createBounceHooks(deps),
     logger,

@@ -6,8 +6,10 @@
  *
  * Invariants: never for a message whose own sender is <> (a DSN about a DSN would loop); the
  * notification carries the original's header section only (text/rfc822-headers), never its body.
- * The notification is written after the outcome commit: a crash in between loses the DSN (the
- * `bounce` event, the primary channel, is already durable), never duplicates it.
+ * Issue 11: the delivery worker builds the notification (dsnMessage) before it commits the
+ * bounces and expiries it reports and hands it to Store.recordOutcomes, which queues it in that
+ * same transaction: kill -9 can never keep the bounce and lose its DSN. (Bounces learnt from an
+ * inbound report, src/bounces/listener.ts, still queue it after their commit: createFailureNotifier.)
  * Security: remote replies are untrusted: control characters and non-ASCII are replaced, lengths
  * capped, so a reply can never add a header field or a MIME part to the notification.
  */
@@ -50,10 +52,22 @@ export async function notifySender(
   original: OriginalMessage,
   failed: readonly FailedRecipient[],
 ): Promise<string | null> {
+  const message = dsnMessage(options, original, failed);
+  if (!message) return null;
+  await options.store.enqueueMessages([message]);
+  return message.id;
+}
+
+/** The DSN about `failed` recipients of `original`, ready to queue, or null when none is due. */
+export function dsnMessage(
+  options: Pick<NotifierOptions, "hostname" | "lifetimeMs" | "now">,
+  original: OriginalMessage,
+  failed: readonly FailedRecipient[],
+): NewMessage | null {
   if (original.mailFrom === "" || failed.length === 0) return null;
   const now = (options.now ?? Date.now)();
   const id = newQueueId();
-  const message: NewMessage = {
+  return {
     id,
     accountId: original.accountId,
     apiKeyId: null,
@@ -64,8 +78,6 @@ export async function notifySender(
     receivedAt: now,
     expiresAt: now + options.lifetimeMs,
   };
-  await options.store.enqueueMessages([message]);
-  return id;
 }
 
 /** The notification's bytes (CRLF line endings). */

@@ -6,6 +6,8 @@
 import { Command, CommanderError } from "commander";
 import { PetrelError } from "../errors.js";
 import { registerAccounts } from "./commands/accounts.js";
+import { registerBackup } from "./commands/backup.js";
+import { registerBounces } from "./commands/bounces.js";
 import { registerConfig } from "./commands/config.js";
 import { registerEvents } from "./commands/events.js";
 import { registerIdentities } from "./commands/identities.js";
@@ -35,6 +37,8 @@ export function buildProgram(): Command {
   registerWebhooks(program);
   registerSuppressions(program);
   registerConfig(program);
+  registerBounces(program);
+  registerBackup(program);
   return program;
 }
 

@@ -33,6 +33,8 @@ const limitsOverride = {
   maxConnections: positive.optional(),
   /** Most messages sent over one connection before it is closed (overrides the default). */
   maxMessagesPerConnection: positive.optional(),
+  /** Messages per minute to this destination, 0 = no limit (overrides delivery.maxMessagesPerMinute). */
+  maxMessagesPerMinute: z.number().int().min(0).optional(),
   /** TLS policy for this destination (overrides delivery.tlsPolicy). */
   tlsPolicy: tlsPolicy.optional(),
 };
@@ -63,6 +65,128 @@ const route = z.discriminatedUnion("transport", [
   }),
 ]);
 export type RouteConfig = z.infer<typeof route>;
+
+/** MX host patterns: "*.google.com" (any host under google.com) or one exact host name. */
+const mxPattern = z
+  .string()
+  .min(1)
+  .refine((p) => /^(\*\.)?[^*\s@]+$/.test(p), { message: 'expected a host name or "*.domain"' })
+  .transform((p) => p.toLowerCase().replace(/\.$/, ""));
+
+/**
+ * A mail provider by its MX hosts (issue 11): every recipient domain whose MX hosts match shares
+ * one destination, so these limits hold for the provider as a whole (the thousands of Google
+ * Workspace domains share Google's connections), like KumoMTA's provider rules.
+ */
+const provider = z.strictObject({
+  /** Name in logs, events and `petrel queue list` ("google"). */
+  name: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9._-]*$/i, { message: "expected a short name (letters, digits, . _ -)" }),
+  /** MX host patterns; a domain matches when its most preferred matching MX host does. */
+  mx: z.array(mxPattern).min(1),
+  /** Most concurrent connections to the provider (default: delivery.maxConnectionsPerDestination). */
+  maxConnections: positive.optional(),
+  /** Messages over one connection before it is closed (default: delivery.maxMessagesPerConnection). */
+  maxMessagesPerConnection: positive.optional(),
+  /** Messages per minute to the provider; 0 = no limit (default: delivery.maxMessagesPerMinute). */
+  maxMessagesPerMinute: z.number().int().min(0).optional(),
+});
+export type ProviderConfig = z.infer<typeof provider>;
+
+/**
+ * Shipped provider rules (delivery.defaultProviders). Mailbox providers publish almost no numbers
+ * for mail *into* their MX hosts; these follow the rules KumoMTA ships in
+ * assets/policy-extras/shaping.toml (each from the provider's page cited there). Where nothing is
+ * published the number is ours and conservative, and says so.
+ */
+export const DEFAULT_PROVIDERS: readonly ProviderConfig[] = [
+  // Gmail and Google Workspace share MX hosts (KumoMTA shaping.toml, citing
+  // https://support.google.com/mail/answer/81126): 5 connections, 50 messages per connection.
+  // Google publishes no message rate: 600/min is our conservative choice.
+  {
+    name: "google",
+    mx: ["*.google.com", "*.googlemail.com"],
+    maxConnections: 5,
+    maxMessagesPerConnection: 50,
+    maxMessagesPerMinute: 600,
+  },
+  // Microsoft consumer (Outlook.com/Hotmail) and Microsoft 365 are separate edge groups (KumoMTA
+  // shaping.toml, citing https://sendersupport.olc.protection.outlook.com/pm/Policies): 5
+  // connections, 50 per connection each. No published rate: 600/min is our conservative choice.
+  {
+    name: "outlook",
+    mx: ["*.olc.protection.outlook.com"],
+    maxConnections: 5,
+    maxMessagesPerConnection: 50,
+    maxMessagesPerMinute: 600,
+  },
+  {
+    name: "office365",
+    mx: ["*.mail.protection.outlook.com", "*.mx.microsoft"],
+    maxConnections: 5,
+    maxMessagesPerConnection: 50,
+    maxMessagesPerMinute: 600,
+  },
+  // Yahoo/AOL: 20 messages per connection, given by Yahoo to KumoMTA (shaping.toml, "provided by
+  // Yahoo! directly", https://senders.yahooinc.com/best-practices). Yahoo publishes no connection
+  // count or rate: 5 connections and 300/min are our conservative choice ([TSS04] replies throttle
+  // further, delivery.throttle).
+  {
+    name: "yahoo",
+    mx: ["*.yahoodns.net"],
+    maxConnections: 5,
+    maxMessagesPerConnection: 20,
+    maxMessagesPerMinute: 300,
+  },
+  // Apple iCloud: 10 connections, 5 messages per connection (KumoMTA shaping.toml, citing
+  // https://support.apple.com/en-us/102322). No published rate: 300/min is our conservative choice.
+  {
+    name: "apple",
+    mx: ["*.icloud.com"],
+    maxConnections: 10,
+    maxMessagesPerConnection: 5,
+    maxMessagesPerMinute: 300,
+  },
+  // Comcast: 25 connections, 1,000 messages per connection (KumoMTA shaping.toml, "provided
+  // directly by Comcast", https://spa.xfinity.com/postmaster). No published rate: none set.
+  { name: "comcast", mx: ["*.comcast.net"], maxConnections: 25, maxMessagesPerConnection: 1000 },
+  // Orange: 3 connections (KumoMTA shaping.toml, citing https://messagerie.orange.fr/postmaster.html).
+  // No published per-connection count or rate: 20 per connection, 120/min are our conservative choice.
+  {
+    name: "orange",
+    mx: ["*.orange.fr"],
+    maxConnections: 3,
+    maxMessagesPerConnection: 20,
+    maxMessagesPerMinute: 120,
+  },
+];
+
+/**
+ * Adaptive throttling (issue 11): a reply classed `reputation` (Yahoo's "[TSS04] … temporarily
+ * deferred", Microsoft's "4.7.650 … IP reputation", Gmail's "4.7.28 … rate limited") lowers that
+ * destination's rate and connections at once; clean deliveries bring them back step by step.
+ */
+const throttle = z
+  .strictObject({
+    /** Adapt to throttle replies at all. */
+    enabled: z.boolean().default(true),
+    /** A throttle reply multiplies the rate and the connections by this. */
+    factor: z.number().gt(0).lt(1).default(0.5),
+    /** Floor of the lowered rate, messages per minute. */
+    minMessagesPerMinute: positive.default(1),
+    /** Floor of the lowered connections. */
+    minConnections: positive.default(1),
+    /** No step back up sooner than this after a throttle reply (KumoMTA's automation holds 90 min). */
+    holdMs: ms.default(600_000),
+    /** Clean deliveries (since the last change) before each step back up. */
+    recoverAfter: positive.default(50),
+    /** Each step up multiplies the rate and connections by this, until the configured limits. */
+    recoverFactor: z.number().gt(1).default(2),
+    /** Throttle replies within this long of a lowering do not lower again (they were sent at the old rate). */
+    settleMs: ms.default(30_000),
+  })
+  .prefault({});
 
 const source = z.strictObject({
   /** Local IP address to connect from (must be configured on this host). */
@@ -101,10 +225,21 @@ export const deliverySchema = z
     tlsCaFile: z.string().default(""),
     /** Concurrent connections in total, over all destinations. */
     maxConnections: positive.default(200),
-    /** Concurrent connections to one destination (recipient domain or relay). */
+    /** Concurrent connections to one destination (an MX host set, a provider, or a relay). */
     maxConnectionsPerDestination: positive.default(10),
     /** Messages sent over one connection before it is closed and a new one opened. */
     maxMessagesPerConnection: positive.default(100),
+    /** Messages per minute to one destination; 0 = no limit (providers set their own). */
+    maxMessagesPerMinute: z.number().int().min(0).default(0),
+    /**
+     * Provider rules by MX host (checked before the shipped ones): destinations whose MX hosts
+     * match share one set of connections and limits. Without a match, domains with the same MX
+     * host set share a destination.
+     */
+    providers: z.array(provider).default([]),
+    /** Also apply the shipped rules for big providers (Google, Microsoft, Yahoo, Apple …). */
+    defaultProviders: z.boolean().default(true),
+    throttle,
     /** Recipients of one message in one SMTP transaction (RFC 5321 §4.5.3.1.8 asks servers for ≥ 100). */
     maxRecipientsPerTransaction: positive.default(100),
     /** Close a connection that had nothing to send for this long. */

@@ -5,12 +5,13 @@
  * Unknown keys are errors (strict objects): a typo must fail at start, not be ignored.
  */
 import { BlockList, isIP } from "node:net";
-import { hostname } from "node:os";
+import { hostname, totalmem } from "node:os";
 import { z } from "zod";
 import { bouncesSchema, suppressionSchema } from "./bounces-schema.js";
 import { deliverySchema, dnsSchema } from "./delivery-schema.js";
 import { dkimSchema, domainsSchema, sendingSchema } from "./domains-schema.js";
 import { eventsSchema } from "./events-schema.js";
+import { httpSchema } from "./http-schema.js";
 
 const port = z.number().int().min(0).max(65535);
 
@@ -35,6 +36,8 @@ const listener = (defaultPort: number, defaultEnabled: boolean) =>
       enabled: z.boolean().default(defaultEnabled),
       /** TCP port to listen on. */
       port: port.default(defaultPort),
+      /** Expect a PROXY protocol v1/v2 header first, from smtp.proxyProtocol.trustedNetworks only (behind HAProxy). */
+      proxyProtocol: z.boolean().default(false),
     })
     .prefault({});
 
@@ -94,6 +97,42 @@ export const configSchema = z
             maxInvalidCommands: z.number().int().positive().default(10),
             /** Longest text line in a message, in octets without CRLF (RFC 5322 §2.1.1); 0 = no limit. */
             maxLineLength: z.number().int().min(0).default(998),
+            /**
+             * A message with a line over maxLineLength: `reencode` fixes it at accept time (the
+             * part re-encoded as quoted-printable or base64, a header folded at whitespace; a header
+             * line that cannot be folded is still refused), `reject` refuses it with 550 5.6.0.
+             */
+            longLines: z.enum(["reencode", "reject"]).default("reencode"),
+            /** Largest header section of a submitted message, in bytes; over it: 552 5.3.4 (Exim's header_maxsize). */
+            maxHeaderBytes: z
+              .number()
+              .int()
+              .positive()
+              .default(1024 * 1024),
+            /** Header fields in a submitted message; over it: 552 5.3.4. */
+            maxHeaderFields: z.number().int().positive().default(1000),
+            /** Addresses in one From or Sender field; over it: 550 5.6.0. */
+            maxAddressesPerField: z.number().int().positive().default(1000),
+            /**
+             * NUL bytes in DATA (RFC 5322 §2.1 and RFC 5321 allow none without BINARYMIME):
+             * "reject" answers 550 5.6.0; "remove" deletes them. Either way none reaches an MX
+             * (a receiver that drops NULs could otherwise see <CR><LF><NUL>.<CR><LF> end the DATA).
+             */
+            nulBytes: z.enum(["reject", "remove"]).default("reject"),
+            /** A TLS handshake (or PROXY header) not finished in this long: the connection is dropped. */
+            tlsHandshakeTimeoutMs: z.number().int().positive().default(10_000),
+            /** Bytes of message content held in memory across all sessions; beyond it DATA gets 452 4.3.1 (default: a quarter of RAM, at most 1 GB). */
+            maxBufferedBytes: z
+              .number()
+              .int()
+              .positive()
+              .default(Math.min(1024 ** 3, Math.floor(totalmem() / 4))),
+          })
+          .prefault({}),
+        proxyProtocol: z
+          .strictObject({
+            /** Balancers allowed to send a PROXY header (CIDRs); a header from anywhere else, or none on a listener that expects one, closes the connection. */
+            trustedNetworks: z.array(cidr).default([]),
           })
           .prefault({}),
         /** Let AUTH work without TLS. Only for testing: the key would cross the network in clear. */
@@ -151,6 +190,8 @@ export const configSchema = z
     bounces: bouncesSchema,
     /** Mail to suppressed recipients: dropped (default) or refused at RCPT (src/config/bounces-schema.ts). */
     suppression: suppressionSchema,
+    /** The HTTP API, /metrics and health checks (src/config/http-schema.ts). */
+    http: httpSchema,
     store: z
       .strictObject({
         /**
@@ -202,6 +243,17 @@ export function compileTrustedNetworks(config: PetrelConfig): TrustedNetwork[] {
     list.addSubnet(address, bits === undefined ? (type === "ipv4" ? 32 : 128) : Number(bits), type);
     return { network, account, list };
   });
+}
+
+/** A matcher for a list of CIDRs (smtp.proxyProtocol.trustedNetworks). */
+export function compileNetworks(networks: readonly string[]): (ip: string) => boolean {
+  const list = new BlockList();
+  for (const network of networks) {
+    const [address, bits] = network.split("/") as [string, string | undefined];
+    const type = isIP(address) === 6 ? "ipv6" : "ipv4";
+    list.addSubnet(address, bits === undefined ? (type === "ipv4" ? 32 : 128) : Number(bits), type);
+  }
+  return (ip) => list.check(ip, ip.includes(":") ? "ipv6" : "ipv4");
 }
 
 /** Paths whose values are secrets, masked by `petrel config`; `*` stands for every array entry. */

@@ -1,66 +1,53 @@
 /**
- * The dispatcher: turns delivery jobs (one message, one destination, some recipients) into SMTP
- * transactions over pooled connections, within the limits, and answers each job with a reply per
- * recipient. It knows routes, MX resolution and the SMTP client; it knows nothing of the store.
+ * The dispatcher: turns delivery jobs (one message, one recipient domain, some recipients) into
+ * SMTP transactions over pooled connections, within the limits, and answers each job with a reply
+ * per recipient. It knows routes, MX resolution and the SMTP client; it knows nothing of the store.
  *
- * Scheduling: one queue per destination (recipient domain, or the relay of a relay route). A
- * connection ("runner") takes jobs from its destination's queue one after another (connection
- * reuse, RSET after a failed transaction) until it has sent maxMessagesPerConnection, finds
- * nothing for idleTimeoutMs, or another destination needs its slot under the global cap.
+ * Scheduling (issue 11): one queue per destination. A destination is the MX site a job's domain
+ * resolves to (providers.ts: a provider rule such as "google" by MX host suffix, else the MX host
+ * set), so the thousands of domains hosted at one provider share its connections, limits and
+ * backoff; a relay route's destination is the relay; a domain whose MX lookup fails temporarily
+ * waits under its own name. A connection ("runner") takes jobs from its destination's queue one
+ * after another (connection reuse, RSET after a failed transaction) until it has sent
+ * maxMessagesPerConnection, finds nothing for idleTimeoutMs, or another destination needs its slot
+ * under the global cap. A rate (messages per minute) is a token bucket per destination.
+ *
+ * Adaptive throttling (throttle.ts): a reply classed `reputation` lowers its destination's rate
+ * and connections at once; clean deliveries raise them step by step; each change goes to
+ * onThrottle() with the reply or delivery that caused it.
  *
  * Invariants:
- * - Connections to a destination never exceed its cap; connections in total never exceed the
- *   global cap (counted from the moment a connection is being opened until it is closed).
+ * - Connections to a destination never exceed its cap (the throttled one while throttled: runners
+ *   above it close after their message); connections in total never exceed the global cap
+ *   (counted from the moment a connection is being opened until it is closed).
+ * - A job goes onto a connection only with a token of its destination's rate.
  * - Every submitted job is answered exactly once: replies for all its recipients, or `released`
  *   when the dispatcher stops before the job started (its lease is given back, no attempt made).
  * - After `destinationFailureThreshold` consecutive connection-level failures (every address
- *   refused, timed out, answered 4xx/5xx to the greeting, or DNS failed temporarily) the whole
+ *   refused, timed out, answered 4xx to the greeting, or DNS failed temporarily) the whole
  *   destination is suspended: its waiting jobs are answered at once with a deferral, and
  *   onSuspend() lets the store hold back its queued mail, instead of hammering it message by message.
+ * - Every address answering the greeting with 5xx bounces the job's recipients with that reply.
  */
 import { performance } from "node:perf_hooks";
 import type { DeliveryConfig } from "../config/delivery-schema.js";
 import type { DnsResolver } from "../dns/types.js";
 import type { Logger } from "../log.js";
 import { destinationWait, type RetryPolicy } from "../queue/backoff.js";
-import { type Candidate, resolveMx, resolveRelay } from "./mx.js";
+import { type ConnectDeps, openSession, resolveCandidates } from "./connect.js";
+import type { DispatchJob, JobResult, ThrottleEvent, ThrottleSnapshot } from "./jobs.js";
+import type { MxOutcome } from "./mx.js";
+import { compileSites, type ShapingLimits, type SiteResolver } from "./providers.js";
 import type { ResolvedRoute } from "./routes.js";
-import { local, type Reply, SessionError, SmtpSession } from "./smtp-client.js";
+import { local, type Reply, type SmtpSession } from "./smtp-client.js";
 import { SourcePool } from "./sources.js";
+import { answer, bySender, everyone, preflight } from "./transaction.js";
 
-export interface DispatchJob {
-  readonly messageId: string;
-  readonly mailFrom: string;
-  readonly content: Buffer;
-  /** The recipients' domain (one per job). */
-  readonly domain: string;
-  readonly recipients: readonly string[];
-  readonly route: ResolvedRoute;
-  /**
-   * Issue 5: the envelope sender per recipient (VERP, src/bounces/return-path.ts); recipients with
-   * different senders go in transactions of their own. Absent: `mailFrom` for all.
-   */
-  readonly returnPaths?: ReadonlyMap<string, string> | undefined;
-}
+export type { AttemptInfo, DispatchJob, JobResult, ThrottleEvent, ThrottleSnapshot } from "./jobs.js";
+export { needsSmtpUtf8 } from "./transaction.js";
 
-export interface AttemptInfo {
-  readonly mxHost: string | null;
-  readonly ip: string | null;
-  readonly port: number | null;
-  readonly sourceIp: string | null;
-  readonly tls: string | null;
-  readonly durationMs: number;
-}
-
-export type JobResult =
-  | {
-      readonly kind: "done";
-      readonly replies: ReadonlyMap<string, Reply>;
-      readonly attempt: AttemptInfo;
-      /** Not before this time (the destination is suspended until then). */
-      readonly notBefore: number | null;
-    }
-  | { readonly kind: "released" };
+import { type CausedChange, Shaping } from "./shaping.js";
+import { describeLimits } from "./throttle.js";
 
 export interface DispatcherDeps {
   readonly config: DeliveryConfig;
@@ -81,16 +68,28 @@ export interface DispatcherDeps {
   ) => void;
   /** A destination that was failing took mail again. */
   readonly onRecover?: (domains: readonly string[]) => void;
+  /** Is this reply a throttle (bounce class `reputation`)? Default: never (no adaptive throttling). */
+  readonly isThrottle?: (reply: Reply) => boolean;
+  /** A destination's throttled limits changed (logged here already). */
+  readonly onThrottle?: (event: ThrottleEvent) => void;
+  /** Monotonic clock (ms) for rates, holds and idle timers; default performance.now. */
+  readonly monotonic?: () => number;
 }
 
 interface Pending {
   readonly job: DispatchJob;
   readonly resolve: (result: JobResult) => void;
+  /** Candidates looked up when the job was placed (MX destinations). */
+  readonly mx?: MxOutcome | undefined;
 }
 
 interface Destination {
   readonly key: string;
   readonly route: ResolvedRoute;
+  readonly provider: string | null;
+  readonly shaping: Shaping;
+  /** Pump again when the next token is due (a rate-limited destination with jobs waiting). */
+  wakeTimer: NodeJS.Timeout | undefined;
   readonly queue: Pending[];
   /** Runners waiting idle for a job: call with the job, or undefined to close. */
   readonly idle: Array<(next: Pending | undefined) => void>;
@@ -112,8 +111,11 @@ export class Dispatcher {
   private readonly deps: DispatcherDeps;
   private readonly destinations = new Map<string, Destination>();
   private readonly sources: SourcePool;
+  private readonly sites: SiteResolver;
+  private readonly connect: ConnectDeps;
   private readonly policy: RetryPolicy;
   private readonly sessions = new Set<SmtpSession>();
+  private readonly clock: () => number;
   private active = 0;
   private stopping = false;
   private idleWaiters: Array<() => void> = [];
@@ -122,27 +124,74 @@ export class Dispatcher {
   constructor(deps: DispatcherDeps) {
     this.deps = deps;
     this.sources = new SourcePool(deps.config.sources, deps.hostname);
+    this.sites = compileSites(deps.config);
     this.policy = { schedule: deps.config.retrySchedule, jitter: deps.config.retryJitter };
+    this.clock = deps.monotonic ?? (() => performance.now());
+    this.connect = {
+      config: deps.config,
+      resolver: deps.resolver,
+      hostname: deps.hostname,
+      logger: deps.logger,
+      ca: deps.ca,
+      random: deps.random,
+      sources: this.sources,
+    };
   }
 
   /** Delivers one job; resolves once every recipient has a reply (or the job was released). */
   submit(job: DispatchJob): Promise<JobResult> {
     return new Promise((resolve) => {
       if (this.stopping) return resolve({ kind: "released" });
-      const dest = this.destination(job.route);
-      dest.domains.add(job.domain);
-      const pending: Pending = { job, resolve };
-      if (dest.suspendedUntil > this.deps.now()) return resolve(this.suspended(dest, job));
-      const waiting = dest.idle.shift();
-      if (waiting) return waiting(pending);
-      dest.queue.push(pending);
-      this.pump();
+      this.place(job).then(
+        ({ dest, mx }) => {
+          if (this.stopping) return resolve({ kind: "released" });
+          if (!dest) {
+            // The domain has no usable MX (NXDOMAIN, null MX): nothing to connect to.
+            const reply = mx?.kind === "permanent" ? local(mx.code, mx.enhanced, mx.message) : undefined;
+            return resolve(answer(job, reply ?? local(451, "4.4.3", "no destination")));
+          }
+          dest.domains.add(job.domain);
+          if (dest.suspendedUntil > this.deps.now()) return resolve(this.suspended(dest, job));
+          if (mx?.kind === "temporary") {
+            // The MX lookup failed: a deferral now, no connection (RFC 5321 §5.1: try again later).
+            const reply = local(451, mx.enhanced, mx.message);
+            this.failed(dest, reply);
+            const notBefore = dest.suspendedUntil > this.deps.now() ? dest.suspendedUntil : null;
+            return resolve(answer(job, reply, notBefore));
+          }
+          dest.queue.push({ job, resolve, mx });
+          this.pump();
+        },
+        (err: unknown) => {
+          this.deps.logger.error({ err, queueId: job.messageId }, "could not place delivery job");
+          resolve(answer(job, local(451, "4.3.0", "local error during delivery")));
+        },
+      );
     });
   }
 
-  /** Jobs waiting (not yet on a connection) for the destination of `route`. */
-  backlog(route: ResolvedRoute): number {
-    return this.destinations.get(route.destination)?.queue.length ?? 0;
+  /** The destination of a job: its MX site for MX routes (resolving the MX hosts), else the route's. */
+  private async place(job: DispatchJob): Promise<{ dest: Destination | undefined; mx?: MxOutcome }> {
+    const route = job.route;
+    const routeLimits: ShapingLimits = {
+      maxConnections: route.maxConnections,
+      maxMessagesPerConnection: route.maxMessagesPerConnection,
+      maxMessagesPerMinute: route.maxMessagesPerMinute,
+    };
+    if (route.transport === "relay") {
+      return { dest: this.destination(route.destination, route, null, routeLimits) };
+    }
+    const mx = await resolveCandidates(this.connect, route, job.domain);
+    if (mx.kind === "permanent") return { dest: undefined, mx };
+    if (mx.kind === "temporary") {
+      // No site to count it against: counted (and suspended) under the domain's own name.
+      return { dest: this.destination(`domain:${job.domain}`, route, null, routeLimits), mx };
+    }
+    const hosts = [...new Set(mx.candidates.map((c) => c.host))];
+    const site = this.sites(hosts, routeLimits);
+    // A domain with a route of its own (port, TLS policy, limits) never shares connections with others.
+    const key = route.match === "default" ? site.key : `${site.key}|route:${route.match}`;
+    return { dest: this.destination(key, route, site.provider, site.limits), mx };
   }
 
   /** Recipient domains whose destinations already have `threshold` or more jobs waiting. */
@@ -156,14 +205,30 @@ export class Dispatcher {
     return out;
   }
 
+  /** Destinations running under throttled limits now. */
+  throttles(): ThrottleSnapshot[] {
+    return [...this.destinations.values()].flatMap((d) => {
+      const now = d.shaping.snapshot();
+      return now ? [{ destination: d.key, provider: d.provider, domains: [...d.domains], ...now }] : [];
+    });
+  }
+
   get connections(): number {
     return this.active;
+  }
+
+  /** Jobs waiting for a connection, over every destination (tests and metrics). */
+  get waitingJobs(): number {
+    let n = 0;
+    for (const dest of this.destinations.values()) n += dest.queue.length;
+    return n;
   }
 
   /** Stops taking jobs: waiting ones are released, idle connections closed; resolves when idle. */
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
     for (const dest of this.destinations.values()) {
+      clearTimeout(dest.wakeTimer);
       for (const p of dest.queue.splice(0)) p.resolve({ kind: "released" });
       for (const waiting of dest.idle.splice(0)) waiting(undefined);
     }
@@ -181,12 +246,20 @@ export class Dispatcher {
     await Promise.all([...this.sessions].map((session) => session.close()));
   }
 
-  private destination(route: ResolvedRoute): Destination {
-    let dest = this.destinations.get(route.destination);
+  private destination(
+    key: string,
+    route: ResolvedRoute,
+    provider: string | null,
+    limits: ShapingLimits,
+  ): Destination {
+    let dest = this.destinations.get(key);
     if (!dest) {
       dest = {
-        key: route.destination,
+        key,
         route,
+        provider,
+        shaping: new Shaping(limits, this.deps.config.throttle, this.clock),
+        wakeTimer: undefined,
         queue: [],
         idle: [],
         active: 0,
@@ -195,22 +268,35 @@ export class Dispatcher {
         suspendedUntil: 0,
         domains: new Set(),
       };
-      this.destinations.set(route.destination, dest);
+      this.destinations.set(key, dest);
     }
     return dest;
   }
 
-  /** Starts connections where jobs wait and the caps allow; frees idle slots for waiting destinations. */
+  /**
+   * Hands waiting jobs to idle connections and starts connections where the caps allow, each job
+   * with a token of its destination's rate; frees idle slots for waiting destinations.
+   */
   private pump(): void {
-    const cap = this.deps.config.maxConnections;
+    if (this.stopping) return;
+    const globalCap = this.deps.config.maxConnections;
     let starved = false;
     for (const dest of this.destinations.values()) {
-      while (dest.queue.length > 0 && dest.active < dest.route.maxConnections) {
-        if (this.active >= cap) {
+      while (dest.queue.length > 0) {
+        const idle = dest.idle.length > 0;
+        if (!idle && dest.active >= dest.shaping.cap) break;
+        if (!idle && this.active >= globalCap) {
           starved = true;
           break;
         }
-        this.startRunner(dest, dest.queue.shift()!);
+        const wait = dest.shaping.take();
+        if (wait > 0) {
+          this.wakeLater(dest, wait);
+          break;
+        }
+        const next = dest.queue.shift()!;
+        if (idle) dest.idle.shift()!(next);
+        else this.startRunner(dest, next);
       }
     }
     if (starved) {
@@ -219,6 +305,14 @@ export class Dispatcher {
         if (dest.queue.length === 0 && dest.idle.length > 0) dest.idle.shift()!(undefined);
       }
     }
+  }
+
+  private wakeLater(dest: Destination, ms: number): void {
+    if (dest.wakeTimer) return;
+    dest.wakeTimer = setTimeout(() => {
+      dest.wakeTimer = undefined;
+      this.pump();
+    }, ms);
   }
 
   private startRunner(dest: Destination, first: Pending): void {
@@ -230,19 +324,21 @@ export class Dispatcher {
       .catch((err: unknown) => {
         // A bug, not a remote answer: the job in hand is deferred (its lease stays honest).
         this.deps.logger.error({ err, destination: dest.key }, "delivery connection failed unexpectedly");
-        current.job.resolve({
-          kind: "done",
-          replies: everyone(current.job.job, local(451, "4.3.0", "local error during delivery")),
-          attempt: { mxHost: null, ip: null, port: null, sourceIp: null, tls: null, durationMs: 0 },
-          notBefore: null,
-        });
+        current.job.resolve(answer(current.job.job, local(451, "4.3.0", "local error during delivery")));
       })
       .finally(() => {
         this.active--;
         dest.active--;
         // Forget a destination with nothing left to remember, so the map does not grow with every
-        // domain ever seen (a failing one stays: its failure count and suspension matter).
-        if (dest.active === 0 && dest.queue.length === 0 && dest.idle.length === 0 && dest.failures === 0) {
+        // domain ever seen (a failing or throttled one stays: its state matters).
+        if (
+          dest.active === 0 &&
+          dest.queue.length === 0 &&
+          dest.idle.length === 0 &&
+          dest.failures === 0 &&
+          !dest.shaping.throttled &&
+          !dest.wakeTimer
+        ) {
           this.destinations.delete(dest.key);
         }
         if (this.active === 0) {
@@ -258,9 +354,16 @@ export class Dispatcher {
   private async run(dest: Destination, current: { job: Pending }): Promise<void> {
     const first = current.job;
     const started = performance.now();
-    const opened = await this.open(dest, first.job);
+    const opened = await openSession(this.connect, dest.route, first.job.domain, first.mx, dest.key);
     if (opened.kind !== "ok") {
       const attempt = { ...opened.attempt, durationMs: performance.now() - started };
+      if (opened.atGreeting && this.isThrottle(opened.reply)) {
+        this.throttleChanged(
+          dest,
+          first.job,
+          dest.shaping.throttle(opened.reply, first.job.recipients[0]!, this.deps.now()),
+        );
+      }
       if (opened.kind === "temporary") this.failed(dest, opened.reply);
       first.resolve({
         kind: "done",
@@ -271,6 +374,7 @@ export class Dispatcher {
       if (dest.suspendedUntil > this.deps.now()) this.suspendWaiting(dest);
       return;
     }
+    this.stats.connectionsOpened++;
     const session = opened.session;
     this.sessions.add(session);
     this.recovered(dest);
@@ -280,9 +384,20 @@ export class Dispatcher {
       while (next) {
         const t0 = next === first ? started : performance.now();
         current.job = next;
-        next.resolve(await this.deliver(session, next.job, t0));
+        const result = await this.deliver(session, next.job, t0);
+        if (result.kind === "done") {
+          const isThrottle = (reply: Reply) => this.isThrottle(reply);
+          this.throttleChanged(
+            dest,
+            next.job,
+            dest.shaping.finished(result.replies, isThrottle, this.deps.now()),
+          );
+        }
+        next.resolve(result);
         sent++;
-        if (sent >= dest.route.maxMessagesPerConnection || !session.usable || this.stopping) break;
+        if (sent >= dest.shaping.limits.maxMessagesPerConnection || !session.usable || this.stopping) break;
+        // Throttled to fewer connections: the ones above the cap close after their message.
+        if (dest.active > dest.shaping.cap) break;
         next = await this.nextJob(dest);
       }
     } finally {
@@ -291,10 +406,13 @@ export class Dispatcher {
     }
   }
 
-  /** The next job for this connection, or undefined after idleTimeoutMs (or when told to close). */
+  /** The next job for this connection (with a rate token), or undefined after idleTimeoutMs (or when told to close). */
   private nextJob(dest: Destination): Promise<Pending | undefined> {
-    const queued = dest.queue.shift();
-    if (queued) return Promise.resolve(queued);
+    if (dest.queue.length > 0) {
+      const wait = dest.shaping.take();
+      if (wait === 0) return Promise.resolve(dest.queue.shift());
+      this.wakeLater(dest, wait);
+    }
     if (this.deps.config.idleTimeoutMs === 0) return Promise.resolve(undefined);
     return new Promise((resolve) => {
       const waiting = (next: Pending | undefined) => {
@@ -349,83 +467,43 @@ export class Dispatcher {
     };
   }
 
-  private async open(
-    dest: Destination,
-    job: DispatchJob,
-  ): Promise<
-    | { kind: "ok"; session: SmtpSession }
-    | { kind: "permanent" | "temporary"; reply: Reply; attempt: Omit<AttemptInfo, "durationMs"> }
-  > {
-    const { config, resolver } = this.deps;
-    const route = dest.route;
-    const mxOptions = { forceIpv4: config.forceIpv4, random: this.deps.random };
-    const outcome =
-      route.transport === "relay"
-        ? await resolveRelay(resolver, route.host!, mxOptions)
-        : await resolveMx(resolver, job.domain, mxOptions);
-    const none = { mxHost: null, ip: null, port: null, sourceIp: null, tls: null };
-    if (outcome.kind === "permanent") {
-      return {
-        kind: "permanent",
-        reply: local(outcome.code, outcome.enhanced, outcome.message),
-        attempt: none,
-      };
-    }
-    if (outcome.kind === "temporary") {
-      return { kind: "temporary", reply: local(451, outcome.enhanced, outcome.message), attempt: none };
-    }
-    const candidates = this.sources.usable(outcome.candidates).slice(0, config.maxAddressesPerAttempt);
-    if (candidates.length === 0) {
-      return {
-        kind: "temporary",
-        reply: local(451, "4.4.4", "no address of a usable family (check delivery.sources / forceIpv4)"),
-        attempt: none,
-      };
-    }
-    const errors: string[] = [];
-    let last: { candidate: Candidate; reply: Reply; source: string | null } | undefined;
-    const portOf = (ip: string) =>
-      route.transport === "mx" ? (config.mxPorts[ip] ?? route.port) : route.port;
-    for (const candidate of candidates) {
-      const source = this.sources.next(candidate.ip);
-      try {
-        const session = await SmtpSession.open({
-          host: candidate.host,
-          ip: candidate.ip,
-          port: portOf(candidate.ip),
-          implicitTls: route.implicitTls,
-          tlsPolicy: route.tlsPolicy,
-          ca: this.deps.ca,
-          localAddress: source?.address,
-          ehloName: source?.ehloName ?? this.deps.hostname,
-          auth: route.auth,
-          connectTimeoutMs: config.connectTimeoutMs,
-          greetingTimeoutMs: config.greetingTimeoutMs,
-          commandTimeoutMs: config.commandTimeoutMs,
-        });
-        this.stats.connectionsOpened++;
-        return { kind: "ok", session };
-      } catch (err) {
-        if (!(err instanceof SessionError)) throw err;
-        // RFC 5321 §5.1: on a connection failure or a 4xx greeting, go on to the next address.
-        errors.push(err.reply.text);
-        last = { candidate, reply: err.reply, source: source?.address ?? null };
-        this.deps.logger.debug({ destination: dest.key, error: err.reply.text }, "connection attempt failed");
-      }
-    }
-    const reply = last!.reply;
-    const text = errors.length > 1 ? `${reply.text} (after ${errors.length} addresses)` : reply.text;
-    return {
-      kind: "temporary",
-      reply: { ...reply, code: reply.code >= 500 ? 451 : reply.code, text },
-      attempt: {
-        mxHost: last!.candidate.host,
-        ip: last!.candidate.ip,
-        port: portOf(last!.candidate.ip),
-        sourceIp: last!.source,
-        tls: null,
+  private isThrottle(reply: Reply): boolean {
+    const { isThrottle } = this.deps;
+    return reply.code >= 400 && reply.code < 500 && isThrottle?.(reply) === true;
+  }
+
+  /** Logs a throttle change, reports it, and lets more work start if the limits rose. */
+  private throttleChanged(dest: Destination, job: DispatchJob, change: CausedChange | null): void {
+    if (!change) return;
+    const holdUntil = change.kind === "lowered" ? this.deps.now() + this.deps.config.throttle.holdMs : null;
+    const what =
+      change.kind === "restored"
+        ? `back to its configured limits (${describeLimits(change.to)})`
+        : `${change.kind} from ${describeLimits(change.from)} to ${describeLimits(change.to)}`;
+    const cause = change.kind === "lowered" ? ` after "${change.reply}"` : "";
+    this.deps.logger.warn(
+      {
+        destination: dest.key,
+        provider: dest.provider,
+        queueId: job.messageId,
+        throttle: change.kind,
+        reply: change.reply,
       },
-    };
+      `destination ${dest.provider ?? dest.key} throttled: ${what}${cause}`,
+    );
+    this.deps.onThrottle?.({
+      ...change,
+      destination: dest.key,
+      provider: dest.provider,
+      domains: [...dest.domains],
+      messageId: job.messageId,
+      at: this.deps.now(),
+      holdUntil,
+      configured: dest.shaping.configured,
+      throttleReply: dest.shaping.lastThrottle.reply,
+      since: dest.shaping.lastThrottle.since,
+    });
+    this.pump();
   }
 
   private failed(dest: Destination, reply: Reply): void {
@@ -462,44 +540,4 @@ export class Dispatcher {
       notBefore: dest.suspendedUntil,
     };
   }
-}
-
-/** The job's recipients grouped by envelope sender, in order (one group unless VERP applies). */
-function bySender(job: DispatchJob): Map<string, string[]> {
-  const groups = new Map<string, string[]>();
-  for (const to of job.recipients) {
-    const from = job.returnPaths?.get(to) ?? job.mailFrom;
-    const group = groups.get(from);
-    if (group) group.push(to);
-    else groups.set(from, [to]);
-  }
-  return groups;
-}
-
-function everyone(job: DispatchJob, reply: Reply): Map<string, Reply> {
-  return new Map(job.recipients.map((to) => [to, reply]));
-}
-
-/**
- * Checks before MAIL FROM: SIZE (RFC 1870: a message over the advertised limit would be refused
- * anyway) and SMTPUTF8 (RFC 6531 §3.2: a message that needs it cannot go to a server without it).
- */
-function preflight(session: SmtpSession, job: DispatchJob): Reply | undefined {
-  const { maxSize, smtputf8, host } = session.info;
-  if (maxSize > 0 && job.content.length > maxSize) {
-    return local(552, "5.3.4", `message size ${job.content.length} exceeds the limit ${maxSize} of ${host}`);
-  }
-  if (!smtputf8 && needsSmtpUtf8(job)) {
-    return local(553, "5.6.7", `SMTPUTF8 is required but was not offered by ${host}`);
-  }
-  return undefined;
-}
-
-/** Non-ASCII in the envelope or the header section needs SMTPUTF8 (RFC 6531, RFC 6532). */
-export function needsSmtpUtf8(job: Pick<DispatchJob, "mailFrom" | "recipients" | "content">): boolean {
-  const nonAscii = /[^\x00-\x7f]/;
-  if (nonAscii.test(job.mailFrom) || job.recipients.some((r) => nonAscii.test(r))) return true;
-  const end = job.content.indexOf("\r\n\r\n");
-  const header = job.content.subarray(0, end < 0 ? job.content.length : end);
-  return header.some((byte) => byte > 0x7f);
 }

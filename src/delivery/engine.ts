@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createClassifier } from "../bounces/classify.js";
-import { createFailureNotifier } from "../bounces/notify.js";
+import { dsnMessage, type FailedRecipient, type OriginalMessage } from "../bounces/notify.js";
 import { createReturnPaths } from "../bounces/return-path.js";
 import { VerpCodec } from "../bounces/verp.js";
 import { inDataDir } from "../config/load.js";
@@ -15,9 +15,10 @@ import { createResolver } from "../dns/resolver.js";
 import type { DnsResolver } from "../dns/types.js";
 import type { Logger } from "../log.js";
 import { DeliveryWorker } from "../queue/worker.js";
-import type { Store } from "../store/types.js";
-import { Dispatcher } from "./dispatcher.js";
+import type { Store, ThrottleChangeRecord } from "../store/types.js";
+import { Dispatcher, type ThrottleEvent } from "./dispatcher.js";
 import { compileRoutes } from "./routes.js";
+import { describeLimits } from "./throttle.js";
 
 export interface DeliveryEngine {
   readonly worker: DeliveryWorker;
@@ -50,6 +51,8 @@ export async function startDelivery(options: EngineOptions): Promise<DeliveryEng
     ? readFileSync(inDataDir(config as PetrelConfig, config.delivery.tlsCaFile), "utf8")
     : undefined;
   const onError = (err: unknown) => log.warn({ err }, "could not update destination backoff");
+  const bounces = config.bounces;
+  const classify = createClassifier(bounces?.rules ?? []);
   const dispatcher = new Dispatcher({
     config: config.delivery,
     resolver,
@@ -66,9 +69,17 @@ export async function startDelivery(options: EngineOptions): Promise<DeliveryEng
     onRecover: (domains) => {
       for (const domain of domains) store.setDestinationBackoff({ domain, until: null }).catch(onError);
     },
+    // Issue 11: replies classed `reputation` ("[TSS04] … temporarily deferred", "4.7.650 …") throttle.
+    isThrottle: (reply) => classify(reply).class === "reputation",
+    onThrottle: (event) => {
+      store.recordThrottle(throttleRecord(config.hostname, event)).catch((err: unknown) => {
+        log.warn({ err, destination: event.destination }, "could not record a throttle change");
+      });
+    },
   });
+  // This node's throttles lived in the memory of its previous run.
+  await store.clearThrottles(config.hostname);
   // ── Bounces (issue 5): classification, VERP return paths, DSNs to senders ──
-  const bounces = config.bounces;
   const returnPaths =
     bounces?.verp && config.domains
       ? createReturnPaths({
@@ -77,13 +88,9 @@ export async function startDelivery(options: EngineOptions): Promise<DeliveryEng
           subdomain: config.domains.returnPath.subdomain,
         })
       : undefined;
-  const onFailed = bounces?.notifySender
-    ? createFailureNotifier({
-        store,
-        hostname: config.hostname,
-        lifetimeMs: config.queue?.maxLifetimeMs ?? 72 * 3600_000,
-        now,
-      })
+  const dsn = { hostname: config.hostname, lifetimeMs: config.queue?.maxLifetimeMs ?? 72 * 3600_000, now };
+  const notification = bounces?.notifySender
+    ? (original: OriginalMessage, failed: readonly FailedRecipient[]) => dsnMessage(dsn, original, failed)
     : undefined;
   // ── end bounces ──
   const worker = new DeliveryWorker({
@@ -95,9 +102,9 @@ export async function startDelivery(options: EngineOptions): Promise<DeliveryEng
     logger: log,
     now,
     random: options.random,
-    classify: createClassifier(bounces?.rules ?? []),
+    classify,
     returnPaths,
-    onFailed,
+    notification,
   });
   await worker.start();
   // Cluster (PostgreSQL): another node's commit made work due; look now rather than at the next poll.
@@ -123,4 +130,30 @@ export async function startDelivery(options: EngineOptions): Promise<DeliveryEng
 export async function verpCodec(store: Store): Promise<VerpCodec> {
   const secret = await store.nodeSecret("verp-key", () => randomBytes(32).toString("base64"));
   return new VerpCodec(Buffer.from(secret, "base64"));
+}
+
+/** A dispatcher throttle change as the store records it (a row and a `throttled` event). */
+export function throttleRecord(node: string, e: ThrottleEvent): ThrottleChangeRecord {
+  const name = e.provider ?? e.destination;
+  const description =
+    e.kind === "restored"
+      ? `${name}: back to its configured limits (${describeLimits(e.to)})`
+      : `${name}: ${e.kind} from ${describeLimits(e.from)} to ${describeLimits(e.to)}` +
+        (e.holdUntil !== null ? `; no step up before ${new Date(e.holdUntil).toISOString()}` : "");
+  return {
+    node,
+    destination: e.destination,
+    provider: e.provider,
+    domains: e.domains,
+    kind: e.kind,
+    limits: e.to,
+    configured: e.configured,
+    reply: e.throttleReply,
+    since: e.since,
+    messageId: e.messageId,
+    recipient: e.recipient,
+    cause: e.reply,
+    at: e.at,
+    description,
+  };
 }

@@ -3,9 +3,10 @@
  * plain data out. Matching: an exact domain wins over the longest "*.suffix" pattern, which wins
  * over "*"; with no match the default is direct MX delivery on delivery.port.
  *
- * A route also names the destination that limits and backoff are counted against: the recipient
- * domain for MX delivery, the relay ("relay:host:port") for a relay route, since every domain
- * routed to one relay shares its connections.
+ * A relay route names the destination that limits and backoff are counted against
+ * ("relay:host:port"), since every domain routed to one relay shares its connections; for MX
+ * delivery the dispatcher finds the destination once the MX hosts are known (providers.ts), and
+ * `destination` is only the recipient domain.
  */
 import type { DeliveryConfig, RouteConfig, TlsPolicy } from "../config/delivery-schema.js";
 
@@ -22,6 +23,8 @@ export interface ResolvedRoute {
   readonly auth: { readonly user: string; readonly pass: string } | null;
   readonly maxConnections: number;
   readonly maxMessagesPerConnection: number;
+  /** 0 = no limit. */
+  readonly maxMessagesPerMinute: number;
   /** The pattern that matched, for logs ("default" when none did). */
   readonly match: string;
 }
@@ -52,6 +55,7 @@ function resolve(config: DeliveryConfig, domain: string, route: RouteConfig | un
   const limits = {
     maxConnections: route?.maxConnections ?? config.maxConnectionsPerDestination,
     maxMessagesPerConnection: route?.maxMessagesPerConnection ?? config.maxMessagesPerConnection,
+    maxMessagesPerMinute: route?.maxMessagesPerMinute ?? config.maxMessagesPerMinute,
   };
   if (route?.transport === "relay") {
     const policy: TlsPolicy =

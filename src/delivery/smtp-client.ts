@@ -60,10 +60,13 @@ export interface SessionInfo {
 /** A session could not be set up: connect, greeting, EHLO, STARTTLS or AUTH failed. */
 export class SessionError extends Error {
   readonly reply: Reply;
-  constructor(reply: Reply) {
+  /** The server itself answered the greeting with this reply (4xx/5xx instead of 220). */
+  readonly atGreeting: boolean;
+  constructor(reply: Reply, atGreeting = false) {
     super(reply.text);
     this.name = "SessionError";
     this.reply = reply;
+    this.atGreeting = atGreeting;
   }
 }
 
@@ -93,6 +96,8 @@ interface NodemailerError extends Error {
 }
 
 const MAX_REPLY = 512;
+/** The start of an SMTP reply: a code with a first digit 2-5, then a space, a hyphen or the end. */
+const SMTP_REPLY = /^[2-5]\d\d(?:[ -]|\r?\n|$)/;
 
 export class SmtpSession {
   readonly info: SessionInfo;
@@ -155,7 +160,10 @@ export class SmtpSession {
         if (settled) return;
         settled = true;
         connection.close();
-        reject(new SessionError(sessionReply(err, options)));
+        const e = err as NodemailerError;
+        const atGreeting =
+          e.command === "CONN" && typeof e.response === "string" && /^[45]\d\d/.test(e.response);
+        reject(new SessionError(sessionReply(err, options), atGreeting));
       };
       // Without a listener an 'error' event would throw; failures arrive through callbacks too.
       connection.on("error", fail);
@@ -234,6 +242,10 @@ export class SmtpSession {
             );
           }
           this.closed = true;
+          if (e.response && !SMTP_REPLY.test(e.response)) {
+            // A reply that is not SMTP ended the transaction (parseReply says why).
+            return resolve(all(parseReply(e.response)));
+          }
           return resolve(
             all(local(451, "4.4.2", `lost connection with ${this.describePeer()}: ${e.message}`)),
           );
@@ -311,10 +323,21 @@ function isTlsFailure(err: unknown): boolean {
   return err instanceof SessionError && err.reply.enhanced === "4.7.5";
 }
 
-/** A reply from a remote server: "550 5.1.1 <x@y>: Recipient address rejected". */
+/**
+ * A reply from a remote server: "550 5.1.1 <x@y>: Recipient address rejected". One whose code
+ * is not 2xx-5xx is not SMTP (RFC 5321 §4.2.1: servers MUST NOT send other first digits; clients
+ * SHOULD treat them as fatal for the transaction): a temporary 451 4.5.0 with the text kept, never a
+ * bounce, since nothing says the recipient is refused.
+ */
 export function parseReply(response: string): Reply {
-  const text = response.replace(/\r?\n/g, " ").slice(0, MAX_REPLY);
-  const code = Number(/^(\d{3})/.exec(text)?.[1] ?? 451);
+  const text = response
+    .slice(0, MAX_REPLY * 2)
+    .replace(/\r?\n/g, " ")
+    .slice(0, MAX_REPLY);
+  if (!SMTP_REPLY.test(text)) {
+    return local(451, "4.5.0", `malformed reply: ${text}`);
+  }
+  const code = Number(text.slice(0, 3));
   const enhanced = /^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b/.exec(text)?.[1] ?? `${String(code)[0]}.0.0`;
   return { code, enhanced, text };
 }
@@ -338,7 +361,7 @@ function sessionReply(err: unknown, options: SessionOptions): Reply {
     return local(451, "4.7.5", `TLS with ${peer} failed: ${why}`);
   }
   if (e.code === "EAUTH") return local(451, "4.7.8", `authentication with ${peer} failed: ${why}`);
-  if (e.response && /^[45]\d\d/.test(e.response)) {
+  if (e.response && (/^[45]\d\d/.test(e.response) || !SMTP_REPLY.test(e.response))) {
     const reply = parseReply(e.response);
     const stage = e.command === "CONN" ? "greeting" : (e.command ?? "session");
     return { ...reply, text: `${reply.text} (${stage} from ${peer})`.slice(0, MAX_REPLY) };

@@ -8,7 +8,7 @@
  * between slices, so a large attachment never blocks other connections for long.
  * Security: the message is untrusted input. Malformed lines (no colon, leading continuation)
  * are kept in the message and never selected for signing; no regex here can backtrack
- * super-linearly (each matches runs of one character class).
+ * super-linearly (each matches runs of one character class, and none is anchored at the end).
  */
 
 import { createHash } from "node:crypto";
@@ -68,7 +68,7 @@ export function splitMessage(content: Buffer): SplitMessage {
   const flush = () => {
     if (current === undefined) return;
     const colon = current.indexOf(":");
-    const name = colon > 0 ? current.slice(0, colon).replace(/[ \t]+$/, "") : "";
+    const name = colon > 0 ? trimTrailingBlanks(current.slice(0, colon)) : "";
     if (name !== "" && !/[\s:]/.test(name)) headers.push({ name, key: asciiLower(name), raw: current });
     current = undefined;
   };
@@ -82,6 +82,20 @@ export function splitMessage(content: Buffer): SplitMessage {
   }
   flush();
   return { headers, body, hasBodySeparator: end !== -1 };
+}
+
+// The two trims below are loops, not /[ \t]+$/ and /(?:\r\n)+$/: those retry from every
+// position of a run that is not at the end (80,000 empty lines before a text line: 7.6 s).
+function trimTrailingBlanks(text: string): string {
+  let end = text.length;
+  while (end > 0 && (text.charCodeAt(end - 1) === 32 || text.charCodeAt(end - 1) === 9)) end--;
+  return text.slice(0, end);
+}
+
+function withoutTrailingCrlfs(text: string): string {
+  let end = text.length;
+  while (end >= 2 && text.charCodeAt(end - 1) === 10 && text.charCodeAt(end - 2) === 13) end -= 2;
+  return text.slice(0, end);
 }
 
 /** One header field in relaxed form, with its CRLF (RFC 6376 §3.4.2). */
@@ -129,7 +143,7 @@ export async function relaxedBodyHash(body: Buffer): Promise<string> {
     if (end === body.length && !text.endsWith(CRLF)) text += CRLF;
     const canonical = relaxedLines(text);
     // Trailing empty lines may end the body, so hold them back until content follows them.
-    const trimmed = canonical.replace(/(?:\r\n)+$/, "");
+    const trimmed = withoutTrailingCrlfs(canonical);
     const trailing = (canonical.length - trimmed.length) / 2;
     if (trimmed.length > 0) {
       if (pendingEmptyLines > 0) hash.update(CRLF.repeat(pendingEmptyLines), "latin1");

@@ -2,6 +2,13 @@
  * Locks out an IP address after repeated failed AUTH attempts (default 5 in 5 minutes) for a
  * cooldown, so a key cannot be guessed from one address. In memory and per process: a restart
  * forgets, which only ever unlocks early.
+ *
+ * Invariants (issue 13 item 8): a lockout applies to every session of the address, including
+ * ones opened before it, at their next AUTH (the caller asks isLocked() there too, not only at
+ * connect). The failure window does not restart while the address keeps failing: a failed or
+ * refused attempt during a lockout, or within one window after it, locks again at once, so an
+ * address that never stops guessing gets one guess per lockout at most, not maxFailures.
+ * Memory per address is bounded (at most maxFailures timestamps).
  */
 export interface AuthThrottleOptions {
   readonly maxFailures: number;
@@ -10,9 +17,15 @@ export interface AuthThrottleOptions {
   readonly now?: () => number;
 }
 
+interface Lockout {
+  until: number;
+  /** Failures before this time lock again at once (the end of the lockout plus one window). */
+  strikeUntil: number;
+}
+
 export class AuthThrottle {
   private readonly failures = new Map<string, number[]>();
-  private readonly lockedUntil = new Map<string, number>();
+  private readonly lockouts = new Map<string, Lockout>();
   private readonly options: AuthThrottleOptions;
   private readonly now: () => number;
 
@@ -22,24 +35,29 @@ export class AuthThrottle {
   }
 
   isLocked(ip: string): boolean {
-    const until = this.lockedUntil.get(ip);
-    if (until === undefined) return false;
-    if (until > this.now()) return true;
-    this.lockedUntil.delete(ip);
-    return false;
+    const lockout = this.lockouts.get(ip);
+    return lockout !== undefined && lockout.until > this.now();
   }
 
-  /** Records a failure; returns true when this failure locks the address out. */
+  /** Records a failure (or an attempt refused while locked); true when the address is now locked out. */
   recordFailure(ip: string): boolean {
     const now = this.now();
-    const recent = (this.failures.get(ip) ?? []).filter((t) => t > now - this.options.windowMs);
-    recent.push(now);
-    if (recent.length >= this.options.maxFailures) {
-      this.failures.delete(ip);
-      this.lockedUntil.set(ip, now + this.options.lockoutMs);
+    const { maxFailures, windowMs, lockoutMs } = this.options;
+    const lockout = this.lockouts.get(ip);
+    if (lockout !== undefined && now < lockout.strikeUntil) {
+      // Still failing during or just after a lockout: lock again, window not restarted.
+      lockout.until = Math.max(lockout.until, now + lockoutMs);
+      lockout.strikeUntil = lockout.until + windowMs;
       return true;
     }
+    const recent = (this.failures.get(ip) ?? []).filter((t) => t > now - windowMs);
+    recent.push(now);
+    if (recent.length > maxFailures) recent.shift();
     this.failures.set(ip, recent);
+    if (recent.length >= maxFailures) {
+      this.lockouts.set(ip, { until: now + lockoutMs, strikeUntil: now + lockoutMs + windowMs });
+      return true;
+    }
     return false;
   }
 
@@ -49,6 +67,6 @@ export class AuthThrottle {
     for (const [ip, times] of this.failures) {
       if (times.every((t) => t <= now - this.options.windowMs)) this.failures.delete(ip);
     }
-    for (const [ip, until] of this.lockedUntil) if (until <= now) this.lockedUntil.delete(ip);
+    for (const [ip, lockout] of this.lockouts) if (lockout.strikeUntil <= now) this.lockouts.delete(ip);
   }
 }

@@ -6,18 +6,25 @@
  *
  * Invariants:
  * - Leases: every recipient this worker holds is leased to `owner` and renewed every leaseMs/3
- *   while held; a worker that dies simply stops renewing, and the work is due again at expiry. At
- *   start a node gives back the leases its previous incarnation held (owner prefix = node id), so
- *   a restart after kill -9 resumes at once instead of after the lease time.
+ *   while held; a worker that dies simply stops renewing, and the work is due again at expiry.
+ *   The owner is unique per process (node id, pid, random). At start on SQLite — where serve's
+ *   exclusive lock proves the earlier holders dead — a node gives back the leases of its
+ *   previous incarnations (owner prefix = node id), so a restart after kill -9 resumes at once.
  * - Outcomes are committed in groups (one transaction per turn of the event loop, like the
  *   spool's group commit) through Store.recordOutcomes, the one place a delivery changes state.
  *   The window between a remote 250 and that commit is where a crash can cause one duplicate.
  * - A recipient is held in memory once: claims skip ids already in flight, until their outcome
  *   is committed.
+ * - Issue 11: a claim counts as an unfinished attempt in the store before the attempt starts; an
+ *   outcome clears it, and a job the dispatcher releases unstarted is given back (giveBack) so it
+ *   does not count. A message whose attempts crash or hang the worker is thus counted, and held
+ *   after MAX_UNFINISHED_ATTEMPTS (src/store/sqlite/queue.ts) instead of crashing workers forever.
+ * - Issue 11: the DSN to the sender (bounces.notifySender) is built here and committed with the
+ *   bounce or expiry it reports, in the one recordOutcomes() transaction.
  */
 import { randomBytes } from "node:crypto";
 import { type Classifier, classifyBounce } from "../bounces/classify.js";
-import type { FailedDelivery } from "../bounces/notify.js";
+import type { FailedRecipient, OriginalMessage } from "../bounces/notify.js";
 import type { ReturnPaths } from "../bounces/return-path.js";
 import type { DeliveryConfig } from "../config/delivery-schema.js";
 import { deliveryLogLine } from "../delivery/delivery-log.js";
@@ -25,7 +32,14 @@ import type { DispatchJob, JobResult } from "../delivery/dispatcher.js";
 import type { ResolvedRoute, RouteResolver } from "../delivery/routes.js";
 import type { Reply } from "../delivery/smtp-client.js";
 import type { Logger } from "../log.js";
-import type { ClaimedRecipient, OutcomeState, RecipientOutcome, Store } from "../store/types.js";
+import type {
+  ClaimedRecipient,
+  NewMessage,
+  OutcomeNotification,
+  OutcomeState,
+  RecipientOutcome,
+  Store,
+} from "../store/types.js";
 import { deferral, type RetryPolicy } from "./backoff.js";
 
 /** What the worker needs from the dispatcher (src/delivery/dispatcher.ts). */
@@ -51,8 +65,11 @@ export interface WorkerDeps {
   readonly classify?: Classifier;
   /** Absent: every delivery uses the submitted envelope sender. */
   readonly returnPaths?: ReturnPaths;
-  /** Called after the commit that made these recipients bounced or expired. */
-  readonly onFailed?: (failed: readonly FailedDelivery[]) => Promise<void>;
+  /** Builds the DSN about recipients that bounced or expired (bounces.notifySender), committed with them. */
+  readonly notification?: (
+    original: OriginalMessage,
+    failed: readonly FailedRecipient[],
+  ) => NewMessage | null;
 }
 
 export interface WorkerStats {
@@ -77,8 +94,11 @@ export class DeliveryWorker {
   private readonly inFlight = new Set<number>();
   private readonly jobs = new Set<Promise<void>>();
   private pendingOutcomes: RecipientOutcome[] = [];
-  /** What onFailed needs about a pending bounced/expired outcome, by recipient id. */
-  private readonly pendingFailures = new Map<number, FailedDelivery>();
+  /** What the DSN needs about a pending bounced/expired outcome, by recipient id. */
+  private readonly pendingFailures = new Map<
+    number,
+    { readonly failure: FailedRecipient; readonly original: OriginalMessage }
+  >();
   private committing: Promise<void> | undefined;
   private running = false;
   private wake: (() => void) | undefined;
@@ -96,8 +116,14 @@ export class DeliveryWorker {
   }
 
   async start(): Promise<void> {
-    const recovered = await this.deps.store.releaseLeases(`${this.deps.nodeId}:`, this.now());
-    if (recovered > 0) this.deps.logger.info({ recovered }, "recovered leases of a previous run");
+    // Only a dead owner's leases may be given back (issue 13 item 5). On SQLite `serve` holds an
+    // exclusive lock on the database (src/app/serve-lock.ts), so every lease of this node there
+    // is from an earlier run. On PostgreSQL another live process may share the host name: its
+    // leases are left to expire instead (at most leaseMs late, never a second delivery).
+    if (this.deps.store.kind === "sqlite") {
+      const recovered = await this.deps.store.releaseLeases(`${this.deps.nodeId}:`, this.now());
+      if (recovered > 0) this.deps.logger.info({ recovered }, "recovered leases of a previous run");
+    }
     this.running = true;
     const renewEvery = Math.max(50, Math.floor(this.deps.config.leaseMs / 3));
     this.renewTimer = setInterval(() => void this.renew(), renewEvery);
@@ -226,7 +252,7 @@ export class DeliveryWorker {
       const startedAt = this.now();
       const done = this.deps.dispatcher
         .submit(job)
-        .then((result) => this.settle(recipients, result, startedAt))
+        .then((result) => this.settle(recipients, result, startedAt, content))
         .catch((err: unknown) => {
           // A bug, not a remote answer: keep the lease; the recipients come back when it expires.
           this.deps.logger.error({ err, queueId: job.messageId }, "delivery job failed");
@@ -236,9 +262,21 @@ export class DeliveryWorker {
     }
   }
 
-  private settle(recipients: readonly ClaimedRecipient[], result: JobResult, startedAt: number): void {
+  private settle(
+    recipients: readonly ClaimedRecipient[],
+    result: JobResult,
+    startedAt: number,
+    content: Buffer,
+  ): void {
     if (result.kind === "released") {
-      for (const r of recipients) this.inFlight.delete(r.id);
+      // Never started: the lease goes back and the claim does not count as an unfinished attempt.
+      const ids = recipients.map((r) => r.id);
+      this.deps.store
+        .giveBack(ids, this.owner, this.now())
+        .catch((err: unknown) => this.deps.logger.warn({ err }, "could not give back leases"))
+        .finally(() => {
+          for (const id of ids) this.inFlight.delete(id);
+        });
       return;
     }
     const now = this.now();
@@ -266,15 +304,23 @@ export class DeliveryWorker {
         state === "delivered"
           ? undefined
           : this.classify({ code: reply.code, enhanced: reply.enhanced, text: reply.text });
-      if (state === "bounced" || state === "expired") {
+      if ((state === "bounced" || state === "expired") && this.deps.notification) {
         this.pendingFailures.set(r.id, {
-          messageId: r.messageId,
-          address: r.address,
-          reply: reply.text,
-          status: reply.enhanced,
-          remoteMta: a.mxHost,
-          at: now,
-          expired: state === "expired",
+          failure: {
+            address: r.address,
+            reply: reply.text,
+            status: reply.enhanced,
+            remoteMta: a.mxHost,
+            at: now,
+            expired: state === "expired",
+          },
+          original: {
+            id: r.messageId,
+            accountId: r.accountId,
+            mailFrom: r.mailFrom,
+            receivedAt: r.receivedAt,
+            content,
+          },
         });
       }
       this.pendingOutcomes.push({
@@ -329,12 +375,11 @@ export class DeliveryWorker {
         const batch = this.pendingOutcomes;
         this.pendingOutcomes = [];
         this.deps.store
-          .recordOutcomes(batch)
+          .recordOutcomes(batch, this.notifications(batch))
           .then(
             () => {
               this.stats.commits++;
               this.onCommit?.(batch);
-              this.failed(batch);
             },
             (err: unknown) => {
               // The leases stay; the recipients are due again when they expire (maybe a duplicate).
@@ -369,17 +414,33 @@ export class DeliveryWorker {
     }
   }
 
-  /** Hands the bounced/expired recipients of a committed batch to onFailed. */
-  private failed(batch: readonly RecipientOutcome[]): void {
-    if (!this.deps.onFailed) return;
-    const failed = batch.flatMap((o) => {
+  /** One DSN per message for the bounced/expired recipients of a batch (none for a sender <>). */
+  private notifications(batch: readonly RecipientOutcome[]): OutcomeNotification[] {
+    const build = this.deps.notification;
+    if (!build) return [];
+    const byMessage = new Map<
+      string,
+      { original: OriginalMessage; failed: FailedRecipient[]; ids: number[] }
+    >();
+    for (const o of batch) {
       const f = this.pendingFailures.get(o.recipientId);
-      return f ? [f] : [];
-    });
-    if (failed.length === 0) return;
-    this.deps.onFailed(failed).catch((err: unknown) => {
-      this.deps.logger.error({ err }, "could not notify senders of failed deliveries");
-    });
+      if (!f) continue;
+      const group = byMessage.get(f.original.id) ?? { original: f.original, failed: [], ids: [] };
+      group.failed.push(f.failure);
+      group.ids.push(o.recipientId);
+      byMessage.set(f.original.id, group);
+    }
+    const out: OutcomeNotification[] = [];
+    for (const { original, failed, ids } of byMessage.values()) {
+      try {
+        const message = build(original, failed);
+        if (message) out.push({ message, recipientIds: ids });
+      } catch (err) {
+        // A DSN we cannot build must not keep the outcomes from being recorded.
+        this.deps.logger.error({ err, queueId: original.id }, "could not build the DSN to the sender");
+      }
+    }
+    return out;
   }
 
   private async renew(): Promise<void> {

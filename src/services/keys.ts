@@ -4,6 +4,7 @@
  * Security: the plaintext key exists only in the return value of createKey().
  */
 import { generateApiKey } from "../auth/api-keys.js";
+import { parseScopes } from "../auth/scopes.js";
 import { PetrelError } from "../errors.js";
 import type { ApiKey } from "../store/types.js";
 import { conflicts, requireAccount, type ServiceContext } from "./context.js";
@@ -16,8 +17,11 @@ export interface CreatedKey {
 
 export async function createKey(
   ctx: ServiceContext,
-  input: { readonly name: string; readonly account: string },
+  input: { readonly name: string; readonly account: string; readonly scopes?: string | readonly string[] },
 ): Promise<CreatedKey> {
+  const scopes = parseScopes(input.scopes);
+  if (input.name.trim() === "" || input.name.length > 200)
+    throw new PetrelError("invalid-input", "a key name is 1 to 200 characters");
   const account = await requireAccount(ctx.store, input.account);
   const generated = generateApiKey();
   const key = await conflicts(
@@ -26,6 +30,7 @@ export async function createKey(
       name: input.name,
       hash: generated.hash,
       prefix: generated.prefix,
+      scopes,
     }),
   );
   return { key, secret: generated.key };

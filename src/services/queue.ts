@@ -4,15 +4,21 @@
  * so nothing accepted disappears without a final record). Changes apply to a running `serve`
  * at its next claim. A message of another account than the caller's is "not found".
  */
+import { canonicalDomain } from "../address.js";
 import { PetrelError } from "../errors.js";
+import { type MessageHeaders, readMessageHeaders } from "../message/summary.js";
 import type {
   DeliveryAttempt,
+  DestinationThrottle,
   MessageDetail,
   MessageSummary,
   QueueCounts,
+  RecipientDetail,
   RecipientState,
 } from "../store/types.js";
 import { nowOf, type ServiceContext } from "./context.js";
+import { explainRecipient } from "./explain.js";
+import { canonicalId } from "./validate.js";
 
 export const RECIPIENT_STATES: readonly RecipientState[] = [
   "queued",
@@ -35,6 +41,22 @@ export function parseState(value: string | undefined): RecipientState | undefine
 export interface QueueListing {
   readonly counts: QueueCounts;
   readonly messages: MessageSummary[];
+  /** Issue 11: destinations delivering under throttled limits now (adaptive throttling). */
+  readonly throttles: DestinationThrottle[];
+}
+
+/**
+ * Issue 11: the throttled destinations that serve any of `domains` (all of them without), for
+ * the queue listing and a message's explanation ("slowed down: yahoo at 150/min after …").
+ */
+export async function throttlesFor(
+  ctx: ServiceContext,
+  domains?: readonly string[],
+): Promise<DestinationThrottle[]> {
+  const all = await ctx.store.listThrottles();
+  if (!domains) return all;
+  const wanted = new Set(domains.map((d) => d.toLowerCase()));
+  return all.filter((t) => t.domains.some((d) => wanted.has(d)));
 }
 
 export async function listQueue(
@@ -42,10 +64,12 @@ export async function listQueue(
   query: { readonly state?: string; readonly domain?: string; readonly limit: number },
 ): Promise<QueueListing> {
   const state = parseState(query.state);
-  const domain = query.domain?.toLowerCase();
+  // A domain given with U-labels finds its recipients, stored under A-labels (issue 11).
+  const domain = query.domain === undefined ? undefined : canonicalDomain(query.domain.trim());
   const messages = await ctx.store.listMessages({ state, domain, limit: query.limit });
   const counts = await ctx.store.queueCounts({ domain });
-  return { counts, messages };
+  const throttles = await throttlesFor(ctx, domain ? [domain] : undefined);
+  return { counts, messages, throttles };
 }
 
 /** The message (of `account` only, when given), or not-found. */
@@ -54,25 +78,48 @@ export async function requireMessage(
   id: string,
   account?: string,
 ): Promise<MessageDetail> {
-  const message = await ctx.store.getMessage(id);
+  const message = await ctx.store.getMessage(canonicalId(id));
   if (!message || (account !== undefined && message.accountName !== account))
     throw new PetrelError("not-found", `no message ${id}`);
   return message;
 }
 
-export async function showMessage(
-  ctx: ServiceContext,
-  id: string,
-  account?: string,
-): Promise<MessageDetail & { readonly attempts: DeliveryAttempt[] }> {
+export type ShownMessage = Omit<MessageDetail, "recipientDetails"> & {
+  /** Each recipient with the sentence saying why it is not delivered yet, or why it failed. */
+  readonly recipientDetails: ReadonlyArray<RecipientDetail & { readonly explanation: string }>;
+  readonly attempts: DeliveryAttempt[];
+  /** Subject, From and Message-ID of the stored content (decoded); null when absent. */
+  readonly headers: MessageHeaders;
+};
+
+export async function showMessage(ctx: ServiceContext, id: string, account?: string): Promise<ShownMessage> {
   const message = await requireMessage(ctx, id, account);
-  return { ...message, attempts: await ctx.store.listAttempts(id) };
+  const now = nowOf(ctx);
+  const attempts = await ctx.store.listAttempts(message.id);
+  const backoffs = await ctx.store.listDestinationBackoffs(now);
+  const recipientDetails = message.recipientDetails.map((r) => ({
+    ...r,
+    explanation: explainRecipient({
+      recipient: r,
+      attempts: attempts.filter((a) => a.recipient === r.address),
+      expiresAt: message.expiresAt,
+      backoff: backoffs.find(
+        (b) => b.domain === r.address.slice(r.address.lastIndexOf("@") + 1).toLowerCase(),
+      ),
+      now,
+    }),
+  }));
+  const content = await ctx.store.getMessageContent(message.id);
+  const headers = content
+    ? await readMessageHeaders(content)
+    : { subject: null, from: null, messageId: null };
+  return { ...message, recipientDetails, attempts, headers };
 }
 
 /** The stored (signed) message as it is delivered. */
 export async function messageContent(ctx: ServiceContext, id: string, account?: string): Promise<Buffer> {
-  await requireMessage(ctx, id, account);
-  const content = await ctx.store.getMessageContent(id);
+  const { id: stored } = await requireMessage(ctx, id, account);
+  const content = await ctx.store.getMessageContent(stored);
   if (!content) throw new PetrelError("not-found", `no message ${id}`);
   return content;
 }
@@ -90,21 +137,21 @@ export async function retryMessages(
   account?: string,
 ): Promise<ActionResult> {
   if (!target.id && !target.all) throw new PetrelError("invalid-input", "give a queue ID or --all");
-  if (target.id) await requireMessage(ctx, target.id, account);
-  else if (account !== undefined)
+  const id = target.id ? (await requireMessage(ctx, target.id, account)).id : undefined;
+  if (id === undefined && account !== undefined)
     throw new PetrelError("missing-scope", "retrying every message needs the admin scope", {
       extra: { scope: "admin" },
     });
   const recipients = await ctx.store.retryNow(
-    target.id ? { messageId: target.id } : { all: true },
+    id !== undefined ? { messageId: id } : { all: true },
     nowOf(ctx),
   );
-  return { id: target.id ?? null, recipients };
+  return { id: id ?? null, recipients };
 }
 
 export async function holdMessage(ctx: ServiceContext, id: string, account?: string): Promise<ActionResult> {
-  await requireMessage(ctx, id, account);
-  return { id, recipients: await ctx.store.holdMessage(id, nowOf(ctx)) };
+  const { id: stored } = await requireMessage(ctx, id, account);
+  return { id: stored, recipients: await ctx.store.holdMessage(stored, nowOf(ctx)) };
 }
 
 export async function releaseMessage(
@@ -112,8 +159,8 @@ export async function releaseMessage(
   id: string,
   account?: string,
 ): Promise<ActionResult> {
-  await requireMessage(ctx, id, account);
-  return { id, recipients: await ctx.store.releaseMessage(id, nowOf(ctx)) };
+  const { id: stored } = await requireMessage(ctx, id, account);
+  return { id: stored, recipients: await ctx.store.releaseMessage(stored, nowOf(ctx)) };
 }
 
 export async function deleteMessage(
@@ -122,6 +169,6 @@ export async function deleteMessage(
   account?: string,
   reason = "dropped by operator",
 ): Promise<ActionResult> {
-  await requireMessage(ctx, id, account);
-  return { id, recipients: await ctx.store.dropMessage(id, nowOf(ctx), reason) };
+  const { id: stored } = await requireMessage(ctx, id, account);
+  return { id: stored, recipients: await ctx.store.dropMessage(stored, nowOf(ctx), reason) };
 }

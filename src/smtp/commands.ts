@@ -177,7 +177,9 @@ export function finishData<User>(s: Session<User>, reader: DataReader): Promise<
   s.envelope = null;
   s.rcptAttempts = 0;
   if (reader.tooBig) return s.dataDone(REPLY.sizeExceeded, false);
+  if (reader.overBudget) return s.dataDone(REPLY.insufficientStorage, false);
   if (reader.lineTooLong) return s.dataDone(lineTooLongReply(s.host.limits.maxLineLength), false);
+  if (reader.nul) return s.dataDone(REPLY.nulBytes, false);
   return dataHook(s, envelope, reader.content());
 }
 

@@ -10,8 +10,13 @@
  *    recipient sees exactly what was sent.
  *  - Every bare LF and bare CR in the content becomes CRLF; nothing is passed on raw.
  *  - `size` counts raw bytes received (before unstuffing), excluding the final ".<CR><LF>".
- * Once the size or line limit is exceeded the reader keeps scanning for the end mark but stops
- * holding content. Performance: scans with Buffer.indexOf and keeps zero-copy views of the
+ *  - NUL bytes (RFC 5322 §2.1 and RFC 5321 allow none without BINARYMIME) never reach the
+ *    content: with "reject" the reader marks `nul` and stops holding content (the session answers
+ *    550 5.6.0); with "remove" they are dropped from the content. A receiver that discards NULs
+ *    would otherwise see <CR><LF><NUL>.<CR><LF> end the DATA (SMTP smuggling through Petrel).
+ *    They never take part in finding the end mark.
+ * Once the size or line limit is exceeded (or a NUL seen with "reject") the reader keeps scanning
+ * for the end mark but stops holding content. Performance: scans with Buffer.indexOf and keeps zero-copy views of the
  * input chunks; the message is concatenated once at the end.
  * Security: the input is untrusted; memory held is bounded by maxSize plus one chunk.
  */
@@ -19,6 +24,10 @@
 const CR = 13;
 const LF = 10;
 const DOT = 46;
+
+/** Runs shorter than this are copied (keep()); a block holds many of them. */
+const SMALL_RUN = 256;
+const SMALL_BLOCK = 64 * 1024;
 
 const CRLF = Buffer.from("\r\n");
 const DOT_CRLF = Buffer.from(".\r\n");
@@ -35,6 +44,19 @@ export class DataReader {
   size = 0;
   tooBig = false;
   lineTooLong = false;
+  /** A NUL byte was received (only set with nulBytes "reject"). */
+  nul = false;
+  /** NUL bytes dropped (nulBytes "remove"). */
+  nulRemoved = 0;
+  // nulBytes "remove": the chunk being fed, and the offset of its next NUL (-1: none left).
+  private chunk: Buffer | null = null;
+  private nextNul = -1;
+  // Short runs of content are copied into `small` (see keep()); [smallStart, smallEnd) not yet in parts.
+  private small: Buffer | null = null;
+  private smallStart = 0;
+  private smallEnd = 0;
+  /** Evicted by the memory budget (buffer-budget.ts): the reply is 452 4.3.1. */
+  overBudget = false;
   private parts: Buffer[] = [];
   private held = 0;
   private state = LINE_START;
@@ -45,6 +67,7 @@ export class DataReader {
     private readonly maxSize: number,
     /** Octets per line excluding CRLF; 0 = unlimited. */
     private readonly maxLine: number,
+    private readonly nulBytes: "reject" | "remove" = "reject",
   ) {}
 
   /**
@@ -61,6 +84,10 @@ export class DataReader {
     let nextCr = -2; // cached indexOf results: -2 unknown, -1 none left in buf
     let nextLf = -2;
     let end = -1;
+    // One memchr per chunk; a NUL found may lie after the end mark, which is checked below.
+    const firstNul = this.nul ? -1 : buf.indexOf(0, start);
+    this.chunk = firstNul !== -1 && this.nulBytes === "remove" ? buf : null;
+    this.nextNul = firstNul;
     scan: while (i < len) {
       switch (state) {
         case NORMAL: {
@@ -138,28 +165,100 @@ export class DataReader {
     } else {
       this.size += end - start - 3; // the final ".<CR><LF>" is not content
     }
+    this.chunk = null;
     this.state = state;
     this.lineLen = lineLen;
     if (this.size > this.maxSize) this.tooBig = true;
-    if ((this.tooBig || this.lineTooLong) && !this.discard) {
+    if (firstNul !== -1 && (end === -1 || firstNul < end) && this.nulBytes === "reject") this.nul = true;
+    if ((this.tooBig || this.lineTooLong || this.nul) && !this.discard) {
       this.discard = true;
       this.parts = [];
+      this.small = null;
       this.held = 0;
     }
     return end;
   }
 
+  /** True once content is no longer kept (too big, line too long, over budget). */
+  get discarding(): boolean {
+    return this.discard;
+  }
+
+  /** Stops keeping content (memory budget): what was held is let go at once. */
+  drop(): void {
+    this.overBudget = true;
+    this.discard = true;
+    this.parts = [];
+    this.held = 0;
+    this.small = null;
+    this.smallStart = this.smallEnd = 0;
+  }
+
   /** The message content; call once, after feed() found the end mark. */
   content(): Buffer {
+    this.flushSmall();
     const out = Buffer.concat(this.parts, this.held);
     this.parts = [];
+    this.small = null;
     return out;
   }
 
   private emit(buf: Buffer, from: number, to: number): void {
     if (to > from && !this.discard) {
+      if (buf === this.chunk) {
+        // The cached offset moves only forward, so finding NULs costs one pass over the chunk.
+        if (this.nextNul !== -1 && this.nextNul < from) this.nextNul = buf.indexOf(0, from);
+        if (this.nextNul !== -1 && this.nextNul < to) {
+          this.emitWithoutNul(buf, from, to);
+          return;
+        }
+      }
+      this.keep(buf, from, to);
+    }
+  }
+
+  /** emit() for a segment holding NULs: the runs between them, in order. */
+  private emitWithoutNul(buf: Buffer, from: number, to: number): void {
+    let runStart = from;
+    let z = this.nextNul;
+    for (; z !== -1 && z < to; z = buf.indexOf(0, z + 1)) {
+      if (z > runStart) this.keep(buf, runStart, z);
+      this.nulRemoved++;
+      runStart = z + 1;
+    }
+    this.nextNul = z;
+    if (to > runStart) this.keep(buf, runStart, to);
+  }
+
+  /**
+   * Holds bytes of content: a long run as a view of the input chunk, a short one copied into a
+   * shared block. One view per short line (10 MB of bare LFs or of stuffed dots: millions of
+   * views and CRLF parts) held the event loop for 1.5 s; copies keep the part count at most
+   * one per SMALL_RUN bytes.
+   */
+  private keep(buf: Buffer, from: number, to: number): void {
+    const n = to - from;
+    this.held += n;
+    if (n >= SMALL_RUN) {
+      this.flushSmall();
       this.parts.push(from === 0 && to === buf.length ? buf : buf.subarray(from, to));
-      this.held += to - from;
+      return;
+    }
+    let small = this.small;
+    if (small === null || this.smallEnd + n > small.length) {
+      this.flushSmall();
+      small = this.small = Buffer.allocUnsafe(SMALL_BLOCK);
+      this.smallStart = this.smallEnd = 0;
+    }
+    if (n === 1) small[this.smallEnd] = buf[from]!;
+    else buf.copy(small, this.smallEnd, from, to);
+    this.smallEnd += n;
+  }
+
+  private flushSmall(): void {
+    if (this.small !== null && this.smallEnd > this.smallStart) {
+      this.parts.push(this.small.subarray(this.smallStart, this.smallEnd));
+      this.smallStart = this.smallEnd;
     }
   }
 }

@@ -74,6 +74,9 @@ export const REPLY = {
   badUtf8: r(500, "5.5.2", "Invalid UTF-8 in command"),
   sizeExceeded: r(552, "5.3.4", "Message size exceeds fixed maximum message size"),
   tooManyRcpts: r(452, "4.5.3", "Too many recipients"),
+  nulBytes: r(550, "5.6.0", "Message contains NUL characters"),
+  /** The memory budget for messages being received is used up (smtp.limits.maxBufferedBytes). */
+  insufficientStorage: r(452, "4.3.1", "Insufficient system storage"),
   authRequired: r(530, "5.7.0", "Authentication required"),
   tlsFirst: r(530, "5.7.0", "Must issue a STARTTLS command first"),
   alreadyAuthed: r(503, "5.5.1", "Error: already authenticated"),

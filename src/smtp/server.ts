@@ -7,8 +7,9 @@
  * (WIZ/SHELL/KILL), accepts 16 KB command lines instead of RFC 5321's 512 octets, has a fixed
  * limit of 10 unrecognised commands, and has no per-IP or total session limits.
  *
- * Invariants: connection caps are checked at accept, before onConnect, and count only admitted
- * sessions; one coarse timer sweeps all sessions for idle/session timeouts (no timer per
+ * Invariants: connection caps are checked at TCP accept, before any TLS handshake, PROXY
+ * header or onConnect, and count every connection held (a refused one is closed at once); a TLS
+ * handshake or PROXY header must complete within tlsHandshakeTimeoutMs; one coarse timer sweeps all sessions for idle/session timeouts (no timer per
  * command); every socket gets TCP_NODELAY (Nagle + delayed ACK stalls pipelined replies).
  * Security: no reverse DNS, nothing from the client is trusted; a client can end its own
  * session but never throw out of here.
@@ -17,9 +18,15 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type Server, type Socket } from "node:net";
 import { createSecureContext } from "node:tls";
-import { ehloReply } from "./replies.js";
+import { BufferBudget } from "./buffer-budget.js";
+import { parseProxyHeader } from "./proxy-protocol.js";
+import { RefusalLog } from "./refusal-log.js";
+import { ehloReply, REPLY } from "./replies.js";
 import { Session, type SessionHost, stripMapped } from "./session.js";
-import type { SmtpServerOptions } from "./types.js";
+import type { ListenerSpec, SmtpServerOptions } from "./types.js";
+
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+const ignore = (): void => {};
 
 /** A listener could not be bound; anything already bound has been closed. */
 export class BindError extends Error {
@@ -50,7 +57,12 @@ export class SmtpServer<User> {
   private readonly bound: Bound[] = [];
   private readonly sessions = new Set<Session<User>>();
   private readonly perIp = new Map<string, number>();
-  private admitted = 0;
+  /** Connections counted in the total cap: sessions plus PROXY headers being read. */
+  private open = 0;
+  private readonly pendingProxy = new Set<Socket>();
+  private readonly handshakeTimeoutMs: number;
+  /** Refused connections, by reason (rate-limited log lines). */
+  readonly refusals: RefusalLog;
   private readonly idPrefix = randomBytes(3).toString("hex");
   private nextId = 0;
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -63,6 +75,8 @@ export class SmtpServer<User> {
       throw new RangeError("SMTP limits: maxMessageSize and maxRecipients must be positive");
     }
     this.opts = opts;
+    this.refusals = new RefusalLog(opts.logger);
+    this.handshakeTimeoutMs = limits.tlsHandshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     const size = limits.maxMessageSize;
     // Indexed by (startTls ? 2 : 0) + (auth ? 1 : 0): EHLO costs one array lookup.
     const ehloVariants = [
@@ -83,6 +97,8 @@ export class SmtpServer<User> {
       }),
       allowInsecureAuth: opts.allowInsecureAuth ?? false,
       authEnabled: opts.auth ?? true,
+      handshakeTimeoutMs: this.handshakeTimeoutMs,
+      buffers: new BufferBudget(limits.maxBufferedBytes ?? 0),
       greeting: `220 ${opts.hostname} ESMTP Petrel\r\n`,
       shuttingDown: false,
       ehlo: (startTls, auth) => ehloVariants[(startTls ? 2 : 0) + (auth ? 1 : 0)]!,
@@ -147,6 +163,7 @@ export class SmtpServer<User> {
       this.allClosed = resolve;
     });
     for (const s of [...this.sessions]) s.shutdown();
+    for (const socket of [...this.pendingProxy]) socket.destroy();
     const deadline = setTimeout(() => {
       for (const s of [...this.sessions]) s.forceClose();
     }, graceMs);
@@ -162,12 +179,10 @@ export class SmtpServer<User> {
   private sessionClosed(session: Session<User>): void {
     this.sessions.delete(session);
     const info = session.info;
-    if (session.admitted) {
-      this.admitted--;
-      const n = (this.perIp.get(info.remoteAddress) ?? 1) - 1;
-      if (n <= 0) this.perIp.delete(info.remoteAddress);
-      else this.perIp.set(info.remoteAddress, n);
-    }
+    this.open--;
+    const n = (this.perIp.get(info.remoteAddress) ?? 1) - 1;
+    if (n <= 0) this.perIp.delete(info.remoteAddress);
+    else this.perIp.set(info.remoteAddress, n);
     this.opts.logger.info(
       {
         session: info.id,
@@ -192,39 +207,119 @@ export class SmtpServer<User> {
     if (this.host.shuttingDown && this.sessions.size === 0) this.allClosed?.();
   }
 
-  private accept(socket: Socket, spec: SmtpServerOptions<User>["listeners"][number]): void {
+  private accept(socket: Socket, spec: ListenerSpec): void {
     socket.setNoDelay(true);
-    const ip = socket.remoteAddress === undefined ? undefined : stripMapped(socket.remoteAddress);
-    if (ip === undefined || this.host.shuttingDown) {
+    socket.on("error", ignore); // a reset before the session attaches its own handler
+    const peer = socket.remoteAddress === undefined ? undefined : stripMapped(socket.remoteAddress);
+    if (peer === undefined || this.host.shuttingDown) {
       // Already reset by the peer, or accepted in the instant before the listener closed.
-      socket.on("error", () => {});
       socket.destroy();
       return;
     }
-    const { maxConnections, maxConnectionsPerIp } = this.opts.limits;
-    const fromIp = this.perIp.get(ip) ?? 0;
-    const overCap =
-      (maxConnections > 0 && this.admitted >= maxConnections) ||
-      (maxConnectionsPerIp > 0 && fromIp >= maxConnectionsPerIp);
-    const id = this.idPrefix + (this.nextId++).toString(36);
-    const session = new Session<User>(this.host, spec, socket, id, ip, overCap);
-    if (!overCap) {
-      session.admitted = true;
-      this.admitted++;
-      this.perIp.set(ip, fromIp + 1);
+    // Admission happens here, at TCP accept and before any TLS or PROXY bytes are read, so a
+    // flood of stalled handshakes holds at most the caps' worth of descriptors (issue 13).
+    const { maxConnections } = this.opts.limits;
+    if (maxConnections > 0 && this.open >= maxConnections) {
+      this.refuse(socket, spec, peer, "too-many-connections");
+      return;
     }
+    if (spec.proxyProtocol === true) {
+      if (this.opts.proxyProtocol?.trusted(peer) !== true) {
+        this.refuse(socket, spec, peer, "proxy-untrusted");
+        return;
+      }
+      this.readProxy(socket, spec, peer);
+      return;
+    }
+    this.admit(socket, spec, peer, socket.remotePort ?? 0);
+  }
+
+  /** Counts the connection against the per-IP cap of its client address and starts a session. */
+  private admit(socket: Socket, spec: ListenerSpec, ip: string, port: number): void {
+    const { maxConnectionsPerIp } = this.opts.limits;
+    const fromIp = this.perIp.get(ip) ?? 0;
+    if (maxConnectionsPerIp > 0 && fromIp >= maxConnectionsPerIp) {
+      this.refuse(socket, spec, ip, "too-many-connections-from-ip");
+      return;
+    }
+    const id = this.idPrefix + (this.nextId++).toString(36);
+    socket.off("error", ignore);
+    const session = new Session<User>(this.host, spec, socket, id, ip, port);
+    this.open++;
+    this.perIp.set(ip, fromIp + 1);
     this.sessions.add(session);
     session.start();
+  }
+
+  /**
+   * Refuses a connection at accept: on a plaintext listener with one 421 line (RFC 5321
+   * §3.8), on an implicit-TLS listener by closing at once (no reply is possible before a TLS
+   * handshake, and finishing one would cost what the cap is there to save).
+   */
+  private refuse(socket: Socket, spec: ListenerSpec, ip: string, reason: string): void {
+    this.refusals.refused(reason, spec.name, ip);
+    if (spec.mode === "starttls" && reason !== "proxy-untrusted" && !spec.proxyProtocol) {
+      socket.end(REPLY.tooManyConnections, () => socket.destroy());
+    } else socket.destroy();
+  }
+
+  /** Reads the PROXY header of a connection from a trusted balancer, then admits its client. */
+  private readProxy(socket: Socket, spec: ListenerSpec, peer: string): void {
+    this.open++; // held while the header is awaited: it counts toward the total cap
+    this.pendingProxy.add(socket);
+    let received: Buffer = Buffer.alloc(0);
+    let settled = false;
+    const finish = (): void => {
+      settled = true;
+      this.open--;
+      this.pendingProxy.delete(socket);
+      clearTimeout(timer);
+      socket.off("data", onData);
+      socket.off("close", onClose);
+    };
+    const fail = (reason: string): void => {
+      finish();
+      this.refusals.refused(reason, spec.name, peer);
+      socket.destroy();
+      if (this.host.shuttingDown && this.sessions.size === 0) this.allClosed?.();
+    };
+    const onClose = (): void => {
+      if (!settled) fail("proxy-closed");
+    };
+    const onData = (chunk: Buffer): void => {
+      received = received.length === 0 ? chunk : Buffer.concat([received, chunk]);
+      const parsed = parseProxyHeader(received);
+      if (parsed.kind === "more") return;
+      if (parsed.kind === "error") {
+        this.opts.logger.debug({ listener: spec.name, remote: peer, why: parsed.reason }, "bad PROXY header");
+        fail("proxy-header-invalid");
+        return;
+      }
+      finish();
+      socket.pause();
+      if (received.length > parsed.length) socket.unshift(received.subarray(parsed.length));
+      if (this.host.shuttingDown) {
+        socket.destroy();
+        return;
+      }
+      const source = parsed.source;
+      this.admit(socket, spec, source?.address ?? peer, source?.port ?? socket.remotePort ?? 0);
+    };
+    const timer = setTimeout(() => fail("proxy-header-timeout"), this.handshakeTimeoutMs);
+    socket.on("data", onData);
+    socket.on("close", onClose);
   }
 
   /** One timer for all sessions; its period bounds how late a timeout can fire. */
   private startSweep(): void {
     const { idleTimeoutMs, sessionTimeoutMs } = this.opts.limits;
-    const shortest = Math.min(...[idleTimeoutMs, sessionTimeoutMs].filter((t) => t > 0), 4000);
+    const timeouts = [idleTimeoutMs, sessionTimeoutMs, this.handshakeTimeoutMs];
+    const shortest = Math.min(...timeouts.filter((t) => t > 0), 4000);
     const period = Math.max(10, Math.min(1000, Math.floor(shortest / 4)));
     this.sweepTimer = setInterval(() => {
       const now = Date.now();
       for (const s of this.sessions) s.tick(now);
+      this.refusals.tick(now);
     }, period);
     this.sweepTimer.unref();
   }

@@ -16,6 +16,7 @@
 import type { Socket } from "node:net";
 import { type SecureContext, TLSSocket } from "node:tls";
 import type { Logger } from "pino";
+import type { BudgetHolder, BufferBudget } from "./buffer-budget.js";
 import { dispatch, finishData } from "./commands.js";
 import { DataReader } from "./data-reader.js";
 import { BAD_UTF8, InputQueue, TOO_LONG } from "./input-queue.js";
@@ -34,6 +35,10 @@ export interface SessionHost<User> {
   readonly authEnabled: boolean;
   readonly greeting: string;
   readonly shuttingDown: boolean;
+  /** A TLS handshake not finished within this long ends the connection. */
+  readonly handshakeTimeoutMs: number;
+  /** Bytes of DATA held across all sessions (smtp.limits.maxBufferedBytes). */
+  readonly buffers: BufferBudget;
   ehlo(startTls: boolean, auth: boolean): string;
   sessionClosed(session: Session<User>): void;
 }
@@ -46,7 +51,8 @@ const COMMAND_LINE_MAX = 512; // RFC 5321 §4.5.3.1.4, including CRLF
 const AUTH_LINE_MAX = 12288; // RFC 4954 §4
 const READ_HIGH_WATER = 64 * 1024;
 const READ_LOW_WATER = 16 * 1024;
-const WRITE_HIGH_WATER = 256 * 1024;
+/** Replies queued for a client that does not read them; past this its input is not read. */
+const WRITE_HIGH_WATER = 64 * 1024;
 /** How long a closed-by-us socket may wait for the peer's FIN before it is destroyed. */
 const LINGER_MS = 2000;
 
@@ -60,8 +66,6 @@ export class Session<User> {
   inData = false;
   auth: AuthExchange | null = null;
   linesSeen = 0;
-  /** Counted in the server's connection caps. */
-  admitted = false;
   ended = false;
   reason = "";
   private socket: Socket;
@@ -72,6 +76,12 @@ export class Session<User> {
   private closed = false;
   private eof = false;
   private paused = false;
+  /** Waiting for the client to read its replies: not busy for the idle timeout. */
+  private waitingForReader = false;
+  /** Waiting for bytes of the memory budget (the socket is paused meanwhile). */
+  private waitingForBudget = false;
+  private readonly budget: BudgetHolder;
+  private handshakeStartedAt = 0;
   private lastInput: number;
   private endedAt = 0;
   private readonly input = new InputQueue();
@@ -83,16 +93,33 @@ export class Session<User> {
     socket: Socket,
     id: string,
     remoteAddress: string,
-    private readonly capReject: boolean,
+    remotePort: number,
   ) {
     this.socket = socket;
+    this.budget = {
+      held: 0,
+      wake: () => {
+        if (!this.waitingForBudget) return;
+        // Deferred: a wake comes from inside another session's take() or release().
+        setImmediate(() => {
+          if (!this.waitingForBudget || this.ended) return;
+          this.waitingForBudget = false;
+          this.lastInput = Date.now();
+          this.run();
+        });
+      },
+      evict: () => {
+        this.data?.drop();
+        this.budget.wake();
+      },
+    };
     const now = Date.now();
     this.lastInput = now;
     this.info = {
       id,
       listener: listener.name,
       remoteAddress,
-      remotePort: socket.remotePort ?? 0,
+      remotePort,
       localAddress: stripMapped(socket.localAddress ?? ""),
       localPort: socket.localPort ?? 0,
       secure: false,
@@ -108,7 +135,10 @@ export class Session<User> {
     if (this.listener.mode === "implicit") {
       this.mode = "handshake";
       this.wrapTls(() => this.begin().catch(this.fail));
-    } else this.begin().catch(this.fail);
+    } else {
+      this.socket.resume(); // a PROXY header reader leaves the socket paused
+      this.begin().catch(this.fail);
+    }
   }
 
   // ---- replies ---------------------------------------------------------------------------
@@ -173,15 +203,19 @@ export class Session<User> {
   // ---- state changes used by commands.ts ----------------------------------------------------
 
   startData(): undefined {
+    // The memory budget is used up: no new transaction until some finish (issue 13).
+    if (!this.host.buffers.admitsNewData()) return this.send(REPLY.insufficientStorage);
     this.send(REPLY.startData);
     this.inData = true;
     this.mode = "data";
-    this.data = new DataReader(this.host.limits.maxMessageSize, this.host.limits.maxLineLength);
+    const { maxMessageSize, maxLineLength, nulBytes } = this.host.limits;
+    this.data = new DataReader(maxMessageSize, maxLineLength, nulBytes);
   }
 
   /** Queues the final reply of a DATA transaction; a shutdown waiting on it proceeds. */
   dataDone(reply: string, accepted: boolean): undefined {
     this.inData = false;
+    this.host.buffers.release(this.budget);
     if (accepted) this.info.messageCount++;
     this.ok(reply);
     if (this.host.shuttingDown) this.close(REPLY.shuttingDown, "shutdown");
@@ -221,9 +255,19 @@ export class Session<User> {
       return;
     }
     const { idleTimeoutMs, sessionTimeoutMs } = this.host.limits;
-    if (sessionTimeoutMs > 0 && now - this.info.openedAt >= sessionTimeoutMs) {
+    const handshakeMs = this.host.handshakeTimeoutMs;
+    const inHandshake = this.mode === "handshake" || this.mode === "tls";
+    if (inHandshake && handshakeMs > 0 && now - this.handshakeStartedAt >= handshakeMs) {
+      this.destroy("tls-handshake-timeout");
+    } else if (sessionTimeoutMs > 0 && now - this.info.openedAt >= sessionTimeoutMs) {
       this.timeout(REPLY.sessionTimeout, "session-timeout");
-    } else if (idleTimeoutMs > 0 && !this.busy && now - this.lastInput >= idleTimeoutMs) {
+    } else if (
+      idleTimeoutMs > 0 &&
+      // Waiting for the client to read: idle. Waiting for the memory budget: our doing, not idle.
+      (!this.busy || this.waitingForReader) &&
+      !this.waitingForBudget &&
+      now - this.lastInput >= idleTimeoutMs
+    ) {
       this.timeout(REPLY.idleTimeout, "idle-timeout");
     }
   }
@@ -255,7 +299,6 @@ export class Session<User> {
 
   private async begin(): Promise<void> {
     if (this.host.shuttingDown) return this.close(REPLY.shuttingDown, "shutdown");
-    if (this.capReject) return this.close(REPLY.tooManyConnections, "too-many-connections");
     this.mode = "connect";
     this.busy = true; // input that arrives now waits for the greeting
     let verdict: Awaited<ReturnType<SessionHooks<User>["onConnect"]>>;
@@ -285,6 +328,7 @@ export class Session<User> {
       this.paused = false;
       raw.resume(); // buffered plaintext, if any, is emitted to no listener: discarded
     }
+    this.handshakeStartedAt = Date.now();
     const secure = new TLSSocket(raw, { isServer: true, secureContext: this.host.secureContext });
     this.socket = secure;
     secure.on("error", this.onSocketError);
@@ -342,6 +386,8 @@ export class Session<User> {
             : "client-closed";
     }
     this.mode = "ended";
+    this.waitingForBudget = false;
+    this.host.buffers.release(this.budget);
     this.host.sessionClosed(this);
   };
 
@@ -366,15 +412,24 @@ export class Session<User> {
       if (r === false) break;
       if (r !== true) await r;
       if (this.out.length >= 256) this.flush();
-      // A client that pipelines without reading replies: stop reading until it catches up.
-      if (this.socket.writableLength > WRITE_HIGH_WATER) await drained(this.socket);
+      // A client that pipelines without reading replies: stop reading until it catches up; its
+      // idle timeout runs meanwhile (no input is read, so none arrives).
+      if (this.socket.writableLength > WRITE_HIGH_WATER) {
+        if (!this.paused) {
+          this.paused = true;
+          this.socket.pause();
+        }
+        this.waitingForReader = true;
+        await drained(this.socket);
+        this.waitingForReader = false;
+      }
     }
     this.busy = false;
     if (this.ended) return;
     this.flush();
     this.lastInput = Date.now();
     if (this.eof) return this.close(null, this.inData ? "client-closed-in-data" : "client-closed");
-    if (this.paused && this.input.size <= READ_LOW_WATER) {
+    if (this.paused && !this.waitingForBudget && this.input.size <= READ_LOW_WATER) {
       this.paused = false;
       this.socket.resume();
     }
@@ -403,6 +458,21 @@ export class Session<User> {
     const head = this.input.head();
     if (head === undefined) return false;
     const reader = this.data!;
+    if (!reader.discarding) {
+      // Set first: a wake() may come from inside take() (after an eviction elsewhere).
+      this.waitingForBudget = true;
+      const taken = this.host.buffers.take(this.budget, head.buf.length - head.pos);
+      if (taken || reader.discarding) this.waitingForBudget = false;
+      else {
+        // No budget left: read no more until another transaction releases some (or this one
+        // is evicted); the idle timeout runs meanwhile.
+        if (!this.paused) {
+          this.paused = true;
+          this.socket.pause();
+        }
+        return false;
+      }
+    }
     const end = reader.feed(head.buf, head.pos);
     if (end === -1) {
       this.input.consume(head.buf.length - head.pos);
@@ -411,6 +481,8 @@ export class Session<User> {
     this.input.consume(end - head.pos);
     this.data = null;
     this.mode = "command";
+    // Finishing copies the message about once more (join, trace fields, signing): count it.
+    if (!reader.discarding) this.host.buffers.charge(this.budget, reader.size);
     return finishData(this, reader) ?? true;
   }
 

@@ -25,6 +25,11 @@ export interface ListenerSpec {
   port: number;
   /** "starttls": plaintext greeting, STARTTLS offered (587). "implicit": TLS from the first byte (465, RFC 8314). */
   mode: "starttls" | "implicit";
+  /**
+   * Expect a PROXY protocol header (v1 or v2) before anything else, from a peer that the
+   * server's `proxyProtocol.trusted` accepts; its source address becomes the client address.
+   */
+  proxyProtocol?: boolean;
 }
 
 /** Limits; a value <= 0 disables the limit (except maxMessageSize and maxRecipients, which must be > 0). */
@@ -45,6 +50,12 @@ export interface SmtpLimits {
   maxInvalidCommands: number;
   /** DATA text line limit in octets excluding CRLF; 998 per RFC 5322 §2.1.1; 0 = unlimited. */
   maxLineLength: number;
+  /** NUL bytes in DATA: "reject" (550 5.6.0, the default) or "remove" them (see DataReader). */
+  nulBytes?: "reject" | "remove";
+  /** A TLS handshake (implicit TLS or after STARTTLS) or a PROXY header not done in this long: the connection is dropped. Default 10 s. */
+  tlsHandshakeTimeoutMs?: number;
+  /** Bytes of DATA content held across all sessions; at it, a new DATA gets 452 4.3.1. Default (and <= 0) unlimited. */
+  maxBufferedBytes?: number;
 }
 
 export interface SessionInfo<User> {
@@ -116,4 +127,6 @@ export interface SmtpServerOptions<User> {
   limits: SmtpLimits;
   hooks: SessionHooks<User>;
   logger: Logger;
+  /** Peers allowed to send a PROXY header to listeners with `proxyProtocol` (anyone else is disconnected). */
+  proxyProtocol?: { trusted(ip: string): boolean };
 }

@@ -5,6 +5,7 @@
 import { inDataDir } from "../config/load.js";
 import type { PetrelConfig } from "../config/schema.js";
 import { openPostgresStore } from "./postgres/postgres-store.js";
+import { describeOpenFailure } from "./sqlite/open-error.js";
 import { openSqliteStore } from "./sqlite/sqlite-store.js";
 import type { Store } from "./types.js";
 
@@ -17,11 +18,14 @@ export interface OpenStoreOptions {
 
 export async function openStore(config: PetrelConfig, options: OpenStoreOptions = {}): Promise<Store> {
   switch (config.store.driver) {
-    case "sqlite":
-      return openSqliteStore({
-        file: inDataDir(config, config.store.sqlite.file),
-        enqueueThread: options.forServer,
-      });
+    case "sqlite": {
+      const file = inDataDir(config, config.store.sqlite.file);
+      try {
+        return openSqliteStore({ file, enqueueThread: options.forServer });
+      } catch (err) {
+        throw describeOpenFailure(file, err); // one line for the operator, not a stack trace
+      }
+    }
     case "postgres": {
       const pg = config.store.postgres;
       return openPostgresStore({

@@ -20,6 +20,7 @@ import type { MessageStore } from "./types/messages.js";
 import type { NodeStore } from "./types/nodes.js";
 import type { QueueStore } from "./types/queue.js";
 import type { SuppressionStore } from "./types/suppressions.js";
+import type { ThrottleStore } from "./types/throttles.js";
 
 export * from "./types/accounts.js";
 export * from "./types/bounces.js";
@@ -30,6 +31,7 @@ export * from "./types/messages.js";
 export * from "./types/nodes.js";
 export * from "./types/queue.js";
 export * from "./types/suppressions.js";
+export * from "./types/throttles.js";
 
 export interface Store
   extends AccountStore,
@@ -40,7 +42,8 @@ export interface Store
     WebhookStore,
     SuppressionStore,
     BounceStore,
-    NodeStore {
+    NodeStore,
+    ThrottleStore {
   readonly kind: "sqlite" | "postgres";
   close(): Promise<void>;
 }

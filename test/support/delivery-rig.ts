@@ -10,6 +10,7 @@
  */
 import assert from "node:assert/strict";
 import pino from "pino";
+import { bouncesSchema } from "../../src/config/bounces-schema.js";
 import { type DeliveryConfig, deliverySchema } from "../../src/config/delivery-schema.js";
 import { type DeliveryEngine, startDelivery } from "../../src/delivery/engine.js";
 import { newQueueId } from "../../src/queue/spool.js";
@@ -30,6 +31,11 @@ export interface Rig {
     recipients: readonly string[],
     options?: { from?: string; content?: Buffer; lifetimeMs?: number },
   ): Promise<string>;
+  /**
+   * Enqueues one message per recipient list in a single store transaction, so the worker's next
+   * claim sees them all at once (demand on the dispatcher does not depend on the test's speed).
+   */
+  enqueueBatch(recipientLists: ReadonlyArray<readonly string[]>): Promise<string[]>;
   /** Waits until every recipient of `id` is in one of `states` (default: any final state). */
   settled(id: string, states?: readonly RecipientState[], timeoutMs?: number): Promise<MessageDetail>;
   /** Waits until the message has `count` attempt records. */
@@ -44,7 +50,7 @@ const FINAL: readonly RecipientState[] = ["delivered", "bounced", "expired", "dr
 export async function startRig(
   zone: ZoneRecords,
   delivery: Partial<DeliveryConfig> = {},
-  options: { readonly realClock?: boolean } = {},
+  options: { readonly realClock?: boolean; readonly bounces?: Record<string, unknown> } = {},
 ): Promise<Rig> {
   const dataDir = tempDataDir("petrel-delivery-");
   const store = await openTestStore(dataDir);
@@ -77,15 +83,39 @@ export async function startRig(
   const engine = await startDelivery({
     config: {
       delivery: config,
-      dns: { servers: [dns.server], timeoutMs: 2000, tries: 2 },
+      // Generous: the DNS server shares this process; a stall must not turn into a deferral.
+      dns: { servers: [dns.server], timeoutMs: 5000, tries: 2 },
       hostname: "petrel.test",
       dataDir,
+      ...(options.bounces ? { bounces: bouncesSchema.parse(options.bounces) } : {}),
     },
     store,
     logger,
     now: clock.now,
   });
   const account = (await store.getAccount("default"))!;
+  const newMessage = (
+    recipients: readonly string[],
+    options: { from?: string; content?: Buffer; lifetimeMs?: number } = {},
+  ) => {
+    const id = newQueueId();
+    const content =
+      options.content ??
+      Buffer.from(
+        `From: app@sender.test\r\nSubject: test ${id}\r\nMessage-ID: <${id}@sender.test>\r\n\r\nHello ${id}\r\n`,
+      );
+    return {
+      id,
+      accountId: account.id,
+      apiKeyId: null,
+      mailFrom: options.from ?? "app@sender.test",
+      recipients: [...recipients],
+      content,
+      clientIp: "127.0.0.1",
+      receivedAt: clock.now(),
+      expiresAt: clock.now() + (options.lifetimeMs ?? 72 * 3600_000),
+    };
+  };
   return {
     dataDir,
     store,
@@ -94,27 +124,16 @@ export async function startRig(
     clock,
     logs,
     async enqueue(recipients, options = {}) {
-      const id = newQueueId();
-      const content =
-        options.content ??
-        Buffer.from(
-          `From: app@sender.test\r\nSubject: test ${id}\r\nMessage-ID: <${id}@sender.test>\r\n\r\nHello ${id}\r\n`,
-        );
-      await store.enqueueMessages([
-        {
-          id,
-          accountId: account.id,
-          apiKeyId: null,
-          mailFrom: options.from ?? "app@sender.test",
-          recipients: [...recipients],
-          content,
-          clientIp: "127.0.0.1",
-          receivedAt: clock.now(),
-          expiresAt: clock.now() + (options.lifetimeMs ?? 72 * 3600_000),
-        },
-      ]);
+      const message = newMessage(recipients, options);
+      await store.enqueueMessages([message]);
       engine.worker.poke();
-      return id;
+      return message.id;
+    },
+    async enqueueBatch(recipientLists) {
+      const batch = recipientLists.map((recipients) => newMessage(recipients));
+      await store.enqueueMessages(batch);
+      engine.worker.poke();
+      return batch.map((m) => m.id);
     },
     async settled(id, states = FINAL, timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;

@@ -37,7 +37,7 @@ export function eventsConfig(
       retryJitter: 0,
       ...delivery,
     },
-    dns: { servers: [dns.server], timeoutMs: 1000, tries: 2 },
+    dns: { servers: [dns.server], timeoutMs: 5000, tries: 2 },
     events: {
       webhooks: {
         batchWindowMs: 200,

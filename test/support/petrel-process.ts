@@ -70,6 +70,8 @@ export interface PetrelProcess {
   logRecords(): Array<Record<string, unknown>>;
   /** Sends a signal and waits for the exit code (or signal name). */
   stop(signal?: NodeJS.Signals): Promise<number | string>;
+  /** The exit code (or signal name), once the process has ended on its own or by a signal sent. */
+  readonly exited: Promise<number | string>;
 }
 
 export function testConfig(dataDir: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
@@ -91,6 +93,8 @@ export function testConfig(dataDir: string, extra: Record<string, unknown> = {})
     sending: { requireVerifiedDomains: false },
     // The bounce listener (issue 5) on an ephemeral loopback port, never port 25.
     bounces: { listener: { port: 0 } },
+    // The HTTP API (issue 9) on an ephemeral loopback port ("listening" line, listener http).
+    http: { host: "127.0.0.1", port: 0 },
     // SQLite by default; TEST_STORE=postgres gives the directory a database (test-store.ts).
     ...storeConfigFor(dataDir),
   };
@@ -150,6 +154,7 @@ export async function startPetrel(dataDir: string, options: ServeOptions = {}): 
     ports,
     caFile: join(dataDir, "tls", "cert.pem"),
     logs,
+    exited,
     logRecords: () =>
       logs.flatMap((line) => {
         try {

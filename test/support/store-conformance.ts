@@ -9,6 +9,7 @@ import { bounceConformance } from "./store-conformance-bounces.js";
 import { deliveryConformance } from "./store-conformance-delivery.js";
 import { domainConformance } from "./store-conformance-domains.js";
 import { eventConformance } from "./store-conformance-events.js";
+import { shapingConformance } from "./store-conformance-shaping.js";
 
 export function storeConformance(backend: string, openFresh: () => Promise<Store>): void {
   describe(`Store conformance: ${backend}`, () => {
@@ -150,6 +151,7 @@ export function storeConformance(backend: string, openFresh: () => Promise<Store
 
     // Delivery (issue 3): claims, leases, outcomes, backoff, queue actions.
     deliveryConformance(withStore);
+    shapingConformance(withStore);
 
     // Sender domains (issue 4): DKIM keys, checks, key switches, events.
     domainConformance(withStore);

@@ -8,6 +8,9 @@
  *   data-tempfail@…       end of DATA → 451     data-permfail@…     end of DATA → 554 5.6.0
  *   disconnect-in-data@…  the connection is cut while the message is being sent
  *   slow@…                RCPT answered after `slowMs`
+ *   throttle@…            RCPT → 421 4.7.0 [TSS04] (Yahoo's throttle reply; the server then closes)
+ *   hold@…                the end of DATA is not answered until release() (or the connection ends)
+ *   hang@…                RCPT never answered (a receiver that hangs the sender's worker)
  *   anything else         accepted and kept in `messages`
  * (a "+tag" after the keyword is ignored: tempfail+3@… behaves as tempfail@…).
  *
@@ -15,6 +18,8 @@
  * greeting (e.g. 421), a SIZE limit, and hiding SMTPUTF8 or PIPELINING. It counts connections,
  * the peak of concurrent ones, and messages per connection, and records each connection's remote
  * address, so tests can check connection reuse, caps and source addresses at the receiving end.
+ * `holdAll = true` holds every transaction like hold@…, and `held` counts the transactions
+ * waiting there: a positive signal that a delivery is in progress (e.g. at a kill -9).
  *
  * Invariants: binds only the given loopback address, on an ephemeral port (port 0); close() ends
  * every open connection.
@@ -32,6 +37,8 @@ export interface ReceivedMessage {
   readonly secure: boolean;
   readonly user: string | undefined;
   readonly connection: string;
+  /** When the end of DATA arrived (Date.now()), for rates measured at the receiver. */
+  readonly at: number;
 }
 
 export interface TestMxOptions {
@@ -59,6 +66,8 @@ export interface TestMxStats {
   /** Messages accepted per connection id. */
   readonly perConnection: Map<string, number>;
   readonly remoteAddresses: string[];
+  /** Every RCPT TO address seen, in order (accepted or not). */
+  readonly rcpts: string[];
 }
 
 export interface TestMx {
@@ -66,6 +75,16 @@ export interface TestMx {
   readonly port: number;
   readonly messages: ReceivedMessage[];
   readonly stats: TestMxStats;
+  /** Hold the end of DATA of every transaction (as for hold@…) while true. */
+  holdAll: boolean;
+  /** Transactions whose content arrived and whose reply is held back. */
+  readonly held: number;
+  /** Resolves once `count` transactions are held (rejects after timeoutMs). */
+  waitForHeld(count: number, timeoutMs?: number): Promise<void>;
+  /** The content of each held transaction (latin1). */
+  heldContents(): string[];
+  /** Answers every held transaction (accepting it); holdAll decides about the ones to come. */
+  release(): void;
   /** Resolves once `count` messages were accepted in all (rejects after timeoutMs). */
   waitForMessages(count: number, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
@@ -95,8 +114,13 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
     peakConcurrent: 0,
     perConnection: new Map(),
     remoteAddresses: [],
+    rcpts: [],
   };
   const waiters: Array<{ count: number; resolve: () => void }> = [];
+  // Held transactions by session id: their content, and `accept` to answer them.
+  const held = new Map<string, { content: Buffer; accept: () => void }>();
+  const heldWaiters: Array<{ count: number; resolve: () => void }> = [];
+  const control = { holdAll: false };
   let server: SMTPServer;
   const serverOptions: SMTPServerOptions = {
     logger: false,
@@ -120,8 +144,9 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
       if (options.refuse) return callback(smtpError(options.refuse, "Too busy, try later"));
       callback();
     },
-    onClose() {
+    onClose(session) {
       stats.concurrent--;
+      held.delete(session.id); // the client went away: nothing to answer
     },
     onAuth(auth, _session, callback) {
       if (options.auth && auth.username === options.auth.user && auth.password === options.auth.pass) {
@@ -130,7 +155,10 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
       callback(smtpError(535, "5.7.8 Authentication credentials invalid"));
     },
     onRcptTo(rcpt, _session, callback) {
+      stats.rcpts.push(rcpt.address);
       switch (behaviour(rcpt.address)) {
+        case "hang":
+          return; // never answered: close() ends the connection
         case "tempfail":
           return callback(smtpError(451, "4.2.1 Mailbox busy, try again later"));
         case "permfail":
@@ -140,6 +168,13 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
             smtpError(
               550,
               "5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org",
+            ),
+          );
+        case "throttle":
+          return callback(
+            smtpError(
+              421,
+              "4.7.0 [TSS04] Messages from 127.0.0.1 temporarily deferred due to unexpected volume or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes",
             ),
           );
         case "slow":
@@ -157,10 +192,7 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
       }
       const chunks: Buffer[] = [];
       stream.on("data", (chunk: Buffer) => chunks.push(chunk));
-      stream.on("end", () => {
-        if (kinds.includes("disconnect-in-data")) return;
-        if (kinds.includes("data-tempfail")) return callback(smtpError(451, "4.3.0 Try again later"));
-        if (kinds.includes("data-permfail")) return callback(smtpError(554, "5.6.0 Message refused"));
+      const accept = () => {
         messages.push({
           from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
           to: session.envelope.rcptTo.map((r) => r.address),
@@ -170,6 +202,7 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
           secure: session.secure,
           user: session.user as string | undefined,
           connection: session.id,
+          at: Date.now(),
         });
         stats.perConnection.set(session.id, (stats.perConnection.get(session.id) ?? 0) + 1);
         for (const w of waiters.filter((x) => messages.length >= x.count)) {
@@ -177,6 +210,20 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
           w.resolve();
         }
         callback(null, `2.0.0 Ok: queued as ${messages.length}`);
+      };
+      stream.on("end", () => {
+        if (kinds.includes("disconnect-in-data")) return;
+        if (kinds.includes("data-tempfail")) return callback(smtpError(451, "4.3.0 Try again later"));
+        if (kinds.includes("data-permfail")) return callback(smtpError(554, "5.6.0 Message refused"));
+        if (control.holdAll || kinds.includes("hold")) {
+          held.set(session.id, { content: Buffer.concat(chunks), accept });
+          for (const w of heldWaiters.filter((x) => held.size >= x.count)) {
+            heldWaiters.splice(heldWaiters.indexOf(w), 1);
+            w.resolve();
+          }
+          return;
+        }
+        accept();
       });
     },
   };
@@ -196,6 +243,39 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
     port,
     messages,
     stats,
+    get holdAll() {
+      return control.holdAll;
+    },
+    set holdAll(on: boolean) {
+      control.holdAll = on;
+    },
+    get held() {
+      return held.size;
+    },
+    waitForHeld(count, timeoutMs = 30_000) {
+      if (held.size >= count) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`test MX ${address}: ${held.size} of ${count} transactions held`)),
+          timeoutMs,
+        );
+        heldWaiters.push({
+          count,
+          resolve: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+        });
+      });
+    },
+    heldContents() {
+      return [...held.values()].map((h) => h.content.toString("latin1"));
+    },
+    release() {
+      const transactions = [...held.values()];
+      held.clear();
+      for (const t of transactions) t.accept();
+    },
     waitForMessages(count, timeoutMs = 10_000) {
       if (messages.length >= count) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
@@ -230,12 +310,6 @@ export function mxPorts(
 ): Record<string, number> {
   return Object.fromEntries(hosts.map((h) => [h.address, h.port]));
 }
-
-/**
- * A port on which nothing listens on any address: 1 (tcpmux) is below the ephemeral range, so no
- * test's port-0 bind can take it, and a connection to it is refused at once.
- */
-export const CLOSED_PORT = 1;
 
 /** A self-signed certificate (its own CA) for these names, e.g. ["mx1.example.test"]. */
 export async function makeCertificate(names: readonly string[]): Promise<{ key: string; cert: string }> {

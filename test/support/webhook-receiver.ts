@@ -1,7 +1,9 @@
 /**
  * A webhook receiver for tests: a real HTTP server on 127.0.0.1 that keeps every POST (raw body,
  * Petrel-Signature header, parsed events, arrival time) and answers as the test says — a status
- * code per request, or "hang" (never answer, as a receiver stuck mid-request). It checks each
+ * code per request (a 3xx with a Location header pointing at `redirectTo`), or "hang" (never
+ * answer, as a receiver stuck mid-request; `hanging` counts those whose client is still
+ * connected). It checks each
  * signature the way a receiver would (HMAC-SHA256 of "t.body" with node:crypto directly, not
  * Petrel's own code), once the test tells it the secret.
  */
@@ -26,6 +28,10 @@ export interface WebhookReceiver {
   readonly posts: ReceivedPost[];
   /** How the next requests are answered (default: 200). */
   respond: Respond;
+  /** Location of 3xx answers (default: a path on this receiver). */
+  redirectTo: string | undefined;
+  /** Requests answered "hang" whose connection the client has not closed yet. */
+  hanging(): number;
   /** Every event received in a 2xx-answered POST, in arrival order (duplicates included). */
   accepted(): PetrelEvent[];
   /** Distinct events by id, checking that duplicates are identical. */
@@ -40,6 +46,7 @@ export async function startWebhookReceiver(respond: Respond = () => 200): Promis
   const hanging = new Set<ServerResponse>();
   const receiver = {
     respond,
+    redirectTo: undefined,
   } as WebhookReceiver & { respond: Respond };
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
@@ -62,9 +69,13 @@ export async function startWebhookReceiver(respond: Respond = () => 200): Promis
       });
       if (status === "hang") {
         hanging.add(res);
+        res.once("close", () => hanging.delete(res));
         return;
       }
-      res.writeHead(status, { "content-type": "text/plain" }).end(status < 300 ? "ok" : "not now");
+      const location = status >= 300 && status < 400 ? { location: receiver.redirectTo ?? "/moved" } : {};
+      res
+        .writeHead(status, { "content-type": "text/plain", ...location })
+        .end(status < 300 ? "ok" : "not now");
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -72,6 +83,7 @@ export async function startWebhookReceiver(respond: Respond = () => 200): Promis
   return Object.assign(receiver, {
     url: `http://127.0.0.1:${port}/petrel-events`,
     posts,
+    hanging: () => hanging.size,
     accepted: () =>
       posts.filter((p) => typeof p.status === "number" && p.status < 300).flatMap((p) => p.events),
     distinct() {

@@ -5,10 +5,11 @@
  * Thin over src/services/queue.ts.
  */
 import type { Command } from "commander";
+import { displayAddress } from "../../address.js";
 import { listQueue, parseState, RECIPIENT_STATES as STATES, showMessage } from "../../services/queue.js";
-import type { QueueCounts, RecipientState } from "../../store/types.js";
+import type { DestinationThrottle, QueueCounts, RecipientState } from "../../store/types.js";
 import { type CommonOptions, withCommonOptions, withServices } from "../context.js";
-import { age, isoTime, printJson, printTable } from "../output.js";
+import { age, isoTime, printFields, printJson, printTable } from "../output.js";
 import { registerQueueActions } from "./queue-actions.js";
 
 export function registerQueue(program: Command): void {
@@ -25,13 +26,18 @@ export function registerQueue(program: Command): void {
     async (options: CommonOptions & { state?: string; domain?: string; limit: number; json?: boolean }) => {
       parseState(options.state); // before opening the store
       await withServices(options, async (ctx) => {
-        const { counts, messages: list } = await listQueue(ctx, {
+        const {
+          counts,
+          messages: list,
+          throttles,
+        } = await listQueue(ctx, {
           ...(options.state ? { state: options.state } : {}),
           ...(options.domain ? { domain: options.domain } : {}),
           limit: options.limit,
         });
-        if (options.json) return printJson({ counts, messages: list });
+        if (options.json) return printJson({ counts, messages: list, throttles });
         printCounts(counts);
+        printThrottles(throttles);
         if (list.length === 0) {
           process.stdout.write("The queue is empty.\n");
           return;
@@ -61,32 +67,41 @@ export function registerQueue(program: Command): void {
     await withServices(options, async (ctx) => {
       const shown = await showMessage(ctx, id);
       if (options.json) return printJson(shown);
-      const { attempts, ...message } = shown;
+      const { attempts, headers, ...message } = shown;
       const out = process.stdout;
-      out.write(
-        `ID:        ${message.id}\nAccount:   ${message.accountName}\nKey:       ${message.apiKeyName ?? "(trusted network)"}\n`,
-      );
-      out.write(
-        `Client:    ${message.clientIp}\nFrom:      ${message.mailFrom}\nSize:      ${message.size}\n`,
-      );
-      out.write(`Received:  ${isoTime(message.receivedAt)}\nExpires:   ${isoTime(message.expiresAt)}\n\n`);
+      printFields([
+        ["ID", message.id],
+        ["Subject", headers.subject],
+        ["From", headers.from],
+        ["Message-ID", headers.messageId],
+        ["Mail from", displayAddress(message.mailFrom)],
+        ["Size", `${message.size} bytes`],
+        ["Account", message.accountName],
+        ["Key", message.apiKeyName ?? "(trusted network)"],
+        ["Client", message.clientIp],
+        ["Received", isoTime(message.receivedAt)],
+        ["Expires", isoTime(message.expiresAt)],
+      ]);
+      out.write("\n");
       printTable(
         ["RECIPIENT", "STATE", "ATTEMPTS", "NEXT ATTEMPT", "LAST REPLY"],
         message.recipientDetails.map((r) => [
-          r.address,
+          displayAddress(r.address),
           r.state,
           r.attempts,
           isoTime(r.nextAttemptAt),
           r.lastReply ?? "-",
         ]),
       );
+      out.write("\nWhy:\n");
+      for (const r of message.recipientDetails) out.write(`  ${r.address}: ${r.explanation}\n`);
       if (attempts.length > 0) {
         out.write("\nAttempts:\n");
         printTable(
           ["TIME", "RECIPIENT", "STATUS", "RELAY", "TLS", "REPLY"],
           attempts.map((a) => [
             isoTime(a.at),
-            a.recipient,
+            displayAddress(a.recipient),
             a.status,
             a.mxHost ? `${a.mxHost}[${a.ip}]:${a.port}` : "-",
             a.tls ?? "-",
@@ -120,6 +135,26 @@ function printCounts(counts: QueueCounts): void {
     );
   }
   out.write("\n");
+}
+
+/** Issue 11: destinations slowed by adaptive throttling, with the reply that caused it. */
+function printThrottles(throttles: readonly DestinationThrottle[]): void {
+  if (throttles.length === 0) return;
+  const limits = (l: DestinationThrottle["limits"]) =>
+    `${l.messagesPerMinute > 0 ? `${l.messagesPerMinute}/min` : "no rate limit"}, ${l.connections} conn`;
+  process.stdout.write("Throttled destinations (adaptive throttling):\n");
+  printTable(
+    ["DESTINATION", "DOMAINS", "NOW", "CONFIGURED", "SINCE", "BECAUSE OF"],
+    throttles.map((t) => [
+      t.provider ?? t.destination,
+      abbreviate(t.domains),
+      limits(t.limits),
+      limits(t.configured),
+      isoTime(t.since),
+      t.reply,
+    ]),
+  );
+  process.stdout.write("\n");
 }
 
 function stateSummary(states: Partial<Record<RecipientState, number>>): string {

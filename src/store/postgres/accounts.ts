@@ -6,7 +6,7 @@ import type { Account, AccountStore, ApiKey, NewApiKey } from "../types.js";
 import { conflictOr, type Pool, type Row } from "./connection.js";
 
 const API_KEY_SELECT = `SELECT k.id, k.account_id, a.name AS account_name, k.name, k.prefix, k.created_at,
-  k.last_used_at, k.revoked_at FROM api_keys k JOIN accounts a ON a.id = k.account_id`;
+  k.last_used_at, k.revoked_at, k.scopes FROM api_keys k JOIN accounts a ON a.id = k.account_id`;
 
 export function createAccountStore(pool: Pool): AccountStore {
   return {
@@ -37,11 +37,18 @@ export function createAccountStore(pool: Pool): AccountStore {
     async insertApiKey(key: NewApiKey): Promise<ApiKey> {
       try {
         const { rows } = await pool.query(
-          `WITH k AS (INSERT INTO api_keys (account_id, name, hash, prefix, created_at)
-             VALUES ($1, $2, $3, $4, $5) RETURNING *)
+          `WITH k AS (INSERT INTO api_keys (account_id, name, hash, prefix, created_at, scopes)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING *)
            SELECT k.id, k.account_id, a.name AS account_name, k.name, k.prefix, k.created_at, k.last_used_at,
-             k.revoked_at FROM k JOIN accounts a ON a.id = k.account_id`,
-          [key.accountId, key.name, key.hash, key.prefix, Date.now()],
+             k.revoked_at, k.scopes FROM k JOIN accounts a ON a.id = k.account_id`,
+          [
+            key.accountId,
+            key.name,
+            key.hash,
+            key.prefix,
+            Date.now(),
+            (key.scopes ?? ["mail.send"]).join(","),
+          ],
         );
         return toApiKey(rows[0]);
       } catch (err) {
@@ -100,5 +107,8 @@ function toApiKey(row: Row): ApiKey {
     createdAt: Number(row.created_at),
     lastUsedAt: (row.last_used_at as number | null) ?? null,
     revokedAt: (row.revoked_at as number | null) ?? null,
+    scopes: String(row.scopes ?? "mail.send")
+      .split(",")
+      .filter((s) => s !== ""),
   };
 }

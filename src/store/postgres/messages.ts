@@ -10,8 +10,11 @@
  */
 import { domainOf } from "../../address.js";
 import type {
+  IdempotencyRecord,
   MessageDetail,
   MessageFilter,
+  MessageSearch,
+  MessageSearchRow,
   MessageStore,
   MessageSummary,
   NewEvent,
@@ -175,11 +178,91 @@ export function createMessageStore(pool: Pool, onDue: (at: number) => void = () 
       const recipients = (await recipientsOf([id])).get(id) ?? [];
       return {
         ...toSummary(row, recipients),
+        accountId: Number(row.account_id),
+        metadata: row.metadata ? (JSON.parse(String(row.metadata)) as Record<string, unknown>) : null,
+        categories: row.categories ? (JSON.parse(String(row.categories)) as string[]) : [],
         clientIp: String(row.client_ip),
         apiKeyName: (row.api_key_name as string | null) ?? null,
         expiresAt: Number(row.expires_at),
         recipientDetails: recipients,
       };
+    },
+
+    // The HTTP API's search (issue 9): one index range scan, newest first; see sqlite/message-search.ts.
+    async searchMessages(query: MessageSearch): Promise<MessageSearchRow[]> {
+      const where = ["m.account_id = $1"];
+      const values: unknown[] = [query.accountId];
+      const param = (value: unknown) => {
+        values.push(value);
+        return `$${values.length}`;
+      };
+      let from = "messages m";
+      if (query.to !== undefined) {
+        from = "recipients r JOIN messages m ON m.id = r.message_id";
+        where.push(`r.address = ${param(query.to)}`);
+      }
+      if (query.from !== undefined) where.push(`m.mail_from = ${param(query.from)}`);
+      if (query.before !== undefined) where.push(`m.id < ${param(query.before)}`);
+      if (query.since !== undefined) where.push(`m.received_at >= ${param(query.since)}`);
+      if (query.until !== undefined) where.push(`m.received_at < ${param(query.until)}`);
+      if (query.state !== undefined)
+        where.push(
+          `EXISTS (SELECT 1 FROM recipients r LEFT JOIN queue q ON q.recipient_id = r.id
+            WHERE r.message_id = m.id AND ${RECIPIENT_STATE} = ${param(query.state)})`,
+        );
+      if (query.category !== undefined)
+        where.push(`m.categories IS NOT NULL AND (m.categories::jsonb) ? ${param(query.category)}`);
+      const { rows } = await pool.query(
+        `SELECT DISTINCT m.id, m.mail_from, m.size, m.received_at, m.expires_at, m.metadata, m.categories
+         FROM ${from} WHERE ${where.join(" AND ")} ORDER BY m.id DESC LIMIT ${param(query.limit)}`,
+        values,
+      );
+      const recipients = await recipientsOf(rows.map((r) => String(r.id)));
+      return (rows as Row[]).map((row) => ({
+        id: String(row.id),
+        mailFrom: String(row.mail_from),
+        size: Number(row.size),
+        receivedAt: Number(row.received_at),
+        expiresAt: Number(row.expires_at),
+        metadata: row.metadata ? (JSON.parse(String(row.metadata)) as Record<string, unknown>) : null,
+        categories: row.categories ? (JSON.parse(String(row.categories)) as string[]) : [],
+        recipients: (recipients.get(String(row.id)) ?? []).map((r) => ({
+          address: r.address,
+          state: r.state,
+        })),
+      }));
+    },
+
+    async findIdempotencyKey(
+      accountId: number,
+      key: string,
+      since: number,
+    ): Promise<IdempotencyRecord | undefined> {
+      const { rows } = await pool.query(
+        "SELECT request_hash, response, created_at FROM idempotency_keys WHERE account_id = $1 AND key = $2 AND created_at >= $3",
+        [accountId, key, since],
+      );
+      const row = rows[0] as Row | undefined;
+      return row
+        ? {
+            accountId,
+            key,
+            requestHash: String(row.request_hash),
+            response: String(row.response),
+            createdAt: Number(row.created_at),
+          }
+        : undefined;
+    },
+
+    async saveIdempotencyKey(record: IdempotencyRecord, pruneBefore: number): Promise<void> {
+      await pool.query("DELETE FROM idempotency_keys WHERE created_at < $1", [pruneBefore]);
+      await pool.query(
+        `INSERT INTO idempotency_keys (account_id, key, request_hash, response, created_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (account_id, key) DO UPDATE SET request_hash = excluded.request_hash,
+           response = excluded.response, created_at = excluded.created_at
+         WHERE idempotency_keys.created_at < $6`,
+        [record.accountId, record.key, record.requestHash, record.response, record.createdAt, pruneBefore],
+      );
     },
 
     async getMessageContent(id: string): Promise<Buffer | undefined> {

@@ -102,7 +102,10 @@ export const MIGRATIONS: readonly string[] = [
     recipient_id bigint PRIMARY KEY,
     domain text NOT NULL,
     next_attempt_at bigint NOT NULL,
-    lease_owner text
+    lease_owner text,
+    -- Issue 11: claims since the last recorded outcome (see SQLite migration 7); on the queue
+    -- row, so a claim writes nothing else.
+    unfinished integer NOT NULL DEFAULT 0
   ) WITH (fillfactor = 70);
   CREATE INDEX queue_due ON queue(next_attempt_at) INCLUDE (domain);
 
@@ -228,5 +231,43 @@ export const MIGRATIONS: readonly string[] = [
     value text NOT NULL,
     created_at bigint NOT NULL
   );
+  `,
+  // 2: SQLite version 6 (the HTTP API, issue 9): key scopes, the message search's indexes.
+  `
+  ALTER TABLE api_keys ADD COLUMN scopes text NOT NULL DEFAULT 'mail.send';
+  CREATE INDEX messages_account ON messages(account_id, id);
+  CREATE INDEX messages_account_from ON messages(account_id, mail_from, id);
+  CREATE INDEX recipients_address ON recipients(address, message_id);
+  `,
+  // 3: issue 11 (SQLite 7) — attempts that never finished, and throttled destinations.
+  `
+  -- Claims since the last outcome (SQLite migration 7) are counted on the queue row (migration 1).
+
+  CREATE TABLE destination_throttles (
+    node text NOT NULL,
+    destination text NOT NULL,
+    provider text,
+    domains text NOT NULL,
+    messages_per_minute integer NOT NULL,
+    connections integer NOT NULL,
+    configured_messages_per_minute integer NOT NULL,
+    configured_connections integer NOT NULL,
+    reply text NOT NULL,
+    since bigint NOT NULL,
+    updated_at bigint NOT NULL,
+    PRIMARY KEY (node, destination)
+  );
+  `,
+  // 4: SQLite version 8: idempotency keys (issue 9).
+  `
+  CREATE TABLE idempotency_keys (
+    account_id bigint NOT NULL REFERENCES accounts(id),
+    key text NOT NULL,
+    request_hash text NOT NULL,
+    response text NOT NULL,
+    created_at bigint NOT NULL,
+    PRIMARY KEY (account_id, key)
+  );
+  CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
   `,
 ];

@@ -19,6 +19,7 @@ import { createNodeStore } from "./nodes.js";
 import { type DueListener, QueueListener } from "./notify.js";
 import { createQueueStore } from "./queue.js";
 import { createSuppressionStore } from "./suppressions.js";
+import { createThrottleStore } from "./throttles.js";
 import { createWebhookStore } from "./webhooks.js";
 
 export type PostgresStoreOptions = PostgresConnectionOptions;
@@ -63,5 +64,6 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     ...createSuppressionStore(pool),
     ...createBounceStore(pool),
     ...createNodeStore(pool),
+    ...createThrottleStore(pool),
   };
 }

@@ -30,6 +30,7 @@ import type {
   DestinationBackoff,
   EventType,
   NewEvent,
+  OutcomeNotification,
   OutcomeState,
   QueueCounts,
   QueueStore,
@@ -40,8 +41,10 @@ import type {
 import type { ClaimWatermark } from "./claim-watermark.js";
 import { type Client, type Pool, type Row, transaction } from "./connection.js";
 import { writeEvents } from "./events.js";
+import { insertMessages } from "./messages.js";
 import { notifyDue } from "./notify.js";
 import { insertSuppressions } from "./suppressions.js";
+import { countUnfinished } from "./unfinished.js";
 
 const FINAL = "('delivered', 'bounced', 'expired', 'dropped')";
 
@@ -72,14 +75,15 @@ const CLAIM = `
     LIMIT $3
     FOR UPDATE SKIP LOCKED),
   leased AS (
-    UPDATE queue q SET lease_owner = $4, next_attempt_at = $5
+    UPDATE queue q SET lease_owner = $4, next_attempt_at = $5, unfinished = q.unfinished + 1
     WHERE q.recipient_id = ANY(ARRAY(SELECT recipient_id FROM due))
-    RETURNING q.recipient_id)
-  SELECT r.id, r.message_id, r.address, r.domain, r.attempts, d.next_attempt_at AS due_at, m.mail_from,
-    m.size, m.received_at, m.expires_at, m.account_id,
+    RETURNING q.recipient_id, q.unfinished - 1 AS unfinished)
+  SELECT r.id, r.message_id, r.address, r.domain, r.attempts, l.unfinished, d.next_attempt_at AS due_at,
+    m.mail_from, m.size, m.received_at, m.expires_at, m.account_id,
     EXISTS (SELECT 1 FROM suppressions x WHERE x.account_id = m.account_id
       AND x.address = lower(r.address)) AS suppressed
-  FROM due d JOIN recipients r ON r.id = d.recipient_id JOIN messages m ON m.id = r.message_id
+  FROM due d JOIN leased l ON l.recipient_id = d.recipient_id
+  JOIN recipients r ON r.id = d.recipient_id JOIN messages m ON m.id = r.message_id
   WHERE r.id = ANY(ARRAY(SELECT recipient_id FROM leased))
   ORDER BY d.next_attempt_at, r.id`;
 
@@ -99,7 +103,7 @@ const OUTCOMES = `
       ELSE r.state NOT IN ${FINAL} END
     RETURNING r.id, r.message_id, r.address, r.attempts, o.state, o.next, o.n),
   deferred AS (
-    UPDATE queue q SET next_attempt_at = moved.next, lease_owner = NULL FROM moved
+    UPDATE queue q SET next_attempt_at = moved.next, lease_owner = NULL, unfinished = 0 FROM moved
     WHERE q.recipient_id = moved.id AND q.recipient_id = ANY($1::bigint[]) AND moved.state = 'deferred'
     RETURNING 1),
   finished AS (
@@ -166,6 +170,7 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
     client: Client,
     outcomes: readonly RecipientOutcome[],
     now: number,
+    moved: Set<number>,
   ): Promise<void> {
     const deferrals = outcomes.filter((o) => o.state === "deferred").map((o) => o.recipientId);
     if (deferrals.length > 0) await lockQueue(client, deferrals);
@@ -192,6 +197,7 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
     const suppress: { row: Row; outcome: RecipientOutcome; index: number }[] = [];
     for (const r of rows as Row[]) {
       const o = outcomes[Number(r.n) - 1]!;
+      moved.add(Number(r.id));
       if (o.state === "bounced" && o.bounceHard === true)
         suppress.push({ row: r, outcome: o, index: events.length });
       if (o.state === "deferred") watermark.lower(o.nextAttemptAt ?? now);
@@ -251,18 +257,25 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
       // Suppressed since it was accepted (a hard bounce or complaint of another message): never
       // attempted, like a recipient suppressed at accept (src/app/submission.ts).
       if (suppressed.length > 0) await dropSuppressed(request.owner, suppressed, request.now);
-      return (rows as Row[])
-        .filter((r) => r.suppressed !== true)
+      const live = (rows as Row[]).filter((r) => r.suppressed !== true);
+      const unfinished = live.filter((r) => Number(r.unfinished) > 0);
+      const held =
+        unfinished.length > 0
+          ? await countUnfinished(relaxedPool, lockQueue, request.owner, unfinished, request.now)
+          : new Set();
+      return live
+        .filter((r) => !held.has(Number(r.id)))
         .map((row) => ({
           id: Number(row.id),
           messageId: String(row.message_id),
           address: String(row.address),
           domain: String(row.domain),
-          attempts: Number(row.attempts),
+          attempts: Number(row.attempts) + (Number(row.unfinished) > 0 ? 1 : 0),
           mailFrom: String(row.mail_from),
           size: Number(row.size),
           receivedAt: Number(row.received_at),
           expiresAt: Number(row.expires_at),
+          accountId: Number(row.account_id),
         }));
     },
 
@@ -288,9 +301,13 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
       });
     },
 
-    async recordOutcomes(outcomes: readonly RecipientOutcome[]): Promise<void> {
-      if (outcomes.length === 0) return;
+    async recordOutcomes(
+      outcomes: readonly RecipientOutcome[],
+      notifications: readonly OutcomeNotification[] = [],
+    ): Promise<void> {
+      if (outcomes.length === 0 && notifications.length === 0) return;
       const now = Date.now();
+      const moved = new Set<number>();
       await transaction(relaxedPool, async (client) => {
         // One statement per run of distinct recipients: a recipient twice in one statement would
         // be updated once; in sequence the second outcome sees the first (as in SQLite).
@@ -302,9 +319,34 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
             seen.add(outcomes[end]!.recipientId);
             end++;
           }
-          await applyOutcomes(client, outcomes.slice(start, end), now);
+          await applyOutcomes(client, outcomes.slice(start, end), now, moved);
           start = end;
         }
+        // Issue 11: the DSNs in the transaction of the bounces and expiries they report.
+        const due = notifications.filter((n) => n.recipientIds.some((id) => moved.has(id)));
+        if (due.length > 0) {
+          dueAt(Math.min(...due.map((n) => n.message.receivedAt)));
+          await insertMessages(
+            client,
+            due.map((n) => n.message),
+          );
+        }
+      });
+    },
+
+    async giveBack(recipientIds: readonly number[], owner: string, now: number): Promise<number> {
+      if (recipientIds.length === 0) return 0;
+      dueAt(now);
+      return transaction(relaxedPool, async (client) => {
+        const result = await client.query(
+          `WITH q AS (UPDATE queue SET lease_owner = NULL, next_attempt_at = $3,
+               unfinished = GREATEST(unfinished - 1, 0)
+             WHERE recipient_id = ANY($1::bigint[]) AND lease_owner = $2 RETURNING recipient_id)
+           UPDATE recipients r SET next_attempt_at = $3, updated_at = $3 FROM q WHERE r.id = q.recipient_id`,
+          [recipientIds, owner, now],
+        );
+        if ((result.rowCount ?? 0) > 0) await notifyDue(client, now);
+        return result.rowCount ?? 0;
       });
     },
 

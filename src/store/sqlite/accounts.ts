@@ -10,7 +10,7 @@ import { StoreConflictError } from "../types.js";
 type Row = Record<string, unknown>;
 
 const API_KEY_SELECT = `SELECT k.id, k.account_id, a.name AS account_name, k.name, k.prefix, k.created_at,
-  k.last_used_at, k.revoked_at FROM api_keys k JOIN accounts a ON a.id = k.account_id`;
+  k.last_used_at, k.revoked_at, k.scopes FROM api_keys k JOIN accounts a ON a.id = k.account_id`;
 
 export function createAccountStore(db: Database.Database): AccountStore {
   const findKey = db.prepare(`${API_KEY_SELECT} WHERE k.hash = ? AND k.revoked_at IS NULL`);
@@ -51,9 +51,18 @@ export function createAccountStore(db: Database.Database): AccountStore {
       try {
         const { id } = db
           .prepare(
-            "INSERT INTO api_keys (account_id, name, hash, prefix, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO api_keys (account_id, name, hash, prefix, created_at, scopes) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
           )
-          .get(key.accountId, key.name, key.hash, key.prefix, Date.now()) as { id: number };
+          .get(
+            key.accountId,
+            key.name,
+            key.hash,
+            key.prefix,
+            Date.now(),
+            (key.scopes ?? ["mail.send"]).join(","),
+          ) as {
+          id: number;
+        };
         return toApiKey(db.prepare(`${API_KEY_SELECT} WHERE k.id = ?`).get(id) as Row);
       } catch (err) {
         throw conflictOr(err, `an active key named ${key.name} already exists`);
@@ -98,6 +107,9 @@ function toApiKey(row: Row): ApiKey {
     createdAt: Number(row.created_at),
     lastUsedAt: (row.last_used_at as number | null) ?? null,
     revokedAt: (row.revoked_at as number | null) ?? null,
+    scopes: String(row.scopes ?? "mail.send")
+      .split(",")
+      .filter((s) => s !== ""),
   };
 }
 

@@ -23,6 +23,7 @@ import type {
 } from "../types.js";
 import type { EnqueueThread } from "./enqueue-thread.js";
 import { prepareEventWriter } from "./events.js";
+import { createMessageSearch } from "./message-search.js";
 
 type Row = Record<string, unknown>;
 
@@ -157,12 +158,18 @@ export function createMessageStore(db: Database.Database, thread?: EnqueueThread
       const recipients = recipientsOf(id);
       return {
         ...toSummary(row, recipients),
+        accountId: Number(row.account_id),
+        metadata: row.metadata ? (JSON.parse(String(row.metadata)) as Record<string, unknown>) : null,
+        categories: row.categories ? (JSON.parse(String(row.categories)) as string[]) : [],
         clientIp: String(row.client_ip),
         apiKeyName: (row.api_key_name as string | null) ?? null,
         expiresAt: Number(row.expires_at),
         recipientDetails: recipients,
       };
     },
+
+    // The HTTP API's search (issue 9): message-search.ts.
+    ...createMessageSearch(db),
 
     async getMessageContent(id: string): Promise<Buffer | undefined> {
       const row = s.content.get(id) as { content: Buffer } | undefined;

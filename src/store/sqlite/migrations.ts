@@ -235,4 +235,49 @@ export const MIGRATIONS: readonly string[] = [
     created_at INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  // 6: the HTTP API (issue 9): key scopes (existing keys may send, as before), and the indexes
+  // of the message search (an account's messages newest first, by sender, by recipient).
+  `
+  ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'mail.send';
+  CREATE INDEX messages_account ON messages(account_id, id);
+  CREATE INDEX messages_account_from ON messages(account_id, mail_from, id);
+  CREATE INDEX recipients_address ON recipients(address, message_id);
+  `,
+  // 7: issue 11 — attempts that never finished, and throttled destinations.
+  `
+  -- Claims of a recipient since its last recorded outcome: a claim counts up before the attempt
+  -- starts, an outcome (or giving the lease back unused) counts down to 0. A recipient claimed
+  -- with unfinished > 0 had an attempt that crashed or hung its worker; at 3 it is held.
+  ALTER TABLE recipients ADD COLUMN unfinished INTEGER NOT NULL DEFAULT 0;
+
+  -- Destinations a node's dispatcher runs under throttled limits (adaptive throttling), so that
+  -- "petrel queue list" and the message explanation can show them from another process. A node
+  -- clears its own rows when its delivery engine starts (the limits live in its memory).
+  CREATE TABLE destination_throttles (
+    node TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    provider TEXT,
+    domains TEXT NOT NULL,
+    messages_per_minute INTEGER NOT NULL,
+    connections INTEGER NOT NULL,
+    configured_messages_per_minute INTEGER NOT NULL,
+    configured_connections INTEGER NOT NULL,
+    reply TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (node, destination)
+  ) WITHOUT ROWID;
+  `,
+  // 8: idempotency keys (issue 9): the first answer to a request or submission with a key, for 24 h.
+  `
+  CREATE TABLE idempotency_keys (
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (account_id, key)
+  ) WITHOUT ROWID;
+  CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
+  `,
 ];

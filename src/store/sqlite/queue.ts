@@ -24,20 +24,23 @@
  * fsync before every "250" (the spool), which is the promise made to clients.
  */
 import type Database from "better-sqlite3";
-import type {
-  ClaimedRecipient,
-  ClaimRequest,
-  DeliveryAttempt,
-  DestinationBackoff,
-  EventType,
-  OutcomeState,
-  QueueCounts,
-  QueueStore,
-  QueueTarget,
-  RecipientOutcome,
-  RecipientState,
+import {
+  type ClaimedRecipient,
+  type ClaimRequest,
+  type DeliveryAttempt,
+  type DestinationBackoff,
+  type EventType,
+  MAX_UNFINISHED_ATTEMPTS,
+  type OutcomeNotification,
+  type OutcomeState,
+  type QueueCounts,
+  type QueueStore,
+  type QueueTarget,
+  type RecipientOutcome,
+  type RecipientState,
 } from "../types.js";
 import { prepareEventWriter } from "./events.js";
+import { prepareEnqueue } from "./messages.js";
 import { prepareSuppressionWriter } from "./suppressions.js";
 
 type Row = Record<string, unknown>;
@@ -50,8 +53,8 @@ export function createQueueStore(db: Database.Database): QueueStore {
     // The state condition repeats the partial index's WHERE verbatim, so SQLite uses that index
     // and reads rows in due order without a sort; LIMIT then stops the scan early.
     due: db.prepare(
-      `SELECT r.id, r.message_id, r.address, r.domain, r.attempts, m.mail_from, m.size, m.received_at,
-              m.expires_at, m.account_id,
+      `SELECT r.id, r.message_id, r.address, r.domain, r.attempts, r.unfinished, m.mail_from, m.size,
+              m.received_at, m.expires_at, m.account_id,
               EXISTS (SELECT 1 FROM suppressions x WHERE x.account_id = m.account_id
                 AND x.address = lower(r.address)) AS suppressed
        FROM recipients r INDEXED BY recipients_pending JOIN messages m ON m.id = r.message_id
@@ -72,9 +75,28 @@ export function createQueueStore(db: Database.Database): QueueStore {
     anyDue: db.prepare(
       `SELECT 1 FROM recipients r INDEXED BY recipients_pending WHERE ${PENDING} AND r.next_attempt_at <= @now LIMIT 1`,
     ),
+    // Issue 11: the claim counts as unfinished until its outcome (recorded before the attempt starts).
     lease: db.prepare(
       `UPDATE recipients SET state = 'delivering', lease_owner = ?, lease_expires_at = ?, next_attempt_at = ?,
-         updated_at = ? WHERE id = ?`,
+         unfinished = unfinished + 1, updated_at = ? WHERE id = ?`,
+    ),
+    // A claim that never reached an outcome is an attempt: counted, with an attempt record.
+    unfinishedAttempt: db.prepare(
+      `INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, reply)
+       VALUES (@id, @message, @now, 0, @status, @reply)`,
+    ),
+    countUnfinished: db.prepare(
+      "UPDATE recipients SET attempts = attempts + 1, last_reply = @reply WHERE id = @id",
+    ),
+    holdUnfinished: db.prepare(
+      `UPDATE recipients SET state = 'held', lease_owner = NULL, lease_expires_at = NULL, unfinished = 0,
+         updated_at = @now WHERE id = @id`,
+    ),
+    giveBack: db.prepare(
+      `UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
+         lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = @now,
+         unfinished = MAX(unfinished - 1, 0), updated_at = @now
+       WHERE state = 'delivering' AND lease_owner = @owner AND id IN (SELECT value FROM json_each(@ids))`,
     ),
     renew: db.prepare(
       `UPDATE recipients SET lease_expires_at = @until, next_attempt_at = @until
@@ -87,12 +109,12 @@ export function createQueueStore(db: Database.Database): QueueStore {
     ),
     defer: db.prepare(
       `UPDATE recipients SET state = 'deferred', attempts = attempts + 1, next_attempt_at = @next,
-         lease_owner = NULL, lease_expires_at = NULL, last_reply = @reply, updated_at = @now
+         lease_owner = NULL, lease_expires_at = NULL, last_reply = @reply, unfinished = 0, updated_at = @now
        WHERE id = @id AND state = 'delivering' AND lease_owner = @owner`,
     ),
     finish: db.prepare(
       `UPDATE recipients SET state = @state, attempts = attempts + 1, next_attempt_at = NULL,
-         lease_owner = NULL, lease_expires_at = NULL, last_reply = @reply, updated_at = @now
+         lease_owner = NULL, lease_expires_at = NULL, last_reply = @reply, unfinished = 0, updated_at = @now
        WHERE id = @id AND state NOT IN ${FINAL}`,
     ),
     attempt: db.prepare(
@@ -132,7 +154,7 @@ export function createQueueStore(db: Database.Database): QueueStore {
     ),
     releaseHeld: db.prepare(
       `UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
-         next_attempt_at = @now, updated_at = @now WHERE message_id = @id AND state = 'held'`,
+         next_attempt_at = @now, unfinished = 0, updated_at = @now WHERE message_id = @id AND state = 'held'`,
     ),
     eventSource: db.prepare(
       `SELECT r.message_id, r.address, r.attempts, m.account_id FROM recipients r
@@ -202,17 +224,54 @@ export function createQueueStore(db: Database.Database): QueueStore {
         ]);
         return [];
       }
+      const unfinished = Number(row.unfinished);
+      let attempts = Number(row.attempts);
+      if (unfinished > 0) {
+        // Issue 11: the last claim never reached an outcome: its worker crashed or hung during
+        // the attempt. It counts as an attempt; after MAX_UNFINISHED_ATTEMPTS the recipient is
+        // held (a poison message must not crash every worker until it expires).
+        const held = unfinished >= MAX_UNFINISHED_ATTEMPTS;
+        const reply = held
+          ? `held: the delivery worker stopped during ${unfinished} attempts in a row (crash or hang); release with petrel queue release`
+          : "451 4.3.0 the delivery attempt did not finish (the delivery worker stopped: crash or hang)";
+        attempts++;
+        s.countUnfinished.run({ id: row.id, reply });
+        s.unfinishedAttempt.run({
+          id: row.id,
+          message: row.message_id,
+          now: request.now,
+          status: "deferred",
+          reply: "451 4.3.0 the delivery attempt did not finish (the delivery worker stopped: crash or hang)",
+        });
+        if (held) {
+          s.holdUnfinished.run({ id: row.id, now: request.now });
+          claimEvents.insert([
+            {
+              type: "held",
+              messageId: String(row.message_id),
+              accountId: Number(row.account_id),
+              recipient: String(row.address),
+              at: request.now,
+              attempt: attempts,
+              reply,
+              reason: "worker-crashed",
+            },
+          ]);
+          return [];
+        }
+      }
       s.lease.run(request.owner, until, until, request.now, row.id);
       return {
         id: Number(row.id),
         messageId: String(row.message_id),
         address: String(row.address),
         domain: String(row.domain),
-        attempts: Number(row.attempts),
+        attempts,
         mailFrom: String(row.mail_from),
         size: Number(row.size),
         receivedAt: Number(row.received_at),
         expiresAt: Number(row.expires_at),
+        accountId: Number(row.account_id),
       };
     });
   });
@@ -228,64 +287,73 @@ export function createQueueStore(db: Database.Database): QueueStore {
     expired: "expired",
   };
 
-  const record = db.transaction((outcomes: readonly RecipientOutcome[]) => {
-    const now = Date.now();
-    const nextId = events.ids(now);
-    for (const o of outcomes) {
-      const a = o.attempt;
-      const next = o.nextAttemptAt ?? now;
-      const moved =
-        o.state === "deferred"
-          ? s.defer.run({ id: o.recipientId, owner: o.owner, next, reply: a.reply, now }).changes
-          : s.finish.run({ id: o.recipientId, state: o.state, reply: a.reply, now }).changes;
-      if (moved > 0) {
-        const r = s.eventSource.get(o.recipientId) as Row;
-        const [eventId] = events.insert(
-          [
-            {
-              type: EVENT_OF[o.state],
-              messageId: String(r.message_id),
+  const enqueue = prepareEnqueue(db);
+  const record = db.transaction(
+    (outcomes: readonly RecipientOutcome[], notifications: readonly OutcomeNotification[]) => {
+      const now = Date.now();
+      const nextId = events.ids(now);
+      const movedIds = new Set<number>();
+      for (const o of outcomes) {
+        const a = o.attempt;
+        const next = o.nextAttemptAt ?? now;
+        const moved =
+          o.state === "deferred"
+            ? s.defer.run({ id: o.recipientId, owner: o.owner, next, reply: a.reply, now }).changes
+            : s.finish.run({ id: o.recipientId, state: o.state, reply: a.reply, now }).changes;
+        if (moved > 0) {
+          movedIds.add(o.recipientId);
+          const r = s.eventSource.get(o.recipientId) as Row;
+          const [eventId] = events.insert(
+            [
+              {
+                type: EVENT_OF[o.state],
+                messageId: String(r.message_id),
+                accountId: Number(r.account_id),
+                recipient: String(r.address),
+                at: now,
+                attempt: Number(r.attempts),
+                nextAttemptAt: o.state === "deferred" ? next : null,
+                mxHost: a.mxHost,
+                ip: a.ip,
+                reply: a.reply,
+                enhancedCode: o.enhancedCode ?? null,
+                bounceClass: o.bounceClass ?? null,
+                bounceHard: o.bounceHard ?? null,
+              },
+            ],
+            nextId,
+          );
+          if (o.state === "bounced" && o.bounceHard === true) {
+            suppressions.add({
               accountId: Number(r.account_id),
-              recipient: String(r.address),
-              at: now,
-              attempt: Number(r.attempts),
-              nextAttemptAt: o.state === "deferred" ? next : null,
-              mxHost: a.mxHost,
-              ip: a.ip,
-              reply: a.reply,
-              enhancedCode: o.enhancedCode ?? null,
-              bounceClass: o.bounceClass ?? null,
-              bounceHard: o.bounceHard ?? null,
-            },
-          ],
-          nextId,
-        );
-        if (o.state === "bounced" && o.bounceHard === true) {
-          suppressions.add({
-            accountId: Number(r.account_id),
-            address: String(r.address),
-            reason: o.bounceClass ?? "hard-bounce",
-            eventId,
-            messageId: String(r.message_id),
-            detail: a.reply,
-          });
+              address: String(r.address),
+              reason: o.bounceClass ?? "hard-bounce",
+              eventId,
+              messageId: String(r.message_id),
+              detail: a.reply,
+            });
+          }
         }
+        // The attempt happened whether or not the state moved (a lost lease), so it is always recorded.
+        s.attempt.run({
+          id: o.recipientId,
+          at: a.at,
+          duration: Math.round(a.durationMs),
+          status: o.state,
+          mx: a.mxHost,
+          ip: a.ip,
+          port: a.port,
+          source: a.sourceIp,
+          tls: a.tls,
+          reply: a.reply,
+        });
       }
-      // The attempt happened whether or not the state moved (a lost lease), so it is always recorded.
-      s.attempt.run({
-        id: o.recipientId,
-        at: a.at,
-        duration: Math.round(a.durationMs),
-        status: o.state,
-        mx: a.mxHost,
-        ip: a.ip,
-        port: a.port,
-        source: a.sourceIp,
-        tls: a.tls,
-        reply: a.reply,
-      });
-    }
-  });
+      // Issue 11: the DSNs in the transaction of the bounces and expiries they report (after the
+      // outcome events: enqueue continues the event ids from the newest one written).
+      const due = notifications.filter((n) => n.recipientIds.some((id) => movedIds.has(id)));
+      if (due.length > 0) enqueue(due.map((n) => n.message));
+    },
+  );
 
   const retry = db.transaction((target: QueueTarget, now: number): number => {
     if ("all" in target) {
@@ -321,9 +389,11 @@ export function createQueueStore(db: Database.Database): QueueStore {
     return claim.immediate(request);
   });
   const renew = relaxed((owner: string, until: number): number => s.renew.run({ owner, until }).changes);
-  const recordOutcomes = relaxed((outcomes: readonly RecipientOutcome[]): void => {
-    if (outcomes.length > 0) record.immediate(outcomes);
-  });
+  const recordOutcomes = relaxed(
+    (outcomes: readonly RecipientOutcome[], notifications: readonly OutcomeNotification[]): void => {
+      if (outcomes.length > 0 || notifications.length > 0) record.immediate(outcomes, notifications);
+    },
+  );
 
   return {
     async claimDue(request: ClaimRequest): Promise<ClaimedRecipient[]> {
@@ -335,8 +405,15 @@ export function createQueueStore(db: Database.Database): QueueStore {
     async releaseLeases(ownerPrefix: string, now: number): Promise<number> {
       return s.release.run({ prefix: `${ownerPrefix.replace(/[%_\\]/g, "\\$&")}%`, now }).changes;
     },
-    async recordOutcomes(outcomes: readonly RecipientOutcome[]): Promise<void> {
-      recordOutcomes(outcomes);
+    async recordOutcomes(
+      outcomes: readonly RecipientOutcome[],
+      notifications: readonly OutcomeNotification[] = [],
+    ): Promise<void> {
+      recordOutcomes(outcomes, notifications);
+    },
+    async giveBack(recipientIds: readonly number[], owner: string, now: number): Promise<number> {
+      if (recipientIds.length === 0) return 0;
+      return s.giveBack.run({ ids: JSON.stringify(recipientIds), owner, now }).changes;
     },
     async listAttempts(messageId: string): Promise<DeliveryAttempt[]> {
       return (s.attempts.all(messageId) as Row[]).map((r) => ({

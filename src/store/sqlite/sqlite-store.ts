@@ -2,7 +2,7 @@
  * The embedded store: one SQLite file in the data directory, through better-sqlite3. This file
  * only opens the connection and composes the Store from its parts, one file per concern
  * (accounts.ts, domains.ts, messages.ts, queue.ts, events.ts, webhooks.ts, suppressions.ts,
- * bounces.ts, nodes.ts), each the twin of the file of the same name in src/store/postgres.
+ * bounces.ts, nodes.ts, throttles.ts), each the twin of the file of the same name in src/store/postgres.
  *
  * Durability: WAL journal with synchronous=FULL, so a committed transaction survives kill -9 and
  * power loss (the WAL is fsync'd at every commit). The queue layer batches messages into one
@@ -26,6 +26,7 @@ import { createMessageStore } from "./messages.js";
 import { createNodeStore } from "./nodes.js";
 import { createQueueStore } from "./queue.js";
 import { createSuppressionStore } from "./suppressions.js";
+import { createThrottleStore } from "./throttles.js";
 import { createWebhookStore } from "./webhooks.js";
 
 export interface SqliteStoreOptions {
@@ -65,5 +66,6 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
     ...createSuppressionStore(db),
     ...createBounceStore(db),
     ...createNodeStore(db),
+    ...createThrottleStore(db),
   };
 }

@@ -16,6 +16,8 @@ export interface NewApiKey {
   readonly hash: string;
   /** The first characters of the key, shown in listings so an operator can tell keys apart. */
   readonly prefix: string;
+  /** What the key may do (src/auth/scopes.ts); default ["mail.send"]. */
+  readonly scopes?: readonly string[];
 }
 
 export interface ApiKey {
@@ -27,6 +29,8 @@ export interface ApiKey {
   readonly createdAt: number;
   readonly lastUsedAt: number | null;
   readonly revokedAt: number | null;
+  /** What the key may do: mail.send, messages.read, …, admin (every scope). */
+  readonly scopes: readonly string[];
 }
 
 export interface AccountStore {

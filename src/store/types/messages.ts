@@ -61,6 +61,9 @@ export interface RecipientDetail {
 }
 
 export interface MessageDetail extends MessageSummary {
+  readonly accountId: number;
+  readonly metadata: Record<string, unknown> | null;
+  readonly categories: readonly string[];
   readonly clientIp: string;
   readonly apiKeyName: string | null;
   readonly expiresAt: number;
@@ -74,10 +77,53 @@ export interface MessageFilter {
   readonly limit?: number;
 }
 
+/** The HTTP API's message search: one account, newest first, after a cursor. */
+export interface MessageSearch {
+  readonly accountId: number;
+  readonly from?: string;
+  readonly to?: string;
+  readonly state?: RecipientState;
+  readonly category?: string;
+  /** received_at bounds (ms): since ≤ t < until. */
+  readonly since?: number;
+  readonly until?: number;
+  /** Only messages with an id below this one (the cursor: the previous page's last id). */
+  readonly before?: string;
+  readonly limit: number;
+}
+
+export interface MessageSearchRow {
+  readonly id: string;
+  readonly mailFrom: string;
+  readonly size: number;
+  readonly receivedAt: number;
+  readonly expiresAt: number;
+  readonly metadata: Record<string, unknown> | null;
+  readonly categories: readonly string[];
+  readonly recipients: ReadonlyArray<{ readonly address: string; readonly state: RecipientState }>;
+}
+
+/** The first answer to a request (or SMTP submission) that carried an idempotency key. */
+export interface IdempotencyRecord {
+  readonly accountId: number;
+  readonly key: string;
+  /** SHA-256 of the request (route and body); "" for SMTP, where only the key counts. */
+  readonly requestHash: string;
+  /** The answer to repeat, as JSON text. */
+  readonly response: string;
+  readonly createdAt: number;
+}
+
 export interface MessageStore {
   /** Commits every message of the batch in one durable transaction, or none of them. */
   enqueueMessages(messages: readonly NewMessage[]): Promise<void>;
   listMessages(filter?: MessageFilter): Promise<MessageSummary[]>;
   getMessage(id: string): Promise<MessageDetail | undefined>;
   getMessageContent(id: string): Promise<Buffer | undefined>;
+  /** The HTTP API's search: a page of one account's messages, newest first (index scans only). */
+  searchMessages(query: MessageSearch): Promise<MessageSearchRow[]>;
+  /** The record of an idempotency key created at or after `since`, or undefined. */
+  findIdempotencyKey(accountId: number, key: string, since: number): Promise<IdempotencyRecord | undefined>;
+  /** Keeps the first record of a key (a later one is ignored); deletes records older than `pruneBefore`. */
+  saveIdempotencyKey(record: IdempotencyRecord, pruneBefore: number): Promise<void>;
 }

@@ -7,7 +7,7 @@
  * carry lease columns (owner, expiry) so that delivery workers on several nodes can claim work
  * with `FOR UPDATE SKIP LOCKED` (postgres) or one writer (sqlite).
  */
-import type { RecipientState } from "./messages.js";
+import type { NewMessage, RecipientState } from "./messages.js";
 
 export interface ClaimRequest {
   /** Unique per running worker: "<node>:<pid>:<random>", so a node can recognise its own leases. */
@@ -31,6 +31,21 @@ export interface ClaimedRecipient {
   readonly size: number;
   readonly receivedAt: number;
   readonly expiresAt: number;
+  /** The message's account (DSNs to its sender are queued under it). */
+  readonly accountId: number;
+}
+
+/**
+ * Issue 11: claims of one recipient that never reached an outcome (its worker crashed or hung)
+ * before it is held instead of claimed again. Each such claim is also recorded as an attempt.
+ */
+export const MAX_UNFINISHED_ATTEMPTS = 3;
+
+/** A message to queue with outcomes (a DSN), if the outcome of any of `recipientIds` applies. */
+export interface OutcomeNotification {
+  readonly message: NewMessage;
+  /** The bounced/expired recipients it reports: a repeated outcome that changes nothing sends no second DSN. */
+  readonly recipientIds: readonly number[];
 }
 
 export type OutcomeState = "delivered" | "deferred" | "bounced" | "expired";
@@ -99,8 +114,20 @@ export interface QueueStore {
    * leases): every `delivering` recipient whose owner starts with `ownerPrefix` is due at `now`.
    */
   releaseLeases(ownerPrefix: string, now: number): Promise<number>;
-  /** Applies outcomes and appends their attempt records, all in one durable transaction. */
-  recordOutcomes(outcomes: readonly RecipientOutcome[]): Promise<void>;
+  /**
+   * Applies outcomes and appends their attempt records, all in one durable transaction, with
+   * `notifications` (issue 11: the DSNs to senders caused by these bounces and expiries), so a
+   * crash can never keep the bounce and lose its DSN.
+   */
+  recordOutcomes(
+    outcomes: readonly RecipientOutcome[],
+    notifications?: readonly OutcomeNotification[],
+  ): Promise<void>;
+  /**
+   * Gives back leases `owner` holds on these recipients without an attempt (the dispatcher
+   * released them before they started): due at `now`, their claim not counted as unfinished.
+   */
+  giveBack(recipientIds: readonly number[], owner: string, now: number): Promise<number>;
   /** Every attempt for a message, oldest first. */
   listAttempts(messageId: string): Promise<DeliveryAttempt[]>;
   /** Recipient counts by state and by destination domain (with any destination backoff). */
