@@ -37,6 +37,7 @@ import {
   testConfig,
 } from "./support/petrel-process.js";
 import { RawSmtpSession } from "./support/raw-smtp.js";
+import { storeEnvFor } from "./support/test-store.js";
 import { signatureValid, startWebhookReceiver, type WebhookReceiver } from "./support/webhook-receiver.js";
 
 const MX_ADDRESS = "127.0.0.6";
@@ -238,7 +239,7 @@ describe("events end to end", () => {
         "--data-dir",
         dataDir,
       ],
-      { stdio: ["ignore", "pipe", "pipe"] },
+      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...storeEnvFor(dataDir) } },
     );
     let out = "";
     let err = "";

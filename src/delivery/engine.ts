@@ -107,6 +107,8 @@ export async function startDelivery(options: EngineOptions): Promise<DeliveryEng
     notification,
   });
   await worker.start();
+  // Cluster (PostgreSQL): another node's commit made work due; look now rather than at the next poll.
+  const unsubscribe = store.onDueWork?.(() => worker.poke());
   log.info(
     {
       owner: worker.owner,
@@ -117,7 +119,10 @@ export async function startDelivery(options: EngineOptions): Promise<DeliveryEng
   return {
     worker,
     dispatcher,
-    stop: (graceMs) => worker.stop(graceMs),
+    stop: (graceMs) => {
+      unsubscribe?.();
+      return worker.stop(graceMs);
+    },
   };
 }
 

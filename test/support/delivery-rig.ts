@@ -9,16 +9,15 @@
  *   rig.clock.advance(3600_000); rig.poke(); // due again now
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import pino from "pino";
 import { bouncesSchema } from "../../src/config/bounces-schema.js";
 import { type DeliveryConfig, deliverySchema } from "../../src/config/delivery-schema.js";
 import { type DeliveryEngine, startDelivery } from "../../src/delivery/engine.js";
 import { newQueueId } from "../../src/queue/spool.js";
-import { openSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import type { MessageDetail, RecipientState, Store } from "../../src/store/types.js";
 import { startDnsServer, type TestDnsServer, type ZoneRecords } from "./dns-server.js";
 import { removeDataDir, tempDataDir } from "./petrel-process.js";
+import { openTestStore } from "./test-store.js";
 
 export interface Rig {
   /** The data directory holding petrel.db (for `petrel … --data-dir`). */
@@ -54,7 +53,7 @@ export async function startRig(
   options: { readonly realClock?: boolean; readonly bounces?: Record<string, unknown> } = {},
 ): Promise<Rig> {
   const dataDir = tempDataDir("petrel-delivery-");
-  const store = openSqliteStore({ file: join(dataDir, "petrel.db") });
+  const store = await openTestStore(dataDir);
   const dns = await startDnsServer(zone);
   // A frozen clock that tests advance, or the real one (for CLI actions, which use Date.now()).
   let t = Date.UTC(2026, 10, 27, 12);

@@ -4,11 +4,10 @@
  * submission over raw SMTP sessions (trusted network), and reading the event log from the data
  * directory the way an operator's tool would (its own store connection).
  */
-import { join } from "node:path";
-import { openSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import type { EventFilter, PetrelEvent } from "../../src/store/types.js";
 import { startDnsServer, type TestDnsServer } from "./dns-server.js";
 import { type RawMessage, RawSmtpSession } from "./raw-smtp.js";
+import { openTestStore } from "./test-store.js";
 
 /** example.com's MX is mx.example.com at `mxAddress`. */
 export function startZone(mxAddress: string): Promise<TestDnsServer> {
@@ -89,7 +88,7 @@ export async function submitAll(
 
 /** The event log of a data directory, oldest first. */
 export async function readEvents(dataDir: string, filter: EventFilter = {}): Promise<PetrelEvent[]> {
-  const store = openSqliteStore({ file: join(dataDir, "petrel.db") });
+  const store = await openTestStore(dataDir);
   try {
     return await store.listEvents({ limit: 1_000_000, ...filter });
   } finally {

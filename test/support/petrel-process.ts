@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
+import { dropTestDatabase, storeConfigFor, storeEnvFor } from "./test-store.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** dist/test/support → dist/src/cli/main.js */
@@ -33,7 +34,7 @@ export function petrelCli(
     execFile(
       process.execPath,
       [PETREL_BIN, ...args, "--data-dir", dataDir],
-      { env: { ...process.env, ...env }, timeout: 30_000 },
+      { env: { ...process.env, ...storeEnvFor(dataDir), ...env }, timeout: 30_000 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
         resolvePromise({ code, stdout, stderr });
@@ -94,6 +95,8 @@ export function testConfig(dataDir: string, extra: Record<string, unknown> = {})
     bounces: { listener: { port: 0 } },
     // The HTTP API (issue 9) on an ephemeral loopback port ("listening" line, listener http).
     http: { host: "127.0.0.1", port: 0 },
+    // SQLite by default; TEST_STORE=postgres gives the directory a database (test-store.ts).
+    ...storeConfigFor(dataDir),
   };
   return deepMerge(base, extra);
 }
@@ -172,6 +175,7 @@ export function readCa(petrel: PetrelProcess): Buffer {
 }
 
 export function removeDataDir(dataDir: string): void {
+  dropTestDatabase(dataDir);
   rmSync(dataDir, { recursive: true, force: true });
 }
 

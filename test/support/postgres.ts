@@ -1,13 +1,13 @@
 /**
  * Fresh PostgreSQL databases for tests: created on the machine's server (trust auth on
- * 127.0.0.1:5432, user postgres; PETREL_TEST_POSTGRES_URL names another server), named uniquely
+ * 127.0.0.1:5432, user postgres; TEST_POSTGRES_URL names another server), named uniquely
  * per process and call so parallel test runs never collide, and dropped by the test.
  */
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 
 export const POSTGRES_ADMIN_URL =
-  process.env.PETREL_TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+  process.env.TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
 let counter = 0;
 

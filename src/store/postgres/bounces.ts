@@ -13,6 +13,7 @@ import type {
 } from "../types.js";
 import { type Client, type Pool, transaction } from "./connection.js";
 import { writeEvents } from "./events.js";
+import { RECIPIENT_STATE } from "./queue.js";
 import { insertSuppressions } from "./suppressions.js";
 
 type Target = BounceTarget & { readonly attempts: number };
@@ -24,9 +25,9 @@ async function findTarget(
   lock: boolean,
 ): Promise<Target | undefined> {
   const { rows } = await client.query(
-    `SELECT r.id, r.message_id, r.address, r.state, r.attempts, m.account_id, m.mail_from
-     FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = $1 AND r.message_id = $2
-     ${lock ? "FOR UPDATE OF r" : ""}`,
+    `SELECT r.id, r.message_id, r.address, ${RECIPIENT_STATE} AS state, r.attempts, m.account_id, m.mail_from
+     FROM recipients r JOIN messages m ON m.id = r.message_id LEFT JOIN queue q ON q.recipient_id = r.id
+     WHERE r.id = $1 AND r.message_id = $2 ${lock ? "FOR UPDATE OF r" : ""}`,
     [recipientId, messageId],
   );
   const row = rows[0];

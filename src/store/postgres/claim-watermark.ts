@@ -15,9 +15,11 @@
  *   at once; other nodes' writes lower it through their NOTIFY payload (notify.ts);
  * - it never rises while a claim skipped domains or a destination backoff is known, since rows
  *   left out by those filters stay live below it;
- * - whatever else (a claim of another node that rolled back, a backoff set by another node, a
- *   lost notification) is picked up by a full scan from the bottom every `fullScanEveryMs`, which
- *   bounds the delay such rows can see.
+ * - whatever else (a claim of another node that rolled back, a backoff set by a node that then
+ *   died) is picked up by a full scan from the bottom every `fullScanEveryMs` (60 s), which bounds
+ *   the delay such rows can see. Writes of other nodes rarely need it: they are keyed by their
+ *   writer's clock, at or after its own claims' marks; NOTIFY covers clock skew. The full scan
+ *   is what passes every dead entry, so it is kept rare.
  */
 
 const BOTTOM = Number.MIN_SAFE_INTEGER;
@@ -30,7 +32,7 @@ export class ClaimWatermark {
   private readonly fullScanEveryMs: number;
   private readonly clock: () => number;
 
-  constructor(fullScanEveryMs = 5000, clock: () => number = Date.now) {
+  constructor(fullScanEveryMs = 60_000, clock: () => number = Date.now) {
     this.fullScanEveryMs = fullScanEveryMs;
     this.clock = clock;
   }

@@ -33,21 +33,25 @@ export async function writeEvents(
 ): Promise<string[]> {
   if (events.length === 0) return [];
   await client.query("SELECT pg_advisory_xact_lock($1, $2)", [LOCK_NAMESPACE, LOCK_EVENTS]);
-  const { rows } = await client.query("SELECT id FROM events ORDER BY id DESC LIMIT 1");
+  const { rows } = await client.query({
+    name: "petrel-newest-event",
+    text: "SELECT id FROM events ORDER BY id DESC LIMIT 1",
+  });
   const next = eventIdsAfter(rows[0]?.id as string | undefined, now);
   const ids = events.map(() => next());
-  await client.query(
-    `INSERT INTO events (id, type, message_id, account_id, recipient, at, attempt, next_attempt_at, mx_host,
+  await client.query({
+    name: "petrel-insert-events",
+    text: `INSERT INTO events (id, type, message_id, account_id, recipient, at, attempt, next_attempt_at, mx_host,
        ip, reply, enhanced_code, bounce_class, bounce_hard, reason)
-     SELECT u.id, u.type, u.message_id, COALESCE(u.account_id, m.account_id), u.recipient, u.at, u.attempt,
+     SELECT u.id, u.type, u.message_id,
+       COALESCE(u.account_id, (SELECT m.account_id FROM messages m WHERE m.id = u.message_id)), u.recipient, u.at, u.attempt,
        u.next_attempt_at, u.mx_host, u.ip, u.reply, u.enhanced_code, u.bounce_class, u.bounce_hard, u.reason
      FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::int[],
        $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::boolean[], $15::text[])
        WITH ORDINALITY AS u(id, type, message_id, account_id, recipient, at, attempt, next_attempt_at, mx_host,
          ip, reply, enhanced_code, bounce_class, bounce_hard, reason, n)
-     LEFT JOIN messages m ON m.id = u.message_id
      ORDER BY u.n`,
-    [
+    values: [
       ids,
       events.map((e) => e.type),
       events.map((e) => e.messageId),
@@ -64,7 +68,7 @@ export async function writeEvents(
       events.map((e) => (e.bounceHard === undefined ? null : e.bounceHard)),
       events.map((e) => e.reason ?? null),
     ],
-  );
+  });
   return ids;
 }
 

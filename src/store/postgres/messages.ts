@@ -25,6 +25,7 @@ import type {
 import { type Client, type Pool, type Row, transaction } from "./connection.js";
 import { writeEvents } from "./events.js";
 import { notifyDue } from "./notify.js";
+import { RECIPIENT_NEXT, RECIPIENT_STATE } from "./queue.js";
 
 const MESSAGE_SELECT = `SELECT m.id, a.name AS account_name, m.mail_from, m.size, m.received_at
   FROM messages m JOIN accounts a ON a.id = m.account_id`;
@@ -99,8 +100,8 @@ export async function insertMessages(client: Client, messages: readonly NewMessa
        ORDER BY u.n
        RETURNING id, message_id, domain, state, next_attempt_at, last_reply, updated_at),
      q AS (
-       INSERT INTO queue (recipient_id, message_id, domain, next_attempt_at)
-       SELECT id, message_id, domain, next_attempt_at FROM r WHERE state = 'queued')
+       INSERT INTO queue (recipient_id, domain, next_attempt_at)
+       SELECT id, domain, next_attempt_at FROM r WHERE state = 'queued')
      INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, reply)
      SELECT id, message_id, updated_at, 0, 'dropped', last_reply FROM r WHERE state = 'dropped'`,
     [
@@ -121,8 +122,10 @@ export async function insertMessages(client: Client, messages: readonly NewMessa
 export function createMessageStore(pool: Pool, onDue: (at: number) => void = () => {}): MessageStore {
   async function recipientsOf(messageIds: readonly string[]): Promise<Map<string, RecipientDetail[]>> {
     const { rows } = await pool.query(
-      `SELECT message_id, address, state, attempts, next_attempt_at, last_reply, updated_at
-       FROM recipients WHERE message_id = ANY($1::text[]) ORDER BY id`,
+      `SELECT r.message_id, r.address, ${RECIPIENT_STATE} AS state, r.attempts, ${RECIPIENT_NEXT} AS next_attempt_at,
+         r.last_reply, r.updated_at
+       FROM recipients r LEFT JOIN queue q ON q.recipient_id = r.id
+       WHERE r.message_id = ANY($1::text[]) ORDER BY r.id`,
       [messageIds],
     );
     const byMessage = new Map<string, RecipientDetail[]>();
@@ -153,8 +156,9 @@ export function createMessageStore(pool: Pool, onDue: (at: number) => void = () 
       const { rows } =
         filter.state || filter.domain
           ? await pool.query(
-              `${MESSAGE_SELECT} WHERE m.id IN (SELECT message_id FROM recipients
-                 WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR domain = $2))
+              `${MESSAGE_SELECT} WHERE m.id IN (SELECT r.message_id FROM recipients r
+                 LEFT JOIN queue q ON q.recipient_id = r.id
+                 WHERE ($1::text IS NULL OR ${RECIPIENT_STATE} = $1) AND ($2::text IS NULL OR r.domain = $2))
                ORDER BY m.id LIMIT $3`,
               [filter.state ?? null, filter.domain?.toLowerCase() ?? null, limit],
             )
@@ -203,7 +207,8 @@ export function createMessageStore(pool: Pool, onDue: (at: number) => void = () 
       if (query.until !== undefined) where.push(`m.received_at < ${param(query.until)}`);
       if (query.state !== undefined)
         where.push(
-          `EXISTS (SELECT 1 FROM recipients s WHERE s.message_id = m.id AND s.state = ${param(query.state)})`,
+          `EXISTS (SELECT 1 FROM recipients r LEFT JOIN queue q ON q.recipient_id = r.id
+            WHERE r.message_id = m.id AND ${RECIPIENT_STATE} = ${param(query.state)})`,
         );
       if (query.category !== undefined)
         where.push(`m.categories IS NOT NULL AND (m.categories::jsonb) ? ${param(query.category)}`);

@@ -3,17 +3,18 @@
  * every node: any node claims, any node delivers.
  *
  * Tables: `recipients` holds every recipient and its state (updated by primary key only); `queue`
- * holds only pending ones (queued, deferred, delivering), so finished rows leave the hot table
- * in the transaction that finishes them, and claims read a small table through one index
- * (queue_due: next_attempt_at, covering domain).
+ * holds only pending ones (queued, deferred, leased), so finished rows leave the hot table in the
+ * transaction that finishes them, and claims read a small table through one index (queue_due:
+ * next_attempt_at, covering domain). A lease lives in `queue` alone (lease_owner, and its expiry
+ * as next_attempt_at): claims and renewals never write `recipients`, and reads show a leased
+ * recipient as `delivering` (RECIPIENT_STATE).
  *
  * Invariants:
  * - A claim is one statement: `FOR UPDATE SKIP LOCKED` picks due rows no other node is claiming,
  *   and the same statement leases them (owner, expiry = next_attempt_at), so concurrent nodes never
  *   claim one recipient twice and a dead node's leases simply come due again at their expiry.
- * - Lock order is queue row, then recipient row, in every transaction touching both (claims lock
- *   queue rows with SKIP LOCKED and never wait on them; outcomes lock theirs first), so claims
- *   and outcomes cannot deadlock.
+ * - Claims lock only queue rows, with SKIP LOCKED: they never wait, so they cannot deadlock with
+ *   anything. A deferral locks its queue row first, then checks that its writer still holds it.
  * - recordOutcomes() is one transaction: states, queue rows, attempt records, events (last, in
  *   commit order: events.ts) and hard-bounce suppressions. A deferral applies only while its
  *   writer still holds the lease; a final outcome applies to any recipient not yet final.
@@ -47,6 +48,12 @@ import { countUnfinished } from "./unfinished.js";
 
 const FINAL = "('delivered', 'bounced', 'expired', 'dropped')";
 
+/** A recipient's state as the Store shows it (r: recipients, q: its queue row, LEFT JOINed). */
+export const RECIPIENT_STATE = "(CASE WHEN q.lease_owner IS NOT NULL THEN 'delivering' ELSE r.state END)";
+/** Its next attempt: the lease expiry while leased. */
+export const RECIPIENT_NEXT =
+  "(CASE WHEN q.lease_owner IS NOT NULL THEN q.next_attempt_at ELSE r.next_attempt_at END)";
+
 const EVENT_OF: Record<OutcomeState, EventType> = {
   delivered: "delivered",
   deferred: "deferred",
@@ -55,7 +62,9 @@ const EVENT_OF: Record<OutcomeState, EventType> = {
 };
 
 // The claim (see the invariants). queue_due gives the rows in due order from the low-water mark
-// ($6, claim-watermark.ts); LIMIT stops the scan.
+// ($6, claim-watermark.ts); LIMIT stops the scan. Every other table is reached through its
+// primary key with `= ANY(ARRAY(…))`, never a hash join: a join plan that scans a table would
+// grow with the table's history (and its dead rows), which is what this design avoids.
 const CLAIM = `
   WITH due AS (
     SELECT q.recipient_id, q.next_attempt_at FROM queue q
@@ -66,22 +75,20 @@ const CLAIM = `
     LIMIT $3
     FOR UPDATE SKIP LOCKED),
   leased AS (
-    UPDATE queue q SET lease_owner = $4, next_attempt_at = $5 FROM due
-    WHERE q.recipient_id = due.recipient_id
-    RETURNING q.recipient_id, due.next_attempt_at AS due_at),
-  r AS (
-    UPDATE recipients r SET state = 'delivering', lease_owner = $4, lease_expires_at = $5,
-      next_attempt_at = $5, unfinished = r.unfinished + 1, updated_at = $1
-    FROM leased WHERE r.id = leased.recipient_id
-    RETURNING r.id, r.message_id, r.address, r.domain, r.attempts, r.unfinished - 1 AS unfinished, leased.due_at)
-  SELECT r.id, r.message_id, r.address, r.domain, r.attempts, r.unfinished, r.due_at, m.mail_from, m.size,
-    m.received_at, m.expires_at, m.account_id,
+    UPDATE queue q SET lease_owner = $4, next_attempt_at = $5, unfinished = q.unfinished + 1
+    WHERE q.recipient_id = ANY(ARRAY(SELECT recipient_id FROM due))
+    RETURNING q.recipient_id, q.unfinished - 1 AS unfinished)
+  SELECT r.id, r.message_id, r.address, r.domain, r.attempts, l.unfinished, d.next_attempt_at AS due_at,
+    m.mail_from, m.size, m.received_at, m.expires_at, m.account_id,
     EXISTS (SELECT 1 FROM suppressions x WHERE x.account_id = m.account_id
       AND x.address = lower(r.address)) AS suppressed
-  FROM r JOIN messages m ON m.id = r.message_id
-  ORDER BY r.due_at, r.id`;
+  FROM due d JOIN leased l ON l.recipient_id = d.recipient_id
+  JOIN recipients r ON r.id = d.recipient_id JOIN messages m ON m.id = r.message_id
+  WHERE r.id = ANY(ARRAY(SELECT recipient_id FROM leased))
+  ORDER BY d.next_attempt_at, r.id`;
 
-// Outcomes in one statement: recipients, queue rows, attempt records; returns what moved.
+// Outcomes in one statement: recipients, queue rows, attempt records; returns what moved. The
+// redundant `= ANY($1)` conditions give the planner index lookups (see CLAIM).
 const OUTCOMES = `
   WITH o AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[])
@@ -89,17 +96,20 @@ const OUTCOMES = `
   moved AS (
     UPDATE recipients r SET state = o.state, attempts = r.attempts + 1,
       next_attempt_at = CASE WHEN o.state = 'deferred' THEN o.next END,
-      lease_owner = NULL, lease_expires_at = NULL, last_reply = o.reply, unfinished = 0, updated_at = $6
+      last_reply = o.reply, updated_at = $6
     FROM o
-    WHERE r.id = o.id AND CASE WHEN o.state = 'deferred'
-      THEN r.state = 'delivering' AND r.lease_owner = o.owner
+    WHERE r.id = o.id AND r.id = ANY($1::bigint[]) AND CASE WHEN o.state = 'deferred'
+      THEN EXISTS (SELECT 1 FROM queue l WHERE l.recipient_id = r.id AND l.lease_owner = o.owner)
       ELSE r.state NOT IN ${FINAL} END
     RETURNING r.id, r.message_id, r.address, r.attempts, o.state, o.next, o.n),
   deferred AS (
-    UPDATE queue q SET next_attempt_at = moved.next, lease_owner = NULL FROM moved
-    WHERE q.recipient_id = moved.id AND moved.state = 'deferred' RETURNING 1),
+    UPDATE queue q SET next_attempt_at = moved.next, lease_owner = NULL, unfinished = 0 FROM moved
+    WHERE q.recipient_id = moved.id AND q.recipient_id = ANY($1::bigint[]) AND moved.state = 'deferred'
+    RETURNING 1),
   finished AS (
-    DELETE FROM queue q USING moved WHERE q.recipient_id = moved.id AND moved.state <> 'deferred' RETURNING 1),
+    DELETE FROM queue q USING moved
+    WHERE q.recipient_id = moved.id AND q.recipient_id = ANY($1::bigint[]) AND moved.state <> 'deferred'
+    RETURNING 1),
   attempts AS (
     INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, mx_host, ip, port,
       source_ip, tls, reply)
@@ -107,15 +117,16 @@ const OUTCOMES = `
     FROM unnest($1::bigint[], $7::bigint[], $8::int[], $3::text[], $9::text[], $10::text[], $11::int[],
       $12::text[], $13::text[], $5::text[]) WITH ORDINALITY
       AS a(id, at, duration, status, mx, ip, port, source, tls, reply, n)
-    JOIN recipients r ON r.id = a.id
+    JOIN recipients r ON r.id = a.id AND r.id = ANY($1::bigint[])
     ORDER BY a.n
     RETURNING 1)
-  SELECT moved.id, moved.message_id, moved.address, moved.attempts, moved.n, m.account_id
-  FROM moved JOIN messages m ON m.id = moved.message_id
+  SELECT moved.id, moved.message_id, moved.address, moved.attempts, moved.n,
+    (SELECT m.account_id FROM messages m WHERE m.id = moved.message_id) AS account_id
+  FROM moved
   ORDER BY moved.n`;
 
 export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: ClaimWatermark): QueueStore {
-  /** Locks the queue rows of these recipients first (see the lock order above). */
+  /** Locks the queue rows of these recipients (a deferral's lease check must hold until commit). */
   async function lockQueue(client: Client, ids: readonly number[]): Promise<void> {
     await client.query(
       "SELECT 1 FROM queue WHERE recipient_id = ANY($1::bigint[]) ORDER BY recipient_id FOR UPDATE",
@@ -127,13 +138,11 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
     const ids = rows.map((r) => Number(r.id));
     const reply = "dropped: suppressed";
     await transaction(relaxedPool, async (client) => {
-      await lockQueue(client, ids);
       const { rows: dropped } = await client.query(
         `WITH gone AS (DELETE FROM queue WHERE recipient_id = ANY($1::bigint[]) AND lease_owner = $2
            RETURNING recipient_id),
-         r AS (UPDATE recipients r SET state = 'dropped', next_attempt_at = NULL, lease_owner = NULL,
-           lease_expires_at = NULL, last_reply = $3, updated_at = $4 FROM gone WHERE r.id = gone.recipient_id
-           RETURNING r.id, r.message_id)
+         r AS (UPDATE recipients r SET state = 'dropped', next_attempt_at = NULL, last_reply = $3,
+           updated_at = $4 FROM gone WHERE r.id = gone.recipient_id RETURNING r.id, r.message_id)
          INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, reply)
          SELECT id, message_id, $4, 0, 'dropped', $3 FROM r RETURNING recipient_id`,
         [ids, owner, reply, now],
@@ -163,25 +172,27 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
     now: number,
     moved: Set<number>,
   ): Promise<void> {
-    await lockQueue(
-      client,
-      outcomes.map((o) => o.recipientId),
-    );
-    const { rows } = await client.query(OUTCOMES, [
-      outcomes.map((o) => o.recipientId),
-      outcomes.map((o) => o.owner),
-      outcomes.map((o) => o.state),
-      outcomes.map((o) => o.nextAttemptAt ?? now),
-      outcomes.map((o) => o.attempt.reply),
-      now,
-      outcomes.map((o) => o.attempt.at),
-      outcomes.map((o) => Math.round(o.attempt.durationMs)),
-      outcomes.map((o) => o.attempt.mxHost),
-      outcomes.map((o) => o.attempt.ip),
-      outcomes.map((o) => o.attempt.port),
-      outcomes.map((o) => o.attempt.sourceIp),
-      outcomes.map((o) => o.attempt.tls),
-    ]);
+    const deferrals = outcomes.filter((o) => o.state === "deferred").map((o) => o.recipientId);
+    if (deferrals.length > 0) await lockQueue(client, deferrals);
+    const { rows } = await client.query({
+      name: "petrel-outcomes",
+      text: OUTCOMES,
+      values: [
+        outcomes.map((o) => o.recipientId),
+        outcomes.map((o) => o.owner),
+        outcomes.map((o) => o.state),
+        outcomes.map((o) => o.nextAttemptAt ?? now),
+        outcomes.map((o) => o.attempt.reply),
+        now,
+        outcomes.map((o) => o.attempt.at),
+        outcomes.map((o) => Math.round(o.attempt.durationMs)),
+        outcomes.map((o) => o.attempt.mxHost),
+        outcomes.map((o) => o.attempt.ip),
+        outcomes.map((o) => o.attempt.port),
+        outcomes.map((o) => o.attempt.sourceIp),
+        outcomes.map((o) => o.attempt.tls),
+      ],
+    });
     const events: NewEvent[] = [];
     const suppress: { row: Row; outcome: RecipientOutcome; index: number }[] = [];
     for (const r of rows as Row[]) {
@@ -269,12 +280,10 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
     },
 
     async renewLeases(owner: string, until: number): Promise<number> {
-      const result = await relaxedPool.query(
-        `WITH q AS (UPDATE queue SET next_attempt_at = $2 WHERE lease_owner = $1 RETURNING recipient_id)
-         UPDATE recipients r SET lease_expires_at = $2, next_attempt_at = $2
-         FROM q WHERE r.id = q.recipient_id AND r.state = 'delivering'`,
-        [owner, until],
-      );
+      const result = await relaxedPool.query("UPDATE queue SET next_attempt_at = $2 WHERE lease_owner = $1", [
+        owner,
+        until,
+      ]);
       return result.rowCount ?? 0;
     },
 
@@ -284,9 +293,7 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
         const result = await client.query(
           `WITH q AS (UPDATE queue SET lease_owner = NULL, next_attempt_at = $2
              WHERE lease_owner IS NOT NULL AND starts_with(lease_owner, $1) RETURNING recipient_id)
-           UPDATE recipients r SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
-             lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = $2, updated_at = $2
-           FROM q WHERE r.id = q.recipient_id AND r.state = 'delivering'`,
+           UPDATE recipients r SET next_attempt_at = $2, updated_at = $2 FROM q WHERE r.id = q.recipient_id`,
           [ownerPrefix, now],
         );
         if ((result.rowCount ?? 0) > 0) await notifyDue(client, now);
@@ -332,12 +339,10 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
       dueAt(now);
       return transaction(relaxedPool, async (client) => {
         const result = await client.query(
-          `WITH q AS (UPDATE queue SET lease_owner = NULL, next_attempt_at = $3
+          `WITH q AS (UPDATE queue SET lease_owner = NULL, next_attempt_at = $3,
+               unfinished = GREATEST(unfinished - 1, 0)
              WHERE recipient_id = ANY($1::bigint[]) AND lease_owner = $2 RETURNING recipient_id)
-           UPDATE recipients r SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
-             lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = $3,
-             unfinished = GREATEST(unfinished - 1, 0), updated_at = $3
-           FROM q WHERE r.id = q.recipient_id AND r.state = 'delivering'`,
+           UPDATE recipients r SET next_attempt_at = $3, updated_at = $3 FROM q WHERE r.id = q.recipient_id`,
           [recipientIds, owner, now],
         );
         if ((result.rowCount ?? 0) > 0) await notifyDue(client, now);
@@ -370,13 +375,15 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
       const domain = filter.domain ?? null;
       const [states, destinations, backoffs] = await Promise.all([
         pool.query(
-          "SELECT state, count(*) AS n FROM recipients WHERE $1::text IS NULL OR domain = $1 GROUP BY state",
+          `SELECT ${RECIPIENT_STATE} AS state, count(*) AS n FROM recipients r
+           LEFT JOIN queue q ON q.recipient_id = r.id WHERE $1::text IS NULL OR r.domain = $1 GROUP BY 1`,
           [domain],
         ),
         pool.query(
-          `SELECT domain, state, count(*) AS n FROM recipients
-           WHERE state NOT IN ${FINAL} AND ($1::text IS NULL OR domain = $1)
-           GROUP BY domain, state ORDER BY domain COLLATE "C"`,
+          `SELECT r.domain, ${RECIPIENT_STATE} AS state, count(*) AS n FROM recipients r
+           LEFT JOIN queue q ON q.recipient_id = r.id
+           WHERE r.state NOT IN ${FINAL} AND ($1::text IS NULL OR r.domain = $1)
+           GROUP BY 1, 2 ORDER BY r.domain COLLATE "C"`,
           [domain],
         ),
         pool.query("SELECT domain, until FROM destination_backoff WHERE until > $1", [Date.now()]),
@@ -421,8 +428,8 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
             [target.messageId],
           );
           const result = await client.query(
-            `WITH q AS (UPDATE queue SET next_attempt_at = $2 WHERE message_id = $1 AND lease_owner IS NULL
-               RETURNING recipient_id)
+            `WITH q AS (UPDATE queue SET next_attempt_at = $2 WHERE lease_owner IS NULL
+               AND recipient_id IN (SELECT id FROM recipients WHERE message_id = $1) RETURNING recipient_id)
              UPDATE recipients r SET next_attempt_at = $2, updated_at = $2 FROM q
              WHERE r.id = q.recipient_id AND r.state IN ('queued', 'deferred')`,
             [target.messageId, now],
@@ -437,7 +444,8 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
     holdMessage(messageId: string, now: number): Promise<number> {
       return transaction(pool, async (client) => {
         const { rows } = await client.query(
-          "DELETE FROM queue WHERE message_id = $1 AND lease_owner IS NULL RETURNING recipient_id",
+          `DELETE FROM queue WHERE lease_owner IS NULL
+           AND recipient_id IN (SELECT id FROM recipients WHERE message_id = $1) RETURNING recipient_id`,
           [messageId],
         );
         const result = await client.query(
@@ -454,10 +462,9 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
       return transaction(pool, async (client) => {
         const result = await client.query(
           `WITH r AS (UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
-             next_attempt_at = $2, unfinished = 0, updated_at = $2 WHERE message_id = $1 AND state = 'held'
-             RETURNING id, message_id, domain)
-           INSERT INTO queue (recipient_id, message_id, domain, next_attempt_at)
-           SELECT id, message_id, domain, $2 FROM r`,
+             next_attempt_at = $2, updated_at = $2 WHERE message_id = $1 AND state = 'held'
+             RETURNING id, domain)
+           INSERT INTO queue (recipient_id, domain, next_attempt_at) SELECT id, domain, $2 FROM r`,
           [messageId, now],
         );
         if ((result.rowCount ?? 0) > 0) await notifyDue(client, now);
@@ -467,13 +474,14 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
 
     dropMessage(messageId: string, now: number, reason: string): Promise<number> {
       return transaction(pool, async (client) => {
-        await client.query("SELECT 1 FROM queue WHERE message_id = $1 ORDER BY recipient_id FOR UPDATE", [
-          messageId,
-        ]);
+        await client.query(
+          `SELECT 1 FROM queue WHERE recipient_id IN (SELECT id FROM recipients WHERE message_id = $1)
+           ORDER BY recipient_id FOR UPDATE`,
+          [messageId],
+        );
         const { rows } = await client.query(
           `WITH r AS (
-             UPDATE recipients SET state = 'dropped', next_attempt_at = NULL, lease_owner = NULL,
-               lease_expires_at = NULL, last_reply = $3, updated_at = $2
+             UPDATE recipients SET state = 'dropped', next_attempt_at = NULL, last_reply = $3, updated_at = $2
              WHERE message_id = $1 AND state NOT IN ${FINAL}
              RETURNING id, message_id, address, attempts),
            gone AS (DELETE FROM queue q USING r WHERE q.recipient_id = r.id RETURNING 1),

@@ -40,8 +40,7 @@ export async function countUnfinished(
       owner,
     ]);
     await client.query(
-      `UPDATE recipients SET state = 'held', lease_owner = NULL, lease_expires_at = NULL, unfinished = 0,
-         last_reply = $2, updated_at = $3 WHERE id = ANY($1::bigint[])`,
+      `UPDATE recipients SET state = 'held', last_reply = $2, updated_at = $3 WHERE id = ANY($1::bigint[])`,
       [heldIds, heldReply(MAX_UNFINISHED_ATTEMPTS), now],
     );
     await writeEvents(
