@@ -155,7 +155,12 @@ async function startWithStore(
   const signing = createMessageSigning(store);
   // Issue 9: metrics count SMTP and HTTP accepts here, and every thread's outcomes from the event log.
   let inbound: (() => number) | undefined;
-  const metrics = new HttpMetrics({ store, inboundConnections: () => inbound?.() ?? 0 });
+  const metrics = new HttpMetrics({
+    store,
+    inboundConnections: () => inbound?.() ?? 0,
+    log: options.logStats,
+    signing: signing.stats,
+  });
   await metrics.start();
   const onKeyUsed = (id: number, at: number) => keyUses.set(id, at);
   const idempotency = new Idempotency(store, (err) =>

@@ -30,6 +30,10 @@ const STATES: readonly RecipientState[] = [
 
 export interface MetricsSources {
   readonly store: Store;
+  /** The log sink's counters (src/log-sink.ts). */
+  readonly log?: { readonly dropped: number } | undefined;
+  /** DKIM signing refusals (src/domains/signer.ts). */
+  readonly signing?: { readonly refused: number } | undefined;
   /** Open inbound SMTP connections. */
   readonly inboundConnections?: () => number;
 }
@@ -125,6 +129,29 @@ export class HttpMetrics {
         this.set((await store.listDestinationBackoffs(Date.now())).length);
       },
     });
+    const { log, signing } = sources;
+    if (log) {
+      new Counter({
+        name: "petrel_log_lines_dropped_total",
+        help: "Log lines dropped because the log destination could not keep up",
+        registers,
+        collect() {
+          this.reset();
+          this.inc(log.dropped);
+        },
+      });
+    }
+    if (signing) {
+      new Counter({
+        name: "petrel_dkim_signing_refused_total",
+        help: "Messages of a verified domain refused (451 4.3.0) because no key could sign them",
+        registers,
+        collect() {
+          this.reset();
+          this.inc(signing.refused);
+        },
+      });
+    }
     const inbound = sources.inboundConnections;
     if (inbound) {
       new Gauge({
