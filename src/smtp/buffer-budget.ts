@@ -45,8 +45,8 @@ export class BufferBudget {
   /** Takes n bytes for `holder`; false: it must wait for wake() (or it was evicted). */
   take(holder: BudgetHolder, n: number): boolean {
     if (!this.enabled) return true;
-    this.holders.add(holder);
     if (this.used + n <= this.limit) {
+      this.holders.add(holder);
       this.used += n;
       holder.held += n;
       this.waiting.delete(holder);
@@ -79,6 +79,13 @@ export class BufferBudget {
     this.wakeWaiters();
   }
 
+  /** Every holder of bytes waits for more (one that holds nothing cannot release anything). */
+  private allHoldersWait(): boolean {
+    if (this.holders.size === 0) return false;
+    for (const h of this.holders) if (!this.waiting.has(h)) return false;
+    return true;
+  }
+
   private anyFits(): boolean {
     for (const need of this.waiting.values()) if (this.used + need <= this.limit) return true;
     return false;
@@ -95,7 +102,7 @@ export class BufferBudget {
   }
 
   private breakDeadlock(): void {
-    while (this.waiting.size > 0 && this.waiting.size === this.holders.size && !this.anyFits()) {
+    while (this.waiting.size > 0 && this.allHoldersWait() && !this.anyFits()) {
       let last: BudgetHolder | undefined;
       for (const h of this.holders) last = h; // insertion order: the last to start
       this.evicted++;
