@@ -8,7 +8,9 @@
  *  (c) our own 20 concurrent clients, each message on a new connection with STARTTLS and AUTH.
  * For every load it prints messages/s, p50/p99 from end of DATA to 250 (measured by a probe
  * session that submits alongside the load, or by the clients themselves in (c)), the server's
- * CPU ms per message (from /proc) and its peak RSS. Then 1,000 idle authenticated TLS sessions
+ * CPU ms per message (from /proc) and its peak RSS; beside (a) and (b), smtp-sink's ceiling for the
+ * same smtp-source load measured just before, and Petrel's share of it. (For the seed pattern with
+ * a client cheap enough to be fair, and Postfix beside it, see bench:seed.) Then 1,000 idle authenticated TLS sessions
  * and the server's RSS with them open.
  *
  * With --dkim rsa,ed25519,both,off (any subset) each load runs once per mode against a verified
@@ -18,8 +20,9 @@
  * Usage: npm run bench:accept -- [--messages 20000] [--tls-messages 5000] [--only a,b,c,idle] [--profile]
  *        [--dkim off,rsa,ed25519,both] [--client-threads 2]
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { type AddressInfo, connect, createServer } from "node:net";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { Worker } from "node:worker_threads";
@@ -157,7 +160,43 @@ function report(
   return { rate, cpuMsPerMessage: (after.cpuMs - before.cpuMs) / count };
 }
 
+/**
+ * smtp-sink's ceiling: the same smtp-source load against Postfix's smtp-sink (instant replies, no
+ * storage) measured right beside each Petrel run, so a share of it is comparable across machines
+ * and across a busy host's moods.
+ */
+async function sinkCeiling(extra: string[]): Promise<number> {
+  const port = await new Promise<number>((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+  const sink = spawn("smtp-sink", ["-u", "nobody", `127.0.0.1:${port}`, "1024"], { stdio: "ignore" });
+  try {
+    for (let i = 0; i < 100; i++) {
+      const up = await new Promise<boolean>((res) => {
+        const c = connect(port, "127.0.0.1", () => {
+          c.destroy();
+          res(true);
+        });
+        c.once("error", () => res(false));
+      });
+      if (up) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const t0 = performance.now();
+    await smtpSource(port, extra);
+    return MESSAGES / ((performance.now() - t0) / 1000);
+  } finally {
+    sink.kill();
+  }
+}
+
 async function loadSmtpSource(label: string, extra: string[], dkim?: DkimMode): Promise<Result> {
+  const ceiling = await sinkCeiling(extra);
   const { petrel } = await startServer(label.slice(0, 1), dkim);
   const pid = petrel.child.pid!;
   const port = petrel.ports.submission!;
@@ -169,6 +208,9 @@ async function loadSmtpSource(label: string, extra: string[], dkim?: DkimMode): 
   const latencies = await probe.stop();
   const after = procStats(pid);
   const result = report(label, MESSAGES, seconds, before, after, latencies);
+  console.log(
+    `${"  smtp-sink ceiling, same load".padEnd(44)} ${ceiling.toFixed(0).padStart(6)} msg/s  → Petrel at ${((100 * result.rate) / ceiling).toFixed(0)}% of it   (goal ≥ 40%)`,
+  );
   await petrel.stop();
   return result;
 }

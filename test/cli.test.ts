@@ -106,7 +106,7 @@ describe("petrel CLI", () => {
     assert.equal(config.dataDir, dataDir);
     const bad = await petrelCli(dataDir, ["config"], { PETREL_SMTP__SUBMISION__PORT: "1" });
     assert.equal(bad.code, 1);
-    assert.match(bad.stderr, /smtp: unknown key submision/);
+    assert.match(bad.stderr, /\n {2}PETREL_SMTP__SUBMISION__PORT: unknown key submision\n/);
   });
 
   it("shows an empty queue and refuses unknown messages", async () => {

@@ -50,10 +50,25 @@ describe("configuration", () => {
         /smtp: unknown key submision/.test(err.message) &&
         /smtp\.limits\.maxRecipients:/.test(err.message),
     );
-    assert.throws(() => loadConfig({ env: { PETREL_SMTP__NOPE: "1" } }), /smtp: unknown key nope/);
+    // Issue 11: a value from the environment is named by its variable, not its key path.
+    assert.throws(
+      () => loadConfig({ env: { PETREL_SMTP__SUBMISION__PORT: "2587" } }),
+      (err: unknown) =>
+        err instanceof UsageError &&
+        err.message === "invalid configuration:\n  PETREL_SMTP__SUBMISION__PORT: unknown key submision",
+    );
+    assert.throws(
+      () => loadConfig({ env: { PETREL_SMTP__SUBMISSION__PORT: "x" } }),
+      /\n {2}PETREL_SMTP__SUBMISSION__PORT \(smtp\.submission\.port\): .*expected number/,
+    );
     assert.throws(
       () => loadConfig({ env: { PETREL_AUTH__TRUSTED_NETWORKS: "[{network: 10.0.0.0/33}]" } }),
-      /trustedNetworks\.0\.network/,
+      /\n {2}PETREL_AUTH__TRUSTED_NETWORKS \(auth\.trustedNetworks\.0\.network\): /,
+    );
+    // A flag is named as the option; the file's own mistakes keep their key path (above).
+    assert.throws(
+      () => loadConfig({ env: {}, overrides: { "smtp.submission.port": -1 } }),
+      /\n {2}option \(smtp\.submission\.port\): /,
     );
   });
 

@@ -3,6 +3,8 @@
  * - A full data disk (a small tmpfs filled to its last byte): the commit of a message fails for
  *   real (SQLite cannot grow its WAL: ENOSPC), the client gets 451 4.3.0, nothing of the message
  *   is kept, and once space is back the same message is accepted without a restart.
+ * - The disk fills while a delivery is under way: its outcome cannot be recorded, the recipient
+ *   keeps its lease, and once space is back it is delivered again (a duplicate, nothing lost).
  * - SIGTERM while a client is in DATA: a transaction that ends within smtp.shutdownGraceMs is
  *   answered 250 and kept, then the session gets 421 4.3.2; one still in DATA when the grace
  *   period ends gets 421 4.3.2 and is not kept, not even in part. serve exits 0 both times.
@@ -14,6 +16,7 @@ import { describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { openSqliteStore } from "../src/store/sqlite/sqlite-store.js";
 import { SmtpTestClient } from "./support/dialogue.js";
+import { startDnsServer } from "./support/dns-server.js";
 import {
   type PetrelProcess,
   petrelOk,
@@ -22,6 +25,7 @@ import {
   tempDataDir,
 } from "./support/petrel-process.js";
 import { RawSmtpSession } from "./support/raw-smtp.js";
+import { startTestMx } from "./support/test-mx.js";
 import { fillDisk, mountTmpfs } from "./support/tmpfs.js";
 import { waitFor } from "./support/wait.js";
 
@@ -79,6 +83,21 @@ describe("a full data disk", () => {
       });
       assert.match(JSON.stringify(failure.err), /full|SQLITE_FULL|ENOSPC/i);
       const failedId = String(failure.queueId);
+      // Three at once, which the spool commits together: the batch fails, and each gets 451.
+      const others = await Promise.all(
+        [3, 4, 5].map(async (n) => {
+          const s = await RawSmtpSession.open({ port: petrel!.ports.submission! });
+          try {
+            return await s.send(message(n, 2 * 1024 * 1024));
+          } finally {
+            await s.quit();
+          }
+        }),
+      );
+      assert.deepEqual(
+        others.map((r) => `${r.code} ${r.text}`),
+        Array(3).fill("451 4.3.0 Temporary local problem, try again later"),
+      );
 
       // The session is still usable, and the same message goes through once there is room.
       filler.free();
@@ -93,6 +112,68 @@ describe("a full data disk", () => {
       assert.ok(!ids.includes(failedId), "nothing of the failed commit was kept");
     } finally {
       await petrel?.stop();
+      await fs.unmount();
+    }
+  });
+});
+
+describe("a full data disk during delivery", () => {
+  it("keeps a message whose delivery could not be recorded, and delivers it again once there is space", async (t) => {
+    const fs = await mountTmpfs(32 * 1024 * 1024);
+    if (typeof fs === "string") return t.skip(fs);
+    const mx = await startTestMx({ address: "127.0.0.2" });
+    const dns = await startDnsServer({
+      "example.com": { MX: [{ preference: 10, exchange: "mx.example.com" }] },
+      "mx.example.com": { A: ["127.0.0.2"] },
+    });
+    let petrel: PetrelProcess | undefined;
+    try {
+      const dataDir = join(fs.path, "data");
+      mkdirSync(dataDir);
+      await petrelOk(dataDir, ["senders", "add", SENDER]);
+      petrel = await startPetrel(dataDir, {
+        config: {
+          ...trusted,
+          // A short lease: a recipient whose outcome was lost is due again soon.
+          delivery: { enabled: true, port: mx.port, pollIntervalMs: 20, leaseMs: 3000, idleTimeoutMs: 500 },
+          dns: { servers: [dns.server], timeoutMs: 5000, tries: 2 },
+        },
+      });
+      mx.holdAll = true;
+      const session = await RawSmtpSession.open({ port: petrel.ports.submission! });
+      const accepted = await session.send(message(1, 1000));
+      assert.equal(accepted.code, 250, accepted.text);
+      await session.quit();
+      const id = queueIdOf(accepted.text)!;
+      // The MX has the message and holds its reply; meanwhile the disk fills up.
+      await mx.waitForHeld(1);
+      // Small commits only so far: SQLite has never reset its WAL, so any write must grow it.
+      const filler = fillDisk(fs.path);
+      mx.holdAll = false;
+      mx.release();
+      await mx.waitForMessages(1);
+      const failure = await waitFor(
+        () => petrel!.logRecords().find((r) => r.msg === "could not record delivery outcomes"),
+        { what: "the outcome commit failure in the log" },
+      );
+      assert.match(JSON.stringify(failure.err), /full|SQLITE_FULL|ENOSPC/i);
+      filler.free();
+      // The lease runs out, the recipient is due again, and this time the outcome is recorded.
+      await mx.waitForMessages(2, 60_000);
+      assert.equal(await petrel.stop(), 0);
+      const store = openSqliteStore({ file: join(dataDir, "petrel.db") });
+      try {
+        const detail = (await store.getMessage(id))!;
+        assert.deepEqual(detail.states, { delivered: 1 });
+      } finally {
+        await store.close();
+      }
+      const subjects = mx.messages.map((m) => /\r\nSubject: (fault \d+)\r\n/.exec(m.content.toString())?.[1]);
+      assert.deepEqual(subjects, ["fault 1", "fault 1"], "delivered again: a duplicate, nothing lost");
+    } finally {
+      await petrel?.stop();
+      await mx.close();
+      await dns.close();
       await fs.unmount();
     }
   });

@@ -13,10 +13,12 @@ import { after, before, describe, it } from "node:test";
 import {
   type PetrelProcess,
   petrelOk,
+  readCa,
   removeDataDir,
   startPetrel,
   tempDataDir,
 } from "./support/petrel-process.js";
+import { RawSmtpSession } from "./support/raw-smtp.js";
 
 const PROBLEM = "urn:petrel:problem:";
 
@@ -95,6 +97,7 @@ describe("HTTP API", () => {
       config: {
         auth: { maxFailures: 3, lockoutMs: 600_000 },
         smtp: { limits: { maxMessageSize: 40_000 } },
+        events: { webhooks: { allowPrivateTargets: true } },
       },
     });
     assert.ok(petrel.ports.http, "serve logs its HTTP port");
@@ -417,6 +420,71 @@ describe("HTTP API", () => {
       id,
       recipients: 1,
     });
+  });
+
+  it("repeats the first answer for a retried Idempotency-Key; 409 for another body", async () => {
+    const headers = { "idempotency-key": "order-17-receipt" };
+    const body = message({ to: ["idem@dest.example"], subject: "once" });
+    const first = await call("POST", "/v1/messages", { key: sender, body, headers });
+    assert.equal(first.status, 202, first.text);
+    const again = await call("POST", "/v1/messages", { key: sender, body, headers });
+    assert.equal(again.status, 202);
+    assert.deepEqual(again.body, first.body);
+    const list = await call("GET", "/v1/messages?to=idem@dest.example", { key: reader });
+    assert.deepEqual(
+      (list.body.messages as Array<{ id: string }>).map((m) => m.id),
+      [first.body.id],
+      "one message queued",
+    );
+    const other = await call("POST", "/v1/messages", {
+      key: sender,
+      body: { ...body, subject: "twice" },
+      headers,
+    });
+    isProblem(other, 409, "idempotency-conflict");
+    // Keys are per account.
+    const foreign = await call("POST", "/v1/messages", {
+      key: otherKey,
+      body: { ...body, from: "b@other.example" },
+      headers,
+    });
+    assert.equal(foreign.status, 202);
+    assert.notEqual(foreign.body.id, first.body.id);
+    const tooLong = await call("POST", "/v1/messages", {
+      key: sender,
+      body,
+      headers: { "idempotency-key": "k".repeat(257) },
+    });
+    isProblem(tooLong, 400, "invalid-input");
+  });
+
+  it("answers an SMTP resubmission with X-Petrel-Idempotency-Key with the first queue ID, queueing nothing", async () => {
+    const content = Buffer.from(
+      "From: app@api.example\r\nTo: smtp-idem@dest.example\r\nSubject: lost 250\r\n" +
+        "X-Petrel-Idempotency-Key: batch-9-item-3\r\n\r\nBody\r\n",
+    );
+    const replies: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const session = await RawSmtpSession.open({
+        port: petrel.ports.submission!,
+        starttls: true,
+        ca: readCa(petrel),
+        apiKey: sender,
+      });
+      const reply = await session.send({ from: "app@api.example", to: ["smtp-idem@dest.example"], content });
+      await session.quit();
+      assert.equal(reply.code, 250, reply.text);
+      replies.push(reply.text);
+    }
+    assert.equal(replies[0], replies[1]);
+    const id = /queued as ([0-9A-Z]{26})/.exec(replies[0]!)![1]!;
+    const list = await call("GET", "/v1/messages?to=smtp-idem@dest.example", { key: reader });
+    assert.deepEqual(
+      (list.body.messages as Array<{ id: string }>).map((m) => m.id),
+      [id],
+    );
+    const raw = await call("GET", `/v1/messages/${id}/raw`, { key: reader });
+    assert.doesNotMatch(raw.text, /X-Petrel-Idempotency-Key/i, "removed before signing and storing");
   });
 
   it("works with curl", async () => {

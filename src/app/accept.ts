@@ -9,17 +9,24 @@
  * Invariants: acceptContent() resolves `queued` only after Spool.enqueue() resolved, i.e. after
  * the durable commit; a failed signing or commit is `tempfail` and keeps nothing.
  */
-import { domainOf } from "../address.js";
+import { domainOf, envelopeAddress, isAsciiAddress } from "../address.js";
 import type { PetrelConfig } from "../config/schema.js";
 import type { MessageSigning } from "../domains/signer.js";
-import { readAttachedMetadata } from "../events/metadata.js";
+import { readAttachedMetadata, removeFields } from "../events/metadata.js";
 import type { Logger } from "../log.js";
-import { addTraceFields, headerSenders, readLimitedHeaderSection } from "../message/headers.js";
+import {
+  addTraceFields,
+  headerSenders,
+  readHeaderSection,
+  readLimitedHeaderSection,
+} from "../message/headers.js";
+import { normalizeMessage } from "../message/normalize.js";
 import { checkDomainsVerified, checkEnvelopeSender, checkHeaderSenders } from "../policy/sender.js";
 import { checkSuppression, type RecipientVerdict } from "../policy/suppression.js";
 import type { Verdict } from "../policy/verdict.js";
 import { newQueueId, type Spool } from "../queue/spool.js";
 import type { DomainStatus, SenderIdentities, Store } from "../store/types.js";
+import { Idempotency } from "./idempotency.js";
 
 export interface AcceptDeps {
   readonly config: PetrelConfig;
@@ -28,7 +35,12 @@ export interface AcceptDeps {
   readonly logger: Logger;
   /** DKIM signing by From domain (src/domains/signer.ts); absent = never sign. */
   readonly signing?: MessageSigning;
+  /** X-Petrel-Idempotency-Key handling (idempotency.ts); absent = the field is only removed. */
+  readonly idempotency?: Idempotency;
 }
+
+/** A field the sender may set for Petrel, removed before signing (issue 9). */
+export const IDEMPOTENCY_FIELD = "x-petrel-idempotency-key";
 
 /** Who is submitting: an account, through an API key or a trusted network. */
 export interface Submitter {
@@ -100,13 +112,15 @@ export type AcceptOutcome =
       readonly queueId: string;
       readonly size: number;
       readonly selectors: readonly string[];
+      /** True when an idempotency key matched: the first submission's ID, nothing queued now. */
+      readonly replayed?: boolean;
     }
   | { readonly kind: "rejected"; readonly verdict: Rejection }
   | { readonly kind: "tempfail"; readonly queueId: string };
 
 /** End of DATA (or a composed API message): header rules, metadata, trace, DKIM, durable commit. */
 export async function acceptContent(deps: AcceptDeps, input: AcceptInput): Promise<AcceptOutcome> {
-  const { config, store, spool, logger } = deps;
+  const { config, store, logger } = deps;
   const user = input.submitter;
   const identities = input.identities ?? (await store.getSenderIdentities(user.accountId));
   // Issue 13: limits on the header section first, so nothing costly runs on an oversized one,
@@ -140,9 +154,86 @@ export async function acceptContent(deps: AcceptDeps, input: AcceptInput): Promi
       },
     };
   }
+  // Issue 9: X-Petrel-Idempotency-Key, removed like the metadata fields before trace and signing.
+  let content = attached.content;
+  let contentSection = content === input.content ? section : readHeaderSection(content);
+  const keyField = contentSection.fields.filter((f) => f.name.toLowerCase() === IDEMPOTENCY_FIELD);
+  if (keyField.length > 0) {
+    content = removeFields(content, contentSection.end, [IDEMPOTENCY_FIELD]);
+    contentSection = readHeaderSection(content);
+  }
+  const idempotencyKey = keyField[0]?.value.trim();
+  if (idempotencyKey !== undefined && (keyField.length > 1 || !Idempotency.valid(idempotencyKey))) {
+    const text = "X-Petrel-Idempotency-Key must appear once, with 1 to 256 printable characters";
+    return {
+      kind: "rejected",
+      verdict: { kind: "reject", smtpCode: 550, enhancedCode: "5.6.0", message: text, reason: text },
+    };
+  }
+  // Issue 11: long lines re-encoded, long header lines folded, UTF-8 header fields made encoded
+  // words when the envelope is ASCII — once, here, before the signature.
+  const limit = config.smtp.limits.maxLineLength;
+  const normal = normalizeMessage(content, {
+    maxLineLength: limit,
+    encodeHeaders:
+      isAsciiAddress(envelopeAddress(input.mailFrom)) &&
+      input.recipients.every((r) => isAsciiAddress(envelopeAddress(r))),
+  });
+  if (!normal.ok) {
+    const message = `Message contains a line longer than ${limit} characters`;
+    return {
+      kind: "rejected",
+      verdict: { kind: "reject", smtpCode: 550, enhancedCode: "5.6.0", message, reason: normal.reason },
+    };
+  }
+  if (normal.changes.length > 0) {
+    content = normal.content;
+    contentSection = readHeaderSection(content);
+    logger.info({ ...input.logContext, changes: normal.changes }, "normalized");
+  }
+  if (idempotencyKey === undefined || !deps.idempotency)
+    return commit(deps, input, content, contentSection, senders.from[0]!, attached);
+  try {
+    const { value, replayed } = await deps.idempotency.once(
+      user.accountId,
+      `smtp:${idempotencyKey}`,
+      "",
+      async () => {
+        const outcome = await commit(deps, input, content, contentSection, senders.from[0]!, attached);
+        if (outcome.kind !== "queued") throw new CommitFailed(outcome);
+        return { queueId: outcome.queueId, size: outcome.size, selectors: outcome.selectors };
+      },
+    );
+    return { kind: "queued", ...value, replayed };
+  } catch (err) {
+    if (err instanceof CommitFailed) return err.outcome;
+    logger.error({ err, ...input.logContext }, "idempotency lookup failed");
+    return { kind: "tempfail", queueId: "" };
+  }
+}
+
+class CommitFailed extends Error {
+  readonly outcome: AcceptOutcome;
+  constructor(outcome: AcceptOutcome) {
+    super("commit failed");
+    this.outcome = outcome;
+  }
+}
+
+/** Trace fields, DKIM signing and the durable commit of accepted content. */
+async function commit(
+  deps: AcceptDeps,
+  input: AcceptInput,
+  content: Buffer,
+  section: ReturnType<typeof readHeaderSection>,
+  from: string,
+  attached: { readonly metadata: string | null; readonly categories: readonly string[] },
+): Promise<AcceptOutcome> {
+  const { config, spool, logger } = deps;
+  const user = input.submitter;
   const queueId = newQueueId();
   const now = input.now ?? new Date();
-  const prepared = addTraceFields(attached.content, section, {
+  const prepared = addTraceFields(content, section, {
     queueId,
     hostname: config.hostname,
     heloName: input.heloName,
@@ -153,7 +244,7 @@ export async function acceptContent(deps: AcceptDeps, input: AcceptInput): Promi
   });
   // checkHeaderSenders guarantees one From field with an address; its domain is d=.
   let signed: { content: Buffer; selectors: readonly string[] };
-  const fromDomain = domainOf(senders.from[0]!);
+  const fromDomain = domainOf(from);
   try {
     signed = deps.signing
       ? await deps.signing.sign(fromDomain, prepared)
@@ -166,13 +257,17 @@ export async function acceptContent(deps: AcceptDeps, input: AcceptInput): Promi
     );
     return { kind: "tempfail", queueId };
   }
+  // The content may move to the commit thread (src/store/sqlite/enqueue-thread.ts transfers large
+  // contents instead of copying them): read its size now.
+  const size = signed.content.length;
   try {
     await spool.enqueue({
       id: queueId,
       accountId: user.accountId,
       apiKeyId: user.apiKeyId,
-      mailFrom: input.mailFrom,
-      recipients: input.recipients,
+      // Issue 11: one canonical form (A-label domains, NFC local parts) in the store.
+      mailFrom: envelopeAddress(input.mailFrom),
+      recipients: input.recipients.map(envelopeAddress),
       content: signed.content,
       clientIp: input.clientIp,
       receivedAt: now.getTime(),
@@ -183,11 +278,11 @@ export async function acceptContent(deps: AcceptDeps, input: AcceptInput): Promi
       dropped:
         input.dropped.length === 0
           ? undefined
-          : input.dropped.map((address) => ({ address, reason: "suppressed" })),
+          : input.dropped.map((address) => ({ address: envelopeAddress(address), reason: "suppressed" })),
     });
   } catch (err) {
     logger.error({ err, ...input.logContext, queueId }, "spool commit failed");
     return { kind: "tempfail", queueId };
   }
-  return { kind: "queued", queueId, size: signed.content.length, selectors: signed.selectors };
+  return { kind: "queued", queueId, size, selectors: signed.selectors };
 }

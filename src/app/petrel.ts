@@ -26,6 +26,7 @@ import type { ListenerSpec } from "../smtp/types.js";
 import { openStore } from "../store/open.js";
 import type { Store } from "../store/types.js";
 import { loadCertificate } from "./certificate.js";
+import { Idempotency } from "./idempotency.js";
 import { lockDatabase } from "./serve-lock.js";
 import { createSubmissionHooks, type Submitter } from "./submission.js";
 
@@ -157,6 +158,9 @@ async function startWithStore(
   const metrics = new HttpMetrics({ store, inboundConnections: () => inbound?.() ?? 0 });
   await metrics.start();
   const onKeyUsed = (id: number, at: number) => keyUses.set(id, at);
+  const idempotency = new Idempotency(store, (err) =>
+    logger.error({ err }, "could not keep an idempotency key"),
+  );
   const hooks = createSubmissionHooks({
     config,
     store,
@@ -167,6 +171,7 @@ async function startWithStore(
     onKeyUsed,
     signing,
     metrics,
+    idempotency,
   });
   const listeners: ListenerSpec[] = [];
   const { host } = config.smtp;
@@ -203,7 +208,12 @@ async function startWithStore(
     listeners,
     tls: { key: certificate.key, cert: certificate.cert, minVersion: config.smtp.tls.minVersion },
     allowInsecureAuth: config.smtp.allowInsecureAuth,
-    limits: config.smtp.limits,
+    // With longLines: reencode the submission hooks fix long lines (src/message/normalize.ts), so
+    // the DATA reader must not refuse them; the size limit still bounds what it holds.
+    limits: {
+      ...config.smtp.limits,
+      maxLineLength: config.smtp.limits.longLines === "reject" ? config.smtp.limits.maxLineLength : 0,
+    },
     hooks,
     logger,
     proxyProtocol: { trusted: compileNetworks(config.smtp.proxyProtocol.trustedNetworks) },
@@ -280,6 +290,7 @@ async function startWithStore(
           spool,
           logger,
           signing,
+          idempotency,
           throttle,
           onKeyUsed,
           metrics,

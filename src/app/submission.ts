@@ -23,6 +23,7 @@ import type { Spool } from "../queue/spool.js";
 import type { Envelope, HookVerdict, SessionHooks, SessionInfo, SmtpReply } from "../smtp/types.js";
 import type { DomainStatus, SenderIdentities, Store } from "../store/types.js";
 import { acceptContent, checkRecipient, checkSender, type Submitter } from "./accept.js";
+import type { Idempotency } from "./idempotency.js";
 
 export type { Submitter } from "./accept.js";
 
@@ -40,6 +41,8 @@ export interface SubmissionDeps {
   readonly signing?: MessageSigning;
   /** Counts accepted and refused messages (src/http/metrics.ts); absent = not counted. */
   readonly metrics?: AcceptCounter;
+  /** X-Petrel-Idempotency-Key (issue 9); absent = the field is only removed. */
+  readonly idempotency?: Idempotency;
 }
 
 export interface AcceptCounter {
@@ -159,8 +162,13 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
         deps.metrics?.reject("smtp", "4.3.0");
         return { code: 451, enhanced: "4.3.0", text: "Temporary local problem, try again later" };
       }
-      deps.metrics?.accept("smtp", (performance.now() - started) / 1000);
       const { queueId } = outcome;
+      if (outcome.replayed) {
+        // The lost-250 resubmission: the first ID again, nothing queued.
+        logger.info({ queueId, session: session.id, key: user.label }, "duplicate (idempotency key)");
+        return { code: 250, enhanced: "2.0.0", text: `Ok: queued as ${queueId}` };
+      }
+      deps.metrics?.accept("smtp", (performance.now() - started) / 1000);
       logger.info(
         {
           queueId,

@@ -1,18 +1,40 @@
 /**
  * Output helpers shared by the commands: aligned tables for people, JSON for scripts.
+ * Columns are aligned by display width (string-width: East Asian wide characters take two
+ * columns, combining marks none), not by UTF-16 code units, so "用户@例子.测试" lines up.
+ * Security: text from senders (Subject, From…) goes through printable() so control characters
+ * and terminal escape sequences in it cannot act on the operator's terminal.
  */
+import stringWidth from "string-width";
+
+function padEnd(cell: string, width: number): string {
+  return cell + " ".repeat(Math.max(0, width - stringWidth(cell)));
+}
 
 export function printTable(
   headers: readonly string[],
   rows: ReadonlyArray<ReadonlyArray<string | number>>,
 ): void {
-  const cells = [headers, ...rows.map((r) => r.map(String))];
-  const widths = headers.map((_, i) => Math.max(...cells.map((row) => (row[i] ?? "").length)));
+  const cells = [headers, ...rows.map((r) => r.map((c) => printable(String(c))))];
+  const widths = headers.map((_, i) => Math.max(...cells.map((row) => stringWidth(row[i] ?? ""))));
   for (const row of cells) {
     process.stdout.write(
-      `${row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  ")}\n`,
+      `${row.map((cell, i) => (i === row.length - 1 ? cell : padEnd(cell, widths[i]!))).join("  ")}\n`,
     );
   }
+}
+
+/** "Label:  value" lines with the values aligned; a null value prints as "-". */
+export function printFields(fields: ReadonlyArray<readonly [string, string | number | null]>): void {
+  const width = Math.max(...fields.map(([label]) => stringWidth(label))) + 2;
+  for (const [label, value] of fields) {
+    process.stdout.write(`${padEnd(`${label}:`, width)}${value === null ? "-" : printable(String(value))}\n`);
+  }
+}
+
+/** C0/C1 control characters (ESC, CR, BEL…) and DEL replaced by U+FFFD; tabs become spaces. */
+export function printable(text: string): string {
+  return text.replace(/\t/g, " ").replace(/[\u0000-\u001f\u007f-\u009f]/g, "\ufffd");
 }
 
 export function printJson(value: unknown): void {

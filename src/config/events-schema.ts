@@ -45,6 +45,11 @@ export const eventsSchema = z
           .default([5_000, 30_000, 120_000, 600_000, 1_800_000, 3_600_000]),
         /** Spread of each retry wait as a fraction (0.1 → ±10%). */
         retryJitter: z.number().min(0).max(1).default(0.1),
+        /**
+         * Let API keys add webhook URLs at loopback, link-local or private addresses (SSRF guard;
+         * the CLI may always). For tests and closed networks.
+         */
+        allowPrivateTargets: z.boolean().default(false),
         /** An endpoint failing without a success for this long is disabled (72 h). */
         disableAfterMs: z
           .number()

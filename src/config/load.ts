@@ -34,23 +34,55 @@ export function loadConfig(sources: ConfigSources = {}): PetrelConfig {
   const env = sources.env ?? process.env;
   const file = sources.file ?? env.PETREL_CONFIG;
   const tree: Tree = file ? readConfigFile(file) : {};
+  // Where each value set outside the file came from, so an error names what the operator wrote.
+  const origins: Origin[] = [];
   for (const [name, raw] of Object.entries(env)) {
     if (!name.startsWith("PETREL_") || RESERVED_ENV.has(name) || raw === undefined) continue;
-    setPath(tree, envNameToPath(name), parseScalar(raw), `environment variable ${name}`);
+    const path = envNameToPath(name);
+    setPath(tree, path, parseScalar(raw), `environment variable ${name}`);
+    origins.push({ path, name });
   }
   for (const [path, value] of Object.entries(sources.overrides ?? {})) {
-    if (value !== undefined) setPath(tree, path.split("."), value, `option for ${path}`);
+    if (value === undefined) continue;
+    setPath(tree, path.split("."), value, `option for ${path}`);
+    origins.push({ path: path.split("."), name: "option" });
   }
   const result = configSchema.safeParse(tree);
   if (!result.success) {
-    const lines = result.error.issues.map(
-      (issue) => `  ${issue.path.join(".") || "(root)"}: ${describe(issue)}`,
-    );
+    const lines = result.error.issues.map((issue) => `  ${issueSource(issue, origins)}: ${describe(issue)}`);
     throw new UsageError(`invalid configuration${file ? ` (${file})` : ""}:\n${lines.join("\n")}`);
   }
   const config = result.data;
   config.dataDir = resolve(config.dataDir);
   return config;
+}
+
+interface Origin {
+  readonly path: readonly string[];
+  /** The environment variable, or "option" for a command-line flag. */
+  readonly name: string;
+}
+
+/**
+ * What to call the place of an issue: the environment variable (or flag) that set the value —
+ * for an unknown key, the one that wrote that key — else the key path in the file.
+ */
+function issueSource(issue: z.core.$ZodIssue, origins: readonly Origin[]): string {
+  const path = issue.path.map(String);
+  const targets = issue.code === "unrecognized_keys" ? issue.keys.map((key) => [...path, key]) : [path];
+  const names = new Set<string>();
+  for (const target of targets) {
+    for (const origin of origins) {
+      // The variable set this value, or a whole section around it (PETREL_AUTH__TRUSTED_NETWORKS=[…]).
+      const n = Math.min(origin.path.length, target.length);
+      if (!origin.path.slice(0, n).every((segment, i) => segment === target[i])) continue;
+      // An unknown key is named by the variable alone (its path means nothing); a bad value also
+      // by where it went: "PETREL_DKIM__SELECTOR_PREFIX (dkim.selectorPrefix)".
+      names.add(issue.code === "unrecognized_keys" ? origin.name : `${origin.name} (${path.join(".")})`);
+    }
+  }
+  if (names.size > 0) return [...names].join(", ");
+  return path.join(".") || "(root)";
 }
 
 function describe(issue: z.core.$ZodIssue): string {

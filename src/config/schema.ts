@@ -97,6 +97,12 @@ export const configSchema = z
             maxInvalidCommands: z.number().int().positive().default(10),
             /** Longest text line in a message, in octets without CRLF (RFC 5322 §2.1.1); 0 = no limit. */
             maxLineLength: z.number().int().min(0).default(998),
+            /**
+             * A message with a line over maxLineLength: `reencode` fixes it at accept time (the
+             * part re-encoded as quoted-printable or base64, a header folded at whitespace; a header
+             * line that cannot be folded is still refused), `reject` refuses it with 550 5.6.0.
+             */
+            longLines: z.enum(["reencode", "reject"]).default("reencode"),
             /** Largest header section of a submitted message, in bytes; over it: 552 5.3.4 (Exim's header_maxsize). */
             maxHeaderBytes: z
               .number()

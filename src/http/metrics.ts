@@ -15,7 +15,7 @@ import { decodeTime } from "ulidx";
 import { BOUNCE_CLASSES } from "../bounces/rules.js";
 import type { PetrelEvent, RecipientState, Store } from "../store/types.js";
 
-const DROP_REASONS = new Set(["suppressed", "cancelled", "dropped by operator", "expired"]);
+const DROP_REASONS = new Set(["suppressed", "operator", "cancelled"]);
 const BOUNCE_CLASS_SET: ReadonlySet<string> = new Set(BOUNCE_CLASSES);
 const STATES: readonly RecipientState[] = [
   "queued",

@@ -10,7 +10,7 @@
  */
 import { readFileSync } from "node:fs";
 import swagger from "@fastify/swagger";
-import Fastify, { type FastifyInstance } from "fastify";
+import Fastify, { type FastifyInstance, LogController } from "fastify";
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import type { PetrelConfig } from "../config/schema.js";
 import type { Logger } from "../log.js";
@@ -42,7 +42,8 @@ export function registeredRoutes(app: FastifyInstance): ReadonlyArray<{ method: 
 export async function buildHttpApp(deps: HttpDeps, tls?: HttpTls): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger.child({ component: "http" }),
-    disableRequestLogging: true,
+    // One line per request would double the log volume of a send; errors are logged by handleError.
+    logController: new LogController({ disableRequestLogging: true }),
     // The body limit of the send routes follows smtp.limits.maxMessageSize (set per route).
     bodyLimit: 1024 * 1024,
     trustProxy: false,

@@ -4,9 +4,11 @@
  * last id seen never misses one).
  */
 import { encodeTime } from "ulidx";
+import { envelopeAddress } from "../address.js";
 import { PetrelError } from "../errors.js";
 import { EVENT_TYPES, type EventFilter, type EventType, type PetrelEvent } from "../store/types.js";
 import { requireAccount, type ServiceContext } from "./context.js";
+import { canonicalId } from "./validate.js";
 
 /** "delivered,bounce" → those types (undefined: every type). */
 export function parseEventTypes(value: string | readonly string[] | undefined): EventType[] | undefined {
@@ -31,8 +33,8 @@ export async function eventFilter(ctx: ServiceContext, query: EventQuery): Promi
   const types = parseEventTypes(query.types);
   const accountId = query.account ? (await requireAccount(ctx.store, query.account)).id : undefined;
   return {
-    ...(query.message ? { messageId: query.message } : {}),
-    ...(query.recipient ? { recipient: query.recipient } : {}),
+    ...(query.message ? { messageId: canonicalId(query.message) } : {}),
+    ...(query.recipient ? { recipient: envelopeAddress(query.recipient.trim()) } : {}),
     ...(types ? { types } : {}),
     ...(accountId === undefined ? {} : { accountId }),
   };

@@ -4,7 +4,9 @@
  * so nothing accepted disappears without a final record). Changes apply to a running `serve`
  * at its next claim. A message of another account than the caller's is "not found".
  */
+import { canonicalDomain } from "../address.js";
 import { PetrelError } from "../errors.js";
+import { type MessageHeaders, readMessageHeaders } from "../message/summary.js";
 import type {
   DeliveryAttempt,
   DestinationThrottle,
@@ -16,6 +18,7 @@ import type {
 } from "../store/types.js";
 import { nowOf, type ServiceContext } from "./context.js";
 import { explainRecipient } from "./explain.js";
+import { canonicalId } from "./validate.js";
 
 export const RECIPIENT_STATES: readonly RecipientState[] = [
   "queued",
@@ -61,7 +64,8 @@ export async function listQueue(
   query: { readonly state?: string; readonly domain?: string; readonly limit: number },
 ): Promise<QueueListing> {
   const state = parseState(query.state);
-  const domain = query.domain?.toLowerCase();
+  // A domain given with U-labels finds its recipients, stored under A-labels (issue 11).
+  const domain = query.domain === undefined ? undefined : canonicalDomain(query.domain.trim());
   const messages = await ctx.store.listMessages({ state, domain, limit: query.limit });
   const counts = await ctx.store.queueCounts({ domain });
   const throttles = await throttlesFor(ctx, domain ? [domain] : undefined);
@@ -74,7 +78,7 @@ export async function requireMessage(
   id: string,
   account?: string,
 ): Promise<MessageDetail> {
-  const message = await ctx.store.getMessage(id);
+  const message = await ctx.store.getMessage(canonicalId(id));
   if (!message || (account !== undefined && message.accountName !== account))
     throw new PetrelError("not-found", `no message ${id}`);
   return message;
@@ -84,12 +88,14 @@ export type ShownMessage = Omit<MessageDetail, "recipientDetails"> & {
   /** Each recipient with the sentence saying why it is not delivered yet, or why it failed. */
   readonly recipientDetails: ReadonlyArray<RecipientDetail & { readonly explanation: string }>;
   readonly attempts: DeliveryAttempt[];
+  /** Subject, From and Message-ID of the stored content (decoded); null when absent. */
+  readonly headers: MessageHeaders;
 };
 
 export async function showMessage(ctx: ServiceContext, id: string, account?: string): Promise<ShownMessage> {
   const message = await requireMessage(ctx, id, account);
   const now = nowOf(ctx);
-  const attempts = await ctx.store.listAttempts(id);
+  const attempts = await ctx.store.listAttempts(message.id);
   const backoffs = await ctx.store.listDestinationBackoffs(now);
   const recipientDetails = message.recipientDetails.map((r) => ({
     ...r,
@@ -103,13 +109,17 @@ export async function showMessage(ctx: ServiceContext, id: string, account?: str
       now,
     }),
   }));
-  return { ...message, recipientDetails, attempts };
+  const content = await ctx.store.getMessageContent(message.id);
+  const headers = content
+    ? await readMessageHeaders(content)
+    : { subject: null, from: null, messageId: null };
+  return { ...message, recipientDetails, attempts, headers };
 }
 
 /** The stored (signed) message as it is delivered. */
 export async function messageContent(ctx: ServiceContext, id: string, account?: string): Promise<Buffer> {
-  await requireMessage(ctx, id, account);
-  const content = await ctx.store.getMessageContent(id);
+  const { id: stored } = await requireMessage(ctx, id, account);
+  const content = await ctx.store.getMessageContent(stored);
   if (!content) throw new PetrelError("not-found", `no message ${id}`);
   return content;
 }
@@ -127,21 +137,21 @@ export async function retryMessages(
   account?: string,
 ): Promise<ActionResult> {
   if (!target.id && !target.all) throw new PetrelError("invalid-input", "give a queue ID or --all");
-  if (target.id) await requireMessage(ctx, target.id, account);
-  else if (account !== undefined)
+  const id = target.id ? (await requireMessage(ctx, target.id, account)).id : undefined;
+  if (id === undefined && account !== undefined)
     throw new PetrelError("missing-scope", "retrying every message needs the admin scope", {
       extra: { scope: "admin" },
     });
   const recipients = await ctx.store.retryNow(
-    target.id ? { messageId: target.id } : { all: true },
+    id !== undefined ? { messageId: id } : { all: true },
     nowOf(ctx),
   );
-  return { id: target.id ?? null, recipients };
+  return { id: id ?? null, recipients };
 }
 
 export async function holdMessage(ctx: ServiceContext, id: string, account?: string): Promise<ActionResult> {
-  await requireMessage(ctx, id, account);
-  return { id, recipients: await ctx.store.holdMessage(id, nowOf(ctx)) };
+  const { id: stored } = await requireMessage(ctx, id, account);
+  return { id: stored, recipients: await ctx.store.holdMessage(stored, nowOf(ctx)) };
 }
 
 export async function releaseMessage(
@@ -149,8 +159,8 @@ export async function releaseMessage(
   id: string,
   account?: string,
 ): Promise<ActionResult> {
-  await requireMessage(ctx, id, account);
-  return { id, recipients: await ctx.store.releaseMessage(id, nowOf(ctx)) };
+  const { id: stored } = await requireMessage(ctx, id, account);
+  return { id: stored, recipients: await ctx.store.releaseMessage(stored, nowOf(ctx)) };
 }
 
 export async function deleteMessage(
@@ -159,6 +169,6 @@ export async function deleteMessage(
   account?: string,
   reason = "dropped by operator",
 ): Promise<ActionResult> {
-  await requireMessage(ctx, id, account);
-  return { id, recipients: await ctx.store.dropMessage(id, nowOf(ctx), reason) };
+  const { id: stored } = await requireMessage(ctx, id, account);
+  return { id: stored, recipients: await ctx.store.dropMessage(stored, nowOf(ctx), reason) };
 }

@@ -78,6 +78,8 @@ const PETREL_FIELDS = new Set([
   "arc-authentication-results",
   "x-petrel-metadata",
   "x-petrel-category",
+  "x-petrel-idempotency-key",
+  "x-petrel-send-at",
 ]);
 /** Fields composed from the JSON members (give those instead). */
 const COMPOSED_FIELDS = new Set([

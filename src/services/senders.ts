@@ -2,6 +2,7 @@
  * Single senders: one address an account may send as, for a first test without DNS changes
  * (its mail is not DKIM-aligned). Sender domains are in domains.ts.
  */
+import { normalizeAddress } from "../address.js";
 import { PetrelError } from "../errors.js";
 import type { SingleSender } from "../store/types.js";
 import { conflicts, requireAccount, type ServiceContext } from "./context.js";
@@ -23,10 +24,11 @@ export async function listSenders(ctx: ServiceContext, account?: string): Promis
 
 /** Removes a single sender (only one of `account`, when given). */
 export async function removeSender(ctx: ServiceContext, value: string, account?: string): Promise<void> {
-  const address = value.trim();
+  // Canonical like the stored address (A-label domain, NFC local part): U-labels find it too.
+  const address = normalizeAddress(value.trim());
   if (account !== undefined) {
     const owned = (await listSenders(ctx, account)).some(
-      (s) => s.address.toLowerCase() === address.toLowerCase(),
+      (s) => normalizeAddress(s.address).toLowerCase() === address.toLowerCase(),
     );
     if (!owned) throw new PetrelError("not-found", `no sender ${value}`);
   }

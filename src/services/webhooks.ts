@@ -6,6 +6,7 @@
  * user:password@ (fetch refuses those; receivers check the signature instead); no redirect is
  * ever followed (src/events/webhook-post.ts).
  */
+import type { DnsResolver } from "../dns/types.js";
 import { PetrelError } from "../errors.js";
 import { randomUlid } from "../events/event-id.js";
 import { generateWebhookSecret } from "../events/signature.js";
@@ -18,6 +19,8 @@ import {
   type WebhookWithSecret,
 } from "../store/types.js";
 import { conflicts, nowOf, requireAccount, type ServiceContext } from "./context.js";
+import { cursorAt } from "./events.js";
+import { checkPublicTarget } from "./webhook-targets.js";
 
 /** An endpoint by URL or by id, within an account. */
 export type WebhookRef = { readonly account: string } & ({ readonly url: string } | { readonly id: number });
@@ -71,11 +74,19 @@ export interface AddedWebhook {
 
 export async function addWebhook(
   ctx: ServiceContext,
-  input: { readonly account: string; readonly url: string; readonly events?: string | readonly string[] },
+  input: {
+    readonly account: string;
+    readonly url: string;
+    readonly events?: string | readonly string[];
+    /** For URLs from API keys: refuse non-public targets (webhook-targets.ts). */
+    readonly publicOnly?: DnsResolver;
+  },
 ): Promise<AddedWebhook> {
   const eventTypes = parseTypes(input.events);
   const account = await requireAccount(ctx.store, input.account);
   const url = checkUrl(input.url);
+  if (input.publicOnly && !ctx.config.events.webhooks.allowPrivateTargets)
+    await checkPublicTarget(url, input.publicOnly);
   const secret = generateWebhookSecret();
   const webhook = await conflicts(ctx.store.addWebhook({ accountId: account.id, url, secret, eventTypes }));
   return { webhook, eventTypes, secret };
@@ -179,4 +190,22 @@ export async function enableWebhook(ctx: ServiceContext, ref: WebhookRef): Promi
   if (!(await ctx.store.enableWebhook(account.id, url)))
     throw new PetrelError("not-found", `no webhook ${describe(ref)} in account ${account.name}`);
   return url;
+}
+
+/**
+ * Replay: the endpoint gets the events after `since` (a time, or an event id: the events after
+ * it) again, in order, with their original ids, from its next run. Events already pruned by
+ * events.retention are gone and cannot be replayed.
+ */
+export async function replayWebhook(
+  ctx: ServiceContext,
+  ref: WebhookRef,
+  since: { readonly at: number } | { readonly afterId: string },
+): Promise<{ readonly url: string; readonly cursor: string; readonly rewound: boolean }> {
+  const webhook = await requireWebhook(ctx, ref);
+  const cursor = "at" in since ? cursorAt(since.at) : since.afterId;
+  if (!/^[0-9A-HJKMNP-TV-Z]{26}$/.test(cursor))
+    throw new PetrelError("invalid-input", "since: not an event id");
+  const rewound = await ctx.store.rewindWebhookCursor(webhook.id, cursor);
+  return { url: webhook.url, cursor, rewound };
 }

@@ -57,6 +57,18 @@ export class BufferBudget {
     return false;
   }
 
+  /**
+   * Charges n bytes without waiting, even past the limit: the copies made while a received
+   * message is finished (joined, trace fields, signature, commit) cannot wait, but new DATA
+   * must see them.
+   */
+  charge(holder: BudgetHolder, n: number): void {
+    if (!this.enabled) return;
+    this.holders.add(holder);
+    this.used += n;
+    holder.held += n;
+  }
+
   /** Returns everything `holder` took (its DATA reply was given, or it closed). */
   release(holder: BudgetHolder): void {
     if (!this.enabled) return;

@@ -104,6 +104,7 @@ export class Session<User> {
         setImmediate(() => {
           if (!this.waitingForBudget || this.ended) return;
           this.waitingForBudget = false;
+          this.lastInput = Date.now();
           this.run();
         });
       },
@@ -262,7 +263,9 @@ export class Session<User> {
       this.timeout(REPLY.sessionTimeout, "session-timeout");
     } else if (
       idleTimeoutMs > 0 &&
+      // Waiting for the client to read: idle. Waiting for the memory budget: our doing, not idle.
       (!this.busy || this.waitingForReader) &&
+      !this.waitingForBudget &&
       now - this.lastInput >= idleTimeoutMs
     ) {
       this.timeout(REPLY.idleTimeout, "idle-timeout");
@@ -478,6 +481,8 @@ export class Session<User> {
     this.input.consume(end - head.pos);
     this.data = null;
     this.mode = "command";
+    // Finishing copies the message about once more (join, trace fields, signing): count it.
+    if (!reader.discarding) this.host.buffers.charge(this.budget, reader.size);
     return finishData(this, reader) ?? true;
   }
 

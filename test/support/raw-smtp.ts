@@ -35,6 +35,8 @@ export interface Reply {
   readonly afterDataMs?: number;
 }
 
+const REPLY_TIMEOUT_MS = 120_000;
+
 export class RawSmtpSession {
   private socket: net.Socket;
   private buffer = "";
@@ -100,6 +102,20 @@ export class RawSmtpSession {
     return this.next();
   }
 
+  /**
+   * DATA with content that is already dot-stuffed and ends in CRLF, written as given (no copy:
+   * many sessions can share one big buffer); resolves with the reply to DATA or to the content.
+   */
+  async sendStuffed(stuffed: Buffer): Promise<Reply> {
+    const data = await this.command("DATA");
+    if (data.code !== 354) return data;
+    this.socket.write(stuffed);
+    this.socket.write(".\r\n");
+    const t0 = performance.now();
+    const reply = await this.next();
+    return { ...reply, afterDataMs: performance.now() - t0 };
+  }
+
   async command(line: string, expectCode?: number): Promise<Reply> {
     this.socket.write(`${line}\r\n`);
     return expectCode === undefined ? this.next() : this.expect(expectCode);
@@ -129,7 +145,26 @@ export class RawSmtpSession {
     const parsed = this.takeReply();
     if (parsed) return Promise.resolve(parsed);
     if (this.closed) return Promise.reject(this.closeError ?? new Error("connection closed"));
-    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+    // A deadline on every reply, so a server that never answers fails the test instead of
+    // hanging the suite (generous: it bounds a hang, it does not measure speed).
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        resolve: (reply: Reply) => {
+          clearTimeout(timer);
+          resolve(reply);
+        },
+        reject: (err: Error) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
+      const timer = setTimeout(() => {
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(new Error(`no reply within ${REPLY_TIMEOUT_MS} ms`));
+      }, REPLY_TIMEOUT_MS);
+      this.waiters.push(waiter);
+    });
   }
 
   private takeReply(): Reply | undefined {

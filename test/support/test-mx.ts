@@ -9,8 +9,8 @@
  *   disconnect-in-data@…  the connection is cut while the message is being sent
  *   slow@…                RCPT answered after `slowMs`
  *   throttle@…            RCPT → 421 4.7.0 [TSS04] (Yahoo's throttle reply; the server then closes)
- *   hang@…                RCPT never answered (a receiver that hangs the sender's worker)
  *   hold@…                the end of DATA is not answered until release() (or the connection ends)
+ *   hang@…                RCPT never answered (a receiver that hangs the sender's worker)
  *   anything else         accepted and kept in `messages`
  * (a "+tag" after the keyword is ignored: tempfail+3@… behaves as tempfail@…).
  *

@@ -10,6 +10,7 @@
  */
 import { createInterface } from "node:readline/promises";
 import type { Command } from "commander";
+import { describeDomain, displayDomain } from "../../address.js";
 import type { PetrelConfig } from "../../config/schema.js";
 import { type DnsRecordSpec, formatJson, formatTable, formatZone } from "../../dkim/records.js";
 import { createResolver } from "../../dns/resolver.js";
@@ -77,9 +78,13 @@ export function registerDomains(program: Command): void {
     await withServices(options, async (ctx) => {
       const added = await addDomain(ctx, { domain, account: options.account });
       const { records } = added;
-      say(how, `Added domain ${domain} to account ${added.domain.accountName}. Publish these DNS records:\n`);
+      // An IDN is shown as U-labels with its A-label, the form its DNS records are named in.
+      say(
+        how,
+        `Added domain ${describeDomain(domain)} to account ${added.domain.accountName}. Publish these DNS records:\n`,
+      );
       process.stdout.write(renderRecords(records, how));
-      say(how, `\nThen run: petrel domains verify ${domain}`);
+      say(how, `\nThen run: petrel domains verify ${displayDomain(domain)}`);
     });
   });
 
@@ -109,7 +114,7 @@ export function registerDomains(program: Command): void {
       printTable(
         ["DOMAIN", "ACCOUNT", "STATUS", "SELECTORS", "LAST CHECKED", "ADDED"],
         withKeys.map((d) => [
-          d.domain,
+          displayDomain(d.domain),
           d.accountName,
           d.status,
           keyStates(d.keys),
@@ -136,7 +141,7 @@ export function registerDomains(program: Command): void {
       else {
         printChecks(report.checks);
         const was = previous === status ? "" : ` (was ${previous})`;
-        process.stdout.write(`\n${report.domain}: ${status}${was}\n`);
+        process.stdout.write(`\n${describeDomain(report.domain)}: ${status}${was}\n`);
         if (activated.length > 0) {
           process.stdout.write(
             `Now signing with ${activated.join(", ")}` +

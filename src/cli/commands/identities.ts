@@ -5,6 +5,7 @@
  * Thin over src/services/senders.ts.
  */
 import type { Command } from "commander";
+import { displayAddress } from "../../address.js";
 import { addSender, listSenders, removeSender } from "../../services/senders.js";
 import { validAddress } from "../../services/validate.js";
 import { type CommonOptions, withCommonOptions, withServices } from "../context.js";
@@ -29,7 +30,7 @@ export function registerIdentities(program: Command): void {
     const address = validAddress(value); // before opening the store
     await withServices(options, async (ctx) => {
       const sender = await addSender(ctx, { address, account: options.account });
-      process.stdout.write(`Added sender ${address} to account ${sender.accountName}\n`);
+      process.stdout.write(`Added sender ${displayAddress(address)} to account ${sender.accountName}\n`);
     });
   });
   withCommonOptions(
@@ -44,7 +45,7 @@ export function registerIdentities(program: Command): void {
       if (options.json) return printJson(list);
       printTable(
         ["ADDRESS", "ACCOUNT", "ADDED"],
-        list.map((s) => [s.address, s.accountName, isoTime(s.createdAt)]),
+        list.map((s) => [displayAddress(s.address), s.accountName, isoTime(s.createdAt)]),
       );
     });
   });

@@ -5,10 +5,11 @@
  * Thin over src/services/queue.ts.
  */
 import type { Command } from "commander";
+import { displayAddress } from "../../address.js";
 import { listQueue, parseState, RECIPIENT_STATES as STATES, showMessage } from "../../services/queue.js";
 import type { DestinationThrottle, QueueCounts, RecipientState } from "../../store/types.js";
 import { type CommonOptions, withCommonOptions, withServices } from "../context.js";
-import { age, isoTime, printJson, printTable } from "../output.js";
+import { age, isoTime, printFields, printJson, printTable } from "../output.js";
 import { registerQueueActions } from "./queue-actions.js";
 
 export function registerQueue(program: Command): void {
@@ -66,19 +67,26 @@ export function registerQueue(program: Command): void {
     await withServices(options, async (ctx) => {
       const shown = await showMessage(ctx, id);
       if (options.json) return printJson(shown);
-      const { attempts, ...message } = shown;
+      const { attempts, headers, ...message } = shown;
       const out = process.stdout;
-      out.write(
-        `ID:        ${message.id}\nAccount:   ${message.accountName}\nKey:       ${message.apiKeyName ?? "(trusted network)"}\n`,
-      );
-      out.write(
-        `Client:    ${message.clientIp}\nFrom:      ${message.mailFrom}\nSize:      ${message.size}\n`,
-      );
-      out.write(`Received:  ${isoTime(message.receivedAt)}\nExpires:   ${isoTime(message.expiresAt)}\n\n`);
+      printFields([
+        ["ID", message.id],
+        ["Subject", headers.subject],
+        ["From", headers.from],
+        ["Message-ID", headers.messageId],
+        ["Mail from", displayAddress(message.mailFrom)],
+        ["Size", `${message.size} bytes`],
+        ["Account", message.accountName],
+        ["Key", message.apiKeyName ?? "(trusted network)"],
+        ["Client", message.clientIp],
+        ["Received", isoTime(message.receivedAt)],
+        ["Expires", isoTime(message.expiresAt)],
+      ]);
+      out.write("\n");
       printTable(
         ["RECIPIENT", "STATE", "ATTEMPTS", "NEXT ATTEMPT", "LAST REPLY"],
         message.recipientDetails.map((r) => [
-          r.address,
+          displayAddress(r.address),
           r.state,
           r.attempts,
           isoTime(r.nextAttemptAt),
@@ -93,7 +101,7 @@ export function registerQueue(program: Command): void {
           ["TIME", "RECIPIENT", "STATUS", "RELAY", "TLS", "REPLY"],
           attempts.map((a) => [
             isoTime(a.at),
-            a.recipient,
+            displayAddress(a.recipient),
             a.status,
             a.mxHost ? `${a.mxHost}[${a.ip}]:${a.port}` : "-",
             a.tls ?? "-",

@@ -5,6 +5,7 @@
 import type { Command } from "commander";
 import { startPetrel } from "../../app/petrel.js";
 import { createLogger, LogSink } from "../../log.js";
+import { listenerAddresses, removeListening, writeListening } from "../../services/listeners.js";
 import { configFrom, withCommonOptions } from "../context.js";
 
 interface ServeOptions {
@@ -49,6 +50,8 @@ export function registerServe(program: Command): void {
     const logSink = new LogSink();
     const logger = createLogger(config, logSink);
     const petrel = await startPetrel(config, logger, { logStats: logSink.stats });
+    // Issue 11: the bound addresses, for `petrel send` and other clients (src/services/listeners.ts).
+    writeListening(config, listenerAddresses(config, petrel.smtp.addresses, petrel.bounces?.port));
     logger.info({ dataDir: config.dataDir, store: petrel.store.kind }, "petrel is running");
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
@@ -58,6 +61,7 @@ export function registerServe(program: Command): void {
       };
       process.on("SIGTERM", stop).on("SIGINT", stop);
     });
+    removeListening(config);
     await petrel.close();
     logger.flush();
   });

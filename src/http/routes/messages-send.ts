@@ -3,8 +3,10 @@
  * envelope) and /v1/messages/batch (up to http.maxBatch messages, committed together by the
  * group commit, one result per item). 202 {id, recipients:[{address, state}]}.
  */
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import { createHash } from "node:crypto";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
+import { Idempotency } from "../../app/idempotency.js";
 import { PetrelError } from "../../errors.js";
 import { type Composed, composeMessage, rawMessage, type SendDeps, submit } from "../../services/send.js";
 import { guarded, problemResponses, type RouteDeps, typed } from "../common.js";
@@ -72,6 +74,30 @@ async function timed<T>(deps: RouteDeps, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * With an Idempotency-Key header, the first answer to this account's key (same route and body)
+ * is repeated for 24 h; a different request with the key is 409 idempotency-conflict.
+ */
+async function idempotent<T>(
+  deps: RouteDeps,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  status: number,
+  fn: () => Promise<T>,
+): Promise<FastifyReply> {
+  const header = request.headers["idempotency-key"];
+  const key = Array.isArray(header) ? header[0] : header;
+  if (key === undefined || !deps.idempotency) return reply.code(status).send(await fn());
+  if (!Idempotency.valid(key))
+    throw new PetrelError("invalid-input", "Idempotency-Key: 1 to 256 printable ASCII characters");
+  const hash = createHash("sha256")
+    .update(`${request.routeOptions.url}\n${JSON.stringify(request.body)}`)
+    .digest("hex");
+  const { value, replayed } = await deps.idempotency.once(request.apiKey!.accountId, `http:${key}`, hash, fn);
+  if (replayed) reply.header("idempotent-replayed", "true");
+  return reply.code(status).send(value);
+}
+
 export function registerSendRoutes(app: FastifyInstance, deps: RouteDeps): void {
   const r = typed(app);
   const bodyLimit = Math.ceil(deps.config.smtp.limits.maxMessageSize * 1.4) + 1024 * 1024;
@@ -89,12 +115,10 @@ export function registerSendRoutes(app: FastifyInstance, deps: RouteDeps): void 
         response: { 202: sendResult, ...problemResponses, 413: problemSchema, 422: problemSchema },
       },
     },
-    async (request, reply) => {
-      const result = await timed(deps, async () =>
-        submit(sendDeps(deps, request), await composeMessage(request.body)),
-      );
-      return reply.code(202).send(result);
-    },
+    async (request, reply) =>
+      idempotent(deps, request, reply, 202, () =>
+        timed(deps, async () => submit(sendDeps(deps, request), await composeMessage(request.body))),
+      ),
   );
 
   r.post(
@@ -109,10 +133,10 @@ export function registerSendRoutes(app: FastifyInstance, deps: RouteDeps): void 
         response: { 202: sendResult, ...problemResponses, 413: problemSchema, 422: problemSchema },
       },
     },
-    async (request, reply) => {
-      const result = await timed(deps, () => submit(sendDeps(deps, request), rawMessage(request.body)));
-      return reply.code(202).send(result);
-    },
+    async (request, reply) =>
+      idempotent(deps, request, reply, 202, () =>
+        timed(deps, () => submit(sendDeps(deps, request), rawMessage(request.body))),
+      ),
   );
 
   const item = z.union([
@@ -131,22 +155,23 @@ export function registerSendRoutes(app: FastifyInstance, deps: RouteDeps): void 
         response: { 200: z.object({ results: z.array(item) }), ...problemResponses },
       },
     },
-    async (request) => {
-      const send = sendDeps(deps, request);
-      // All items go to the spool at once: its group commit makes one transaction of them.
-      const results = await Promise.all(
-        request.body.messages.map(async (message) => {
-          try {
-            const composed: Composed = await composeMessage(message);
-            const sent = await timed(deps, () => submit(send, composed));
-            return { ok: true as const, ...sent };
-          } catch (err) {
-            if (err instanceof PetrelError) return { ok: false as const, problem: problemOf(err) };
-            throw err;
-          }
-        }),
-      );
-      return { results };
-    },
+    async (request, reply) =>
+      idempotent(deps, request, reply, 200, async () => {
+        const send = sendDeps(deps, request);
+        // All items go to the spool at once: its group commit makes one transaction of them.
+        const results = await Promise.all(
+          request.body.messages.map(async (message) => {
+            try {
+              const composed: Composed = await composeMessage(message);
+              const sent = await timed(deps, () => submit(send, composed));
+              return { ok: true as const, ...sent };
+            } catch (err) {
+              if (err instanceof PetrelError) return { ok: false as const, problem: problemOf(err) };
+              throw err;
+            }
+          }),
+        );
+        return { results };
+      }),
   );
 }

@@ -4,6 +4,8 @@
  */
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
+import { createResolver } from "../../dns/resolver.js";
+import { PetrelError } from "../../errors.js";
 import {
   addWebhook,
   enableWebhook,
@@ -11,6 +13,7 @@ import {
   listDeliveries,
   listWebhooks,
   removeWebhook,
+  replayWebhook,
   testWebhook,
 } from "../../services/webhooks.js";
 import { EVENT_TYPES } from "../../store/types.js";
@@ -21,6 +24,13 @@ const idParams = z.object({ id: z.coerce.number().int().positive() });
 export function registerWebhookRoutes(app: FastifyInstance, deps: RouteDeps): void {
   const r = typed(app);
   const scope = guarded(deps, "webhooks.write", ["webhooks"]);
+  const { dns } = deps.config;
+  const resolver = createResolver({
+    servers: dns.servers,
+    timeoutMs: dns.timeoutMs,
+    tries: dns.tries,
+    cache: false,
+  });
   const ref = (request: { params: { id: number } } & Parameters<typeof accountOf>[0]) => ({
     account: accountOf(request),
     id: request.params.id,
@@ -54,6 +64,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: RouteDeps): vo
       const added = await addWebhook(deps.ctx, {
         account: accountOf(request),
         url: request.body.url,
+        publicOnly: resolver,
         ...(request.body.events ? { events: request.body.events } : {}),
       });
       const { secretPrefix: _prefix, ...webhook } = added.webhook;
@@ -86,6 +97,34 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: RouteDeps): vo
     { ...scope, schema: { ...scope.schema, summary: "POST a signed test event now", params: idParams } },
     async (request) =>
       testWebhook(deps.ctx, ref(request), { timeoutMs: deps.config.events.webhooks.timeoutMs }),
+  );
+
+  r.post(
+    "/v1/webhooks/:id/replay",
+    {
+      ...scope,
+      schema: {
+        ...scope.schema,
+        summary: "Send the events after a time or an event id again",
+        params: idParams,
+        body: z.strictObject({
+          since: z
+            .union([z.number().describe("unix seconds"), z.string().max(40)])
+            .describe("RFC 3339 time, unix seconds, or an event id (the events after it)"),
+        }),
+      },
+    },
+    async (request) => {
+      const { since } = request.body;
+      const at =
+        typeof since === "number"
+          ? since * 1000
+          : /^\d{4}-\d\d-\d\d/.test(since)
+            ? Date.parse(since)
+            : undefined;
+      if (at !== undefined && Number.isNaN(at)) throw new PetrelError("invalid-input", "since: not a time");
+      return replayWebhook(deps.ctx, ref(request), at === undefined ? { afterId: String(since) } : { at });
+    },
   );
 
   r.post(

@@ -10,6 +10,7 @@
  */
 import { domainOf } from "../../address.js";
 import type {
+  IdempotencyRecord,
   MessageDetail,
   MessageFilter,
   MessageSearch,
@@ -225,6 +226,38 @@ export function createMessageStore(pool: Pool, onDue: (at: number) => void = () 
           state: r.state,
         })),
       }));
+    },
+
+    async findIdempotencyKey(
+      accountId: number,
+      key: string,
+      since: number,
+    ): Promise<IdempotencyRecord | undefined> {
+      const { rows } = await pool.query(
+        "SELECT request_hash, response, created_at FROM idempotency_keys WHERE account_id = $1 AND key = $2 AND created_at >= $3",
+        [accountId, key, since],
+      );
+      const row = rows[0] as Row | undefined;
+      return row
+        ? {
+            accountId,
+            key,
+            requestHash: String(row.request_hash),
+            response: String(row.response),
+            createdAt: Number(row.created_at),
+          }
+        : undefined;
+    },
+
+    async saveIdempotencyKey(record: IdempotencyRecord, pruneBefore: number): Promise<void> {
+      await pool.query("DELETE FROM idempotency_keys WHERE created_at < $1", [pruneBefore]);
+      await pool.query(
+        `INSERT INTO idempotency_keys (account_id, key, request_hash, response, created_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (account_id, key) DO UPDATE SET request_hash = excluded.request_hash,
+           response = excluded.response, created_at = excluded.created_at
+         WHERE idempotency_keys.created_at < $6`,
+        [record.accountId, record.key, record.requestHash, record.response, record.createdAt, pruneBefore],
+      );
     },
 
     async getMessageContent(id: string): Promise<Buffer | undefined> {

@@ -256,4 +256,16 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (node, destination)
   );
   `,
+  // 4: SQLite version 8: idempotency keys (issue 9).
+  `
+  CREATE TABLE idempotency_keys (
+    account_id bigint NOT NULL REFERENCES accounts(id),
+    key text NOT NULL,
+    request_hash text NOT NULL,
+    response text NOT NULL,
+    created_at bigint NOT NULL,
+    PRIMARY KEY (account_id, key)
+  );
+  CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
+  `,
 ];

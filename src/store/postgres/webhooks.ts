@@ -155,6 +155,14 @@ export function createWebhookStore(pool: Pool, relaxedPool: Pool): WebhookStore 
       ]);
     },
 
+    async rewindWebhookCursor(webhookId: number, cursor: string): Promise<boolean> {
+      const result = await pool.query(
+        "UPDATE webhooks SET cursor = $2, next_attempt_at = 0 WHERE id = $1 AND cursor > $2",
+        [webhookId, cursor],
+      );
+      return (result.rowCount ?? 0) > 0;
+    },
+
     async enableWebhook(accountId: number, url: string): Promise<boolean> {
       const result = await pool.query(
         `UPDATE webhooks SET state = 'active', failures = 0, failing_since = NULL, next_attempt_at = 0,

@@ -54,7 +54,7 @@ export class EnqueueThread {
     return new Promise<void>((resolve, reject) => {
       if (this.pending.size === 0) this.worker.ref();
       this.pending.set(seq, { resolve, reject });
-      this.worker.postMessage({ seq, messages } satisfies Request);
+      this.worker.postMessage({ seq, messages } satisfies Request, transferableContents(messages));
     });
   }
 
@@ -67,6 +67,30 @@ export class EnqueueThread {
     this.worker.postMessage({ close: true } satisfies Request);
     await exited;
   }
+}
+
+/**
+ * Large contents move to the commit thread instead of being copied (structured cloning would hold
+ * a second copy of every byte until the batch commits): a content Buffer that alone owns its
+ * ArrayBuffer (Buffer.concat's result for anything over 4 KiB) is transferred, and is empty on
+ * this thread afterwards — callers of enqueueMessages() must not read the content after the call.
+ * Small contents live in Node's shared Buffer pool and are cloned, as before.
+ */
+const TRANSFER_MIN_BYTES = 64 * 1024;
+function transferableContents(messages: readonly NewMessage[]): ArrayBuffer[] {
+  const list: ArrayBuffer[] = [];
+  for (const m of messages) {
+    const c = m.content;
+    if (
+      c.byteLength >= TRANSFER_MIN_BYTES &&
+      c.byteOffset === 0 &&
+      c.buffer instanceof ArrayBuffer &&
+      c.buffer.byteLength === c.byteLength &&
+      !list.includes(c.buffer)
+    )
+      list.push(c.buffer);
+  }
+  return list;
 }
 
 // The thread's side: its own connection to the same file, the same insert code.

@@ -6,13 +6,54 @@
  * category and time bounds filter inside that range. Never a full scan of the table.
  */
 import type Database from "better-sqlite3";
-import type { MessageSearch, MessageSearchRow, RecipientState } from "../types.js";
+import type { IdempotencyRecord, MessageSearch, MessageSearchRow, RecipientState } from "../types.js";
 
 type Row = Record<string, unknown>;
 
 export function createMessageSearch(db: Database.Database) {
   const recipientsOf = db.prepare("SELECT address, state FROM recipients WHERE message_id = ? ORDER BY id");
+  const findKey = db.prepare(
+    "SELECT request_hash, response, created_at FROM idempotency_keys WHERE account_id = ? AND key = ? AND created_at >= ?",
+  );
+  const saveKey = db.prepare(
+    `INSERT INTO idempotency_keys (account_id, key, request_hash, response, created_at) VALUES (?, ?, ?, ?, ?)
+     ON CONFLICT (account_id, key) DO UPDATE SET request_hash = excluded.request_hash,
+       response = excluded.response, created_at = excluded.created_at
+     WHERE idempotency_keys.created_at < ?`,
+  );
+  const pruneKeys = db.prepare("DELETE FROM idempotency_keys WHERE created_at < ?");
   return {
+    // Idempotency keys (issue 9) live beside the search: both serve the API's messages.
+    async findIdempotencyKey(
+      accountId: number,
+      key: string,
+      since: number,
+    ): Promise<IdempotencyRecord | undefined> {
+      const row = findKey.get(accountId, key, since) as Row | undefined;
+      return row
+        ? {
+            accountId,
+            key,
+            requestHash: String(row.request_hash),
+            response: String(row.response),
+            createdAt: Number(row.created_at),
+          }
+        : undefined;
+    },
+    async saveIdempotencyKey(record: IdempotencyRecord, pruneBefore: number): Promise<void> {
+      db.transaction(() => {
+        pruneKeys.run(pruneBefore);
+        // An expired record of the same key is replaced; a live one is kept (the first answer wins).
+        saveKey.run(
+          record.accountId,
+          record.key,
+          record.requestHash,
+          record.response,
+          record.createdAt,
+          pruneBefore,
+        );
+      }).immediate();
+    },
     async searchMessages(query: MessageSearch): Promise<MessageSearchRow[]> {
       const where = ["m.account_id = @account"];
       const params: Record<string, unknown> = { account: query.accountId, limit: query.limit };

@@ -268,4 +268,16 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (node, destination)
   ) WITHOUT ROWID;
   `,
+  // 8: idempotency keys (issue 9): the first answer to a request or submission with a key, for 24 h.
+  `
+  CREATE TABLE idempotency_keys (
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (account_id, key)
+  ) WITHOUT ROWID;
+  CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
+  `,
 ];

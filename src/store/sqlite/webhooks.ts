@@ -178,6 +178,13 @@ export function createWebhookStore(db: Database.Database): WebhookStore {
     async advanceWebhookCursor(webhookId: number, cursor: string): Promise<void> {
       advanceCursor(webhookId, cursor);
     },
+    async rewindWebhookCursor(webhookId: number, cursor: string): Promise<boolean> {
+      return (
+        db
+          .prepare("UPDATE webhooks SET cursor = ?, next_attempt_at = 0 WHERE id = ? AND cursor > ?")
+          .run(cursor, webhookId, cursor).changes > 0
+      );
+    },
     async enableWebhook(accountId: number, url: string): Promise<boolean> {
       return s.enable.run(accountId, url).changes > 0;
     },

@@ -199,6 +199,11 @@ export interface WebhookStore {
   recordWebhookAttempt(attempt: WebhookAttempt): Promise<void>;
   /** Moves a cursor forward past events that are not for the endpoint (no attempt record). */
   advanceWebhookCursor(webhookId: number, cursor: string): Promise<void>;
+  /**
+   * Replay (issue 9): moves a cursor back to `cursor`, so the events after it are sent again
+   * (same ids: receivers deduplicate); false when the cursor was not after it.
+   */
+  rewindWebhookCursor(webhookId: number, cursor: string): Promise<boolean>;
   /** Re-enables a disabled endpoint (due now, failures cleared, cursor kept). */
   enableWebhook(accountId: number, url: string): Promise<boolean>;
   /** Recent attempts of one endpoint, newest first. */

@@ -103,6 +103,17 @@ export interface MessageSearchRow {
   readonly recipients: ReadonlyArray<{ readonly address: string; readonly state: RecipientState }>;
 }
 
+/** The first answer to a request (or SMTP submission) that carried an idempotency key. */
+export interface IdempotencyRecord {
+  readonly accountId: number;
+  readonly key: string;
+  /** SHA-256 of the request (route and body); "" for SMTP, where only the key counts. */
+  readonly requestHash: string;
+  /** The answer to repeat, as JSON text. */
+  readonly response: string;
+  readonly createdAt: number;
+}
+
 export interface MessageStore {
   /** Commits every message of the batch in one durable transaction, or none of them. */
   enqueueMessages(messages: readonly NewMessage[]): Promise<void>;
@@ -111,4 +122,8 @@ export interface MessageStore {
   getMessageContent(id: string): Promise<Buffer | undefined>;
   /** The HTTP API's search: a page of one account's messages, newest first (index scans only). */
   searchMessages(query: MessageSearch): Promise<MessageSearchRow[]>;
+  /** The record of an idempotency key created at or after `since`, or undefined. */
+  findIdempotencyKey(accountId: number, key: string, since: number): Promise<IdempotencyRecord | undefined>;
+  /** Keeps the first record of a key (a later one is ignored); deletes records older than `pruneBefore`. */
+  saveIdempotencyKey(record: IdempotencyRecord, pruneBefore: number): Promise<void>;
 }

@@ -1,0 +1,91 @@
+/**
+ * bench:memory — what a large message costs the server in memory (issue 12's memory goal).
+ *
+ * A 34 MiB message (a 25 MB attachment, base64) is submitted from a trusted network over plain
+ * SMTP to a fresh `petrel serve`; the server's peak RSS (VmHWM from /proc, tracked by the kernel,
+ * so no peak is missed between samples) minus its idle RSS is printed beside the goal (≤ 2× the
+ * message's size). Then, against another fresh server, ten such messages in flight at once
+ * (goal: the peak stays under 1 GB).
+ *
+ * Usage: npm run bench:memory -- [--attachment-mb 25] [--parallel 10] [--dkim]
+ */
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { petrelOk, startPetrel, tempDataDir } from "../test/support/petrel-process.js";
+import { RawSmtpSession } from "../test/support/raw-smtp.js";
+
+const { values: args } = parseArgs({
+  options: {
+    "attachment-mb": { type: "string", default: "25" },
+    parallel: { type: "string", default: "10" },
+  },
+});
+const FROM = "bench@bench.example";
+const MB = 1024 * 1024;
+
+function bigMessage(attachmentBytes: number): Buffer {
+  const b64 = randomBytes(attachmentBytes).toString("base64").replace(/.{76}/g, "$&\r\n");
+  return Buffer.from(
+    `From: ${FROM}\r\nTo: sink@example.com\r\nSubject: big\r\nMIME-Version: 1.0\r\n` +
+      `Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n` +
+      `--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n${b64}\r\n--b--\r\n`,
+  );
+}
+
+function rss(pid: number): { rssMb: number; hwmMb: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+  return { rssMb: kb("VmRSS") / 1024, hwmMb: kb("VmHWM") / 1024 };
+}
+
+async function run(content: Buffer, parallel: number): Promise<{ idleMb: number; peakMb: number }> {
+  const dataDir = tempDataDir("petrel-bench-memory-");
+  await petrelOk(dataDir, ["domains", "add", "bench.example"]);
+  const petrel = await startPetrel(dataDir, {
+    config: {
+      auth: { trustedNetworks: [{ network: "127.0.0.0/8", account: "default" }] },
+      smtp: { limits: { maxMessageSize: 64 * MB } },
+    },
+  });
+  try {
+    const port = petrel.ports.submission!;
+    // Warm up: one small message, so the idle figure includes what every first message loads.
+    const warm = await RawSmtpSession.open({ port });
+    await warm.send({
+      from: FROM,
+      to: ["sink@example.com"],
+      content: Buffer.from(`From: ${FROM}\r\n\r\nhi\r\n`),
+    });
+    await warm.quit();
+    await new Promise((r) => setTimeout(r, 500));
+    const idleMb = rss(petrel.child.pid!).rssMb;
+    const sessions = await Promise.all(Array.from({ length: parallel }, () => RawSmtpSession.open({ port })));
+    const replies = await Promise.all(
+      sessions.map((s) => s.send({ from: FROM, to: ["sink@example.com"], content })),
+    );
+    for (const r of replies) if (r.code !== 250) throw new Error(`${r.code} ${r.text}`);
+    await Promise.all(sessions.map((s) => s.quit()));
+    return { idleMb, peakMb: rss(petrel.child.pid!).hwmMb };
+  } finally {
+    await petrel.stop();
+  }
+}
+
+const content = bigMessage(Number(args["attachment-mb"]) * MB);
+const sizeMb = content.length / MB;
+console.log(
+  `bench:memory — a ${sizeMb.toFixed(1)} MiB message (${args["attachment-mb"]} MiB attachment, base64)`,
+);
+const one = await run(content, 1);
+const above = one.peakMb - one.idleMb;
+console.log(
+  `one message:   peak RSS ${one.peakMb.toFixed(0)} MB, idle ${one.idleMb.toFixed(0)} MB → ${above.toFixed(0)} MB above idle = ` +
+    `${(above / sizeMb).toFixed(1)}× its size   (goal ≤ 2×)`,
+);
+const n = Number(args.parallel);
+const many = await run(content, n);
+console.log(
+  `${n} in flight:  peak RSS ${many.peakMb.toFixed(0)} MB (idle ${many.idleMb.toFixed(0)} MB), ` +
+    `${((many.peakMb - many.idleMb) / n / sizeMb).toFixed(1)}× size each   (goal < 1024 MB)`,
+);
