@@ -3,7 +3,6 @@
  * (stop accepting, let DATA transactions finish within smtp.shutdownGraceMs, close the store).
  */
 import type { Command } from "commander";
-import { startPetrel } from "../../app/petrel.js";
 import { createLogger, LogSink } from "../../log.js";
 import { listenerAddresses, removeListening, writeListening } from "../../services/listeners.js";
 import { configFrom, withCommonOptions } from "../context.js";
@@ -48,6 +47,9 @@ export function registerServe(program: Command): void {
       "smtp.alternate.enabled": options.alternatePort === undefined ? undefined : true,
     });
     const logSink = new LogSink();
+    // Loaded here, not at the top: every other command (run by scripts and tests) would otherwise
+    // pay for loading the server stack (Fastify, the OpenAPI tooling, prom-client) at each start.
+    const { startPetrel } = await import("../../app/petrel.js");
     const logger = createLogger(config, logSink);
     const petrel = await startPetrel(config, logger, { logStats: logSink.stats });
     // Issue 11: the bound addresses, for `petrel send` and other clients (src/services/listeners.ts).
