@@ -271,8 +271,9 @@ describe("events end to end", () => {
   it("tests, lists and removes webhooks from the command line", async () => {
     const posts = receiver.posts.length;
     assert.match(await cliOk(["webhooks", "test", receiver.url]), /^ok: 200 in \d+ ms$/m);
-    const post = receiver.posts[posts]!;
-    assert.equal(post.events[0]!.type, "test" as string);
+    // The serve's dispatcher may POST a batch of its own meanwhile: find the test event's POST.
+    const post = receiver.posts.slice(posts).find((p) => p.events[0]?.type === ("test" as string));
+    assert.ok(post, "the test event was POSTed");
     assert.ok(signatureValid(secret, post.signature, post.body));
     const listing = await cliOk(["webhooks", "list"]);
     assert.ok(listing.includes(receiver.url) && listing.includes(`${secret.slice(0, 10)}…`));
