@@ -243,12 +243,15 @@ describe("PROXY protocol", () => {
         stdio: ["ignore", "ignore", "pipe", fds[0]!, fds[1]!],
       });
       haproxy.stderr!.resume();
+      // This process must stop accepting on the sockets it handed over: otherwise the kernel may
+      // give a client's connection to its (handler-less) server instead of HAProxy, and the client
+      // waits for a greeting that never comes. HAProxy's copies of the descriptors stay open.
+      for (const s of fronts) s.close();
       await new Promise((r) => setTimeout(r, 300)); // HAProxy takes the inherited sockets at once
       assert.equal(haproxy.exitCode, null, "haproxy is running");
     });
     after(async () => {
       haproxy?.kill("SIGTERM");
-      for (const s of fronts) s.close();
     });
 
     for (const [i, mode] of [
