@@ -40,7 +40,6 @@ const MESSAGES = Number(args.messages);
 const SESSIONS = Number(args.sessions);
 const ROUNDS = Number(args.rounds);
 const ONLY = new Set(args.only.split(","));
-const FROM = "bench@bench.example";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const sourceFile = join(here, "../../bench/starttls-source.c");
