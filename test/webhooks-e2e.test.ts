@@ -191,7 +191,7 @@ describe("webhooks end to end", () => {
       config: eventsConfig(dns, mx.port, { timeoutMs: 1000, retrySchedule: [200], batchWindowMs: 0 }),
     });
     try {
-      await submitAll(petrel.ports.submission!, [testMessage(1, "hang@example.com")]);
+      await submitAll(petrel.ports.submission!, [testMessage(1, "webhook-hangs@example.com")]);
       await receiver.waitFor(() => receiver.distinct().size >= 2, 60_000, "both events after the hang");
       assert.equal(receiver.posts[0]!.status, "hang");
       // The batch that hung is sent again first, with the same events.
