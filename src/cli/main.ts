@@ -68,4 +68,14 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// `petrel queue list | head`: a reader that closed the pipe ends the command quietly, as for any
+// Unix tool, instead of an unhandled EPIPE stack. (`serve` is excluded: its log sink handles a
+// failing stdout itself and must keep running.)
+if (process.argv[2] !== "serve") {
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE") process.exit(0);
+    throw err;
+  });
+}
+
 process.exitCode = await main(process.argv);
