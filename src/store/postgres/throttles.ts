@@ -3,6 +3,8 @@
  * twin; issue 11). One row per node and destination while throttled; each change writes its
  * `throttled` event in the same transaction (events last: events.ts).
  */
+
+import { throttleFromRow } from "../throttle-rows.js";
 import type { DestinationThrottle, ThrottleChangeRecord, ThrottleStore } from "../types.js";
 import { type Pool, type Row, transaction } from "./connection.js";
 import { writeEvents } from "./events.js";
@@ -60,20 +62,7 @@ export function createThrottleStore(pool: Pool): ThrottleStore {
     },
     async listThrottles(): Promise<DestinationThrottle[]> {
       const { rows } = await pool.query("SELECT * FROM destination_throttles ORDER BY destination, node");
-      return (rows as Row[]).map((r) => ({
-        node: String(r.node),
-        destination: String(r.destination),
-        provider: (r.provider as string | null) ?? null,
-        domains: JSON.parse(String(r.domains)) as string[],
-        limits: { messagesPerMinute: Number(r.messages_per_minute), connections: Number(r.connections) },
-        configured: {
-          messagesPerMinute: Number(r.configured_messages_per_minute),
-          connections: Number(r.configured_connections),
-        },
-        reply: String(r.reply),
-        since: Number(r.since),
-        updatedAt: Number(r.updated_at),
-      }));
+      return (rows as Row[]).map(throttleFromRow);
     },
     async clearThrottles(node: string): Promise<number> {
       const result = await pool.query("DELETE FROM destination_throttles WHERE node = $1", [node]);

@@ -4,6 +4,7 @@
  * `throttled` event (on the message whose reply or delivery caused it) in the same transaction.
  */
 import type Database from "better-sqlite3";
+import { throttleFromRow } from "../throttle-rows.js";
 import type { DestinationThrottle, ThrottleChangeRecord, ThrottleStore } from "../types.js";
 import { prepareEventWriter } from "./events.js";
 
@@ -60,20 +61,7 @@ export function createThrottleStore(db: Database.Database): ThrottleStore {
       record.immediate(change);
     },
     async listThrottles(): Promise<DestinationThrottle[]> {
-      return (s.list.all() as Row[]).map((r) => ({
-        node: String(r.node),
-        destination: String(r.destination),
-        provider: (r.provider as string | null) ?? null,
-        domains: JSON.parse(String(r.domains)) as string[],
-        limits: { messagesPerMinute: Number(r.messages_per_minute), connections: Number(r.connections) },
-        configured: {
-          messagesPerMinute: Number(r.configured_messages_per_minute),
-          connections: Number(r.configured_connections),
-        },
-        reply: String(r.reply),
-        since: Number(r.since),
-        updatedAt: Number(r.updated_at),
-      }));
+      return (s.list.all() as Row[]).map(throttleFromRow);
     },
     async clearThrottles(node: string): Promise<number> {
       return s.clear.run(node).changes;
