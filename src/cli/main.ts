@@ -12,6 +12,7 @@ import { registerConfig } from "./commands/config.js";
 import { registerEvents } from "./commands/events.js";
 import { registerIdentities } from "./commands/identities.js";
 import { registerKeys } from "./commands/keys.js";
+import { registerNodes } from "./commands/nodes.js";
 import { registerQueue } from "./commands/queue.js";
 import { registerSend } from "./commands/send.js";
 import { registerServe } from "./commands/serve.js";
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerConfig(program);
   registerBounces(program);
   registerBackup(program);
+  registerNodes(program);
   return program;
 }
 

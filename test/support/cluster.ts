@@ -101,8 +101,11 @@ export interface Cluster {
   readonly pg: TcpProxy | undefined;
   /** Where clients submit: HAProxy's front, else node 0's submission listener. */
   readonly entry: { readonly host: string; readonly port: number };
-  /** Runs `petrel <args>` against the cluster's database (directly, not through `pg`). */
-  cli(args: readonly string[]): Promise<CliResult>;
+  /**
+   * Runs `petrel <args> --data-dir <node's>` against the cluster's database (directly, not
+   * through `pg`); `node` (default 0) picks the data directory (for `petrel drain`).
+   */
+  cli(args: readonly string[], node?: number): Promise<CliResult>;
   /**
    * Submits one message from CLIENT_ADDRESS through `entry` (plaintext, trusted network) and
    * returns the reply to DATA (or the first refusal), with the queue id of a 250.
@@ -163,6 +166,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         merge(
           {
             hostname: `node${index + 1}.petrel.test`,
+            // Fast heartbeats: an outage is noticed, and a dead node shown stale, within seconds.
+            cluster: { nodeName: `node${index + 1}`, heartbeatMs: 300, staleAfterMs: 3000, retryMs: 200 },
             smtp: {
               host: nodeAddress(index),
               submission: { port: 0, proxyProtocol: options.haproxy === true },
@@ -251,7 +256,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       haproxy,
       pg,
       entry,
-      cli: (args) => petrelCli(dataDirs[0]!, args, storeEnv),
+      cli: (args, node = 0) => petrelCli(dataDirs[node]!, args, storeEnv),
       async submit(to, submitOptions = {}) {
         const rcpts = typeof to === "string" ? [to] : to;
         const from = submitOptions.from ?? "app@sender.test";

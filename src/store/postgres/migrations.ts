@@ -270,4 +270,18 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
   `,
+  // 5: SQLite version 9: the node registry (issue 8 item 5, `petrel nodes`).
+  `
+  CREATE TABLE nodes (
+    id text PRIMARY KEY,
+    name text NOT NULL,
+    version text NOT NULL,
+    pid integer NOT NULL,
+    started_at bigint NOT NULL,
+    heartbeat_at bigint NOT NULL,
+    state text NOT NULL,
+    connections integer NOT NULL,
+    deliveries integer NOT NULL
+  );
+  `,
 ];
