@@ -9,6 +9,7 @@ import { bounceConformance } from "./store-conformance-bounces.js";
 import { deliveryConformance } from "./store-conformance-delivery.js";
 import { domainConformance } from "./store-conformance-domains.js";
 import { eventConformance } from "./store-conformance-events.js";
+import { lookupConformance } from "./store-conformance-lookups.js";
 import { nodeConformance } from "./store-conformance-nodes.js";
 import { shapingConformance } from "./store-conformance-shaping.js";
 
@@ -160,6 +161,7 @@ export function storeConformance(backend: string, openFresh: () => Promise<Store
     // Events and webhooks (issue 5): an event per state change, in its transaction; endpoints.
     eventConformance(withStore);
     bounceConformance(withStore);
+    lookupConformance(withStore);
 
     // Cluster nodes (issue 8 item 5): the registry behind `petrel nodes`.
     nodeConformance(withStore);
