@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { NodeView } from "../src/services/nodes.js";
 import { CLIENT_ADDRESS, type Cluster, startCluster, waitFor } from "./support/cluster.js";
+import { petrelOk, removeDataDir, startPetrel, tempDataDir } from "./support/petrel-process.js";
 import { RawSmtpSession } from "./support/raw-smtp.js";
 
 describe("cluster: petrel nodes and petrel drain", () => {
@@ -78,6 +79,11 @@ describe("cluster: petrel nodes and petrel drain", () => {
     assert.equal(r.code, 250, r.text);
     // Whichever node claimed it, release once it is held so the drain can finish its delivery.
     await cluster.mx.waitForHeld(1, 30_000);
+    // The node delivering it shows the recipient in flight, at its next heartbeat.
+    await waitFor(async () => (await nodes()).some((n) => n.deliveries >= 1), {
+      what: "a node showing a delivery in flight",
+      timeoutMs: 10_000,
+    });
     const idle = await RawSmtpSession.open({
       host: target.address,
       port: target.submissionPort,
@@ -113,5 +119,25 @@ describe("cluster: petrel nodes and petrel drain", () => {
     const table = await cluster.cli(["nodes"]);
     assert.match(table.stdout, /node3\s+0\.1\.0 .* stale /);
     assert.equal((await nodes()).find((n) => n.name === "node1")?.stale, false);
+  });
+});
+
+describe("a single node registers too (the default store)", () => {
+  it("lists the running serve, and not after a clean stop (exit 0)", async () => {
+    const dataDir = tempDataDir("petrel-node-");
+    try {
+      const petrel = await startPetrel(dataDir);
+      const list = JSON.parse(await petrelOk(dataDir, ["nodes", "--json"])) as NodeView[];
+      assert.equal(list.length, 1);
+      assert.equal(list[0]!.pid, petrel.child.pid);
+      assert.equal(list[0]!.state, "running");
+      const ready = await fetch(`http://127.0.0.1:${petrel.ports.http}/readyz`);
+      assert.equal(ready.status, 200);
+      assert.equal(await petrel.stop("SIGTERM"), 0);
+      assert.deepEqual(JSON.parse(await petrelOk(dataDir, ["nodes", "--json"])), []);
+      assert.match(await petrelOk(dataDir, ["nodes"]), /No node is registered/);
+    } finally {
+      removeDataDir(dataDir);
+    }
   });
 });
