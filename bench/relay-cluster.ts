@@ -48,6 +48,9 @@ export interface ClusterRunResult {
   readonly petrelCpuMsPerMessage: number;
   readonly postgresCpuMsPerMessage: number;
   readonly notDelivered: number;
+  /** Recipients that took more than one attempt (a deferral), and the slowest time in queue. */
+  readonly retried: number;
+  readonly inQueueMaxMs: number;
 }
 
 const TICK_MS = 10; // USER_HZ = 100 on Linux
@@ -194,6 +197,9 @@ export async function runCluster(options: ClusterRunOptions): Promise<ClusterRun
     const notDelivered = Number(
       (await admin.query("SELECT count(*)::int AS n FROM recipients WHERE state != 'delivered'")).rows[0].n,
     );
+    const retried = Number(
+      (await admin.query("SELECT count(*)::int AS n FROM recipients WHERE attempts > 1")).rows[0].n,
+    );
     const done = rows.map((r) => Number(r.done));
     const lastDone = Math.max(...done);
     const inQueue = rows.map((r) => Number(r.done) - Number(r.received)).sort((a, b) => a - b);
@@ -207,6 +213,8 @@ export async function runCluster(options: ClusterRunOptions): Promise<ClusterRun
       petrelCpuMsPerMessage: Number((petrelCpu / messages).toFixed(2)),
       postgresCpuMsPerMessage: Number((postgresCpu / messages).toFixed(2)),
       notDelivered,
+      retried,
+      inQueueMaxMs: inQueue[inQueue.length - 1] ?? 0,
     };
   } finally {
     await Promise.all(processes.map((p) => p.stop()));

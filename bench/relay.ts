@@ -231,6 +231,12 @@ async function cluster(): Promise<void> {
         .filter((r) => r.notDelivered > 0)
         .map((r) => `  ${r.nodes} nodes: ${r.notDelivered} NOT delivered\n`)
         .join("") +
+      runs
+        .map(
+          (r) =>
+            `  ${r.nodes} node${r.nodes > 1 ? "s" : ""}: slowest recipient ${(r.inQueueMaxMs / 1000).toFixed(1)} s in queue, ${r.retried} needed more than one attempt\n`,
+        )
+        .join("") +
       failovers
         .map(
           (f) =>

@@ -25,8 +25,7 @@ import type { PetrelConfig } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import type { SmtpReply } from "../smtp/types.js";
 import type { NodeRecord, NodeState, Store } from "../store/types.js";
-
-export const PETREL_VERSION = "0.1.0";
+import { PETREL_VERSION } from "../version.js";
 
 /** Rows of nodes silent this long are deleted by any live node (they are long dead). */
 const FORGET_AFTER_MS = 24 * 3600_000;

@@ -260,7 +260,13 @@ async function startWithStore(
   // ── Bounces (issue 5): the inbound listener for VERP return paths (bounces.listener) ──
   let bounces: BounceListener | undefined;
   try {
-    bounces = await startBounces(config, store, logger, { key: certificate.key, cert: certificate.cert });
+    bounces = await startBounces(
+      config,
+      store,
+      logger,
+      { key: certificate.key, cert: certificate.cert },
+      () => node.refusal(),
+    );
   } catch (err) {
     await smtp.close(0);
     throw err;

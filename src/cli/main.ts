@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError } from "commander";
 import { PetrelError } from "../errors.js";
+import { PETREL_VERSION } from "../version.js";
 import { registerAccounts } from "./commands/accounts.js";
 import { registerBackup } from "./commands/backup.js";
 import { registerBounces } from "./commands/bounces.js";
@@ -25,7 +26,7 @@ export function buildProgram(): Command {
     .description(
       "Petrel: a self-hosted SMTP smart host. Apps submit with an API key; Petrel spools, signs and delivers.",
     )
-    .version("0.1.0")
+    .version(PETREL_VERSION)
     .showHelpAfterError()
     .exitOverride();
   registerServe(program);
