@@ -42,3 +42,22 @@ export function validAddress(value: string): string {
 export function canonicalId(value: string): string {
   return value.trim().toUpperCase();
 }
+
+/**
+ * A time given as RFC 3339 ("2026-12-02T18:00:00Z") or unix seconds ("1796320800", fractions
+ * allowed) → ms since the epoch. `what` names the field in the refusal.
+ */
+export function parseTime(value: string | number, what = "time"): number {
+  const text = String(value).trim();
+  const ms = /^\d{1,12}(\.\d{1,6})?$/.test(text)
+    ? Number(text) * 1000
+    : /^\d{4}-\d\d-\d\d([Tt ]\d\d:\d\d(:\d\d(\.\d+)?)?([Zz]|[+-]\d\d:\d\d))?$/.test(text)
+      ? Date.parse(text)
+      : Number.NaN;
+  if (!Number.isFinite(ms))
+    throw new PetrelError(
+      "invalid-input",
+      `${what} must be an RFC 3339 time or unix seconds: ${text.slice(0, 40)}`,
+    );
+  return Math.round(ms);
+}

@@ -270,4 +270,8 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
   `,
+  // 5: SQLite version 9: GET /v1/stats (issue 9) counts an account's events in a time range.
+  `
+  CREATE INDEX events_account_at ON events(account_id, at);
+  `,
 ];

@@ -280,4 +280,9 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
   `,
+  // 9: GET /v1/stats (issue 9): an account's events by time, so counting a time range reads
+  // only that range's index entries (never the whole event log).
+  `
+  CREATE INDEX events_account_at ON events(account_id, at);
+  `,
 ];
