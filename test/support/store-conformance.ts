@@ -9,6 +9,7 @@ import { bounceConformance } from "./store-conformance-bounces.js";
 import { deliveryConformance } from "./store-conformance-delivery.js";
 import { domainConformance } from "./store-conformance-domains.js";
 import { eventConformance } from "./store-conformance-events.js";
+import { scheduleConformance } from "./store-conformance-schedule.js";
 import { shapingConformance } from "./store-conformance-shaping.js";
 import { statsConformance } from "./store-conformance-stats.js";
 
@@ -160,6 +161,7 @@ export function storeConformance(backend: string, openFresh: () => Promise<Store
     // Events and webhooks (issue 5): an event per state change, in its transaction; endpoints.
     eventConformance(withStore);
     statsConformance(withStore);
+    scheduleConformance(withStore);
     bounceConformance(withStore);
   });
 }

@@ -6,7 +6,13 @@
  */
 import type { Command } from "commander";
 import { PetrelError } from "../../errors.js";
-import { deleteMessage, holdMessage, releaseMessage, retryMessages } from "../../services/queue.js";
+import {
+  cancelMessage,
+  deleteMessage,
+  holdMessage,
+  releaseMessage,
+  retryMessages,
+} from "../../services/queue.js";
 import { type CommonOptions, withCommonOptions, withServices } from "../context.js";
 import { printJson } from "../output.js";
 
@@ -69,6 +75,21 @@ export function registerQueueActions(queue: Command): void {
     await withServices(options, async (ctx) => {
       const result = await deleteMessage(ctx, id);
       report(options, { ...result }, `${result.recipients} recipient(s) dropped`);
+    });
+  });
+
+  withCommonOptions(
+    queue
+      .command("cancel")
+      .description(
+        'cancel a (scheduled) message: recipients not yet attempted end "dropped", reason cancelled',
+      )
+      .argument("<id>", "queue ID")
+      .option("--json", "print JSON"),
+  ).action(async (id: string, options: ActionOptions) => {
+    await withServices(options, async (ctx) => {
+      const result = await cancelMessage(ctx, id);
+      report(options, { ...result }, `${result.recipients} recipient(s) cancelled`);
     });
   });
 }

@@ -274,4 +274,9 @@ export const MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX events_account_at ON events(account_id, at);
   `,
+  // 6: SQLite version 10: scheduled send (issue 9).
+  `
+  ALTER TABLE messages ADD COLUMN send_at bigint;
+  CREATE INDEX messages_send_at ON messages(send_at) WHERE send_at IS NOT NULL;
+  `,
 ];

@@ -30,8 +30,8 @@ type Row = Record<string, unknown>;
 export function prepareEnqueue(db: Database.Database): (messages: readonly NewMessage[]) => void {
   const insertMessage = db.prepare(
     `INSERT INTO messages (id, account_id, api_key_id, mail_from, size, client_ip, received_at, expires_at,
-       metadata, categories)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       metadata, categories, send_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const insertContent = db.prepare("INSERT INTO message_contents (message_id, content) VALUES (?, ?)");
   const insertRecipient = db.prepare(
@@ -64,6 +64,7 @@ export function prepareEnqueue(db: Database.Database): (messages: readonly NewMe
         m.expiresAt,
         m.metadata ?? null,
         m.categories && m.categories.length > 0 ? JSON.stringify(m.categories) : null,
+        m.sendAt ?? null,
       );
       // After the first write: the write lock is held, so the newest id cannot change under us.
       nextId ??= events.ids();
@@ -93,14 +94,15 @@ export function prepareEnqueue(db: Database.Database): (messages: readonly NewMe
           );
           continue;
         }
-        insertRecipient.run(m.id, address, domainOf(address), m.receivedAt, m.receivedAt);
+        // Scheduled send: first due at send_at (claims pick recipients by next_attempt_at).
+        insertRecipient.run(m.id, address, domainOf(address), m.sendAt ?? m.receivedAt, m.receivedAt);
         insertProcessed.run(nextId(), m.id, m.accountId, address, m.receivedAt);
       }
     }
   });
 }
 
-const MESSAGE_SELECT = `SELECT m.id, a.name AS account_name, m.mail_from, m.size, m.received_at
+const MESSAGE_SELECT = `SELECT m.id, a.name AS account_name, m.mail_from, m.size, m.received_at, m.send_at
   FROM messages m JOIN accounts a ON a.id = m.account_id`;
 
 /** With `thread`, spool batches commit on the enqueue thread (see enqueue-thread.ts). */
@@ -190,5 +192,6 @@ function toSummary(row: Row, recipients: readonly RecipientDetail[]): MessageSum
     recipientCount: recipients.length,
     states,
     recipients: recipients.map((r) => r.address),
+    sendAt: (row.send_at as number | null) ?? null,
   };
 }

@@ -285,4 +285,10 @@ export const MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX events_account_at ON events(account_id, at);
   `,
+  // 10: scheduled send (issue 9): when a message is to be sent (its recipients are due then);
+  // the partial index finds the few scheduled messages for the queue counts.
+  `
+  ALTER TABLE messages ADD COLUMN send_at INTEGER;
+  CREATE INDEX messages_send_at ON messages(send_at) WHERE send_at IS NOT NULL;
+  `,
 ];
