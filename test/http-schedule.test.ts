@@ -5,7 +5,10 @@
  * X-Petrel-Send-At (removed before delivery, invalid → 550 5.6.0); a cancel before send_at
  * delivers nothing and records dropped/cancelled; refusals of past and too-distant times; a key
  * of another account cannot cancel (404). "Nothing delivered" is observed without sleeping: a
- * witness message scheduled later than the cancelled one is waited for.
+ * witness message scheduled later than the cancelled one is waited for. Then the bulk queue
+ * actions by filter (POST /v1/queue/{action}, petrel queue <action> --domain/--state): hold,
+ * release (keeping the send time), cancel and delete by domain and state, for the key's
+ * account only.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -29,6 +32,7 @@ describe("scheduled send and cancel", () => {
   let petrel: PetrelProcess;
   let key: string;
   let otherKey: string;
+  let adminKey: string;
   let base: string;
 
   async function call(method: string, path: string, body?: unknown, as = key) {
@@ -73,6 +77,7 @@ describe("scheduled send and cancel", () => {
         "mail.send,messages.read,events.read",
       ])
     ).trim();
+    adminKey = (await petrelOk(dataDir, ["keys", "create", "-n", "ops", "--scopes", "admin"])).trim();
     otherKey = (
       await petrelOk(dataDir, ["keys", "create", "-n", "other", "--account", "other", "--scopes", "admin"])
     ).trim();
@@ -234,5 +239,55 @@ describe("scheduled send and cancel", () => {
       send_at: "2020-01-01T00:00:00Z",
     });
     assert.equal(mime.status, 400, mime.text);
+  });
+
+  it("acts on every message matching a filter: hold, release held for a domain, cancel, delete", async () => {
+    const later = new Date(Date.now() + 120_000).toISOString();
+    const ids: string[] = [];
+    for (const to of ["a@bulk.example", "b@bulk.example", "c@bulk.example", "d@elsewhere.example"]) {
+      const sent = await call("POST", "/v1/messages", message(to, { send_at: later }));
+      assert.equal(sent.status, 202, sent.text);
+      ids.push(sent.body.id);
+    }
+    const bulk = (action: string, body: unknown, as = adminKey) =>
+      call("POST", `/v1/queue/${action}`, body, as);
+    const held = await bulk("hold", { domain: "bulk.example" });
+    assert.equal(held.status, 200, held.text);
+    assert.deepEqual(held.body, {
+      action: "hold",
+      filter: { domain: "bulk.example", state: null },
+      messages: 3,
+      recipients: 3,
+    });
+    // Another account's key matches none of them; a key without admin may not.
+    assert.equal(
+      (await bulk("release", { domain: "bulk.example", state: "held" }, otherKey)).body.messages,
+      0,
+    );
+    assert.equal((await bulk("release", { domain: "bulk.example", state: "held" }, key)).status, 403);
+    // A bulk action needs a filter; an unknown action or state is refused.
+    assert.equal((await bulk("delete", {})).status, 400);
+    assert.equal((await bulk("explode", { domain: "bulk.example" })).status, 400);
+    assert.equal((await bulk("release", { state: "sleeping" })).status, 400);
+
+    const released = await bulk("release", { domain: "BULK.example", state: "held" });
+    assert.deepEqual([released.body.messages, released.body.recipients], [3, 3], released.text);
+    // Released before its send time, a scheduled message waits for it again.
+    const shown = await call("GET", `/v1/messages/${ids[0]}`);
+    assert.equal(shown.body.recipients[0].state, "scheduled", shown.text);
+
+    const cancelled = JSON.parse(
+      await petrelOk(dataDir, ["queue", "cancel", "--domain", "bulk.example", "--state", "queued", "--json"]),
+    );
+    assert.deepEqual([cancelled.messages, cancelled.recipients], [3, 3]);
+    const events = await call("GET", `/v1/events?message=${ids[1]}&type=dropped`);
+    assert.deepEqual(
+      events.body.events.map((e: { reason: string }) => e.reason),
+      ["cancelled"],
+    );
+    const text = await petrelOk(dataDir, ["queue", "delete", "--domain", "elsewhere.example"]);
+    assert.match(text, /^1 message\(s\) matched, 1 recipient\(s\) dropped$/m);
+    const gone = await call("GET", `/v1/messages/${ids[3]}`);
+    assert.equal(gone.body.recipients[0].state, "dropped");
   });
 });

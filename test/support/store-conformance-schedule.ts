@@ -3,7 +3,9 @@
  * before it and is after; it keeps sendAt; queue counts show its recipients `scheduled`; a held
  * scheduled message released before its send time waits for it again; cancelMessage drops only
  * recipients not yet attempted (not the deferred, not the leased), each with a `dropped` event
- * whose reason is `cancelled`. Called from storeConformance(). Times are explicit numbers.
+ * whose reason is `cancelled`; the bulk queue actions' selection (listMessageIds: a recipient
+ * matching domain and state, one account, paged). Called from storeConformance(). Times are
+ * explicit numbers.
  */
 import assert from "node:assert/strict";
 import { it } from "node:test";
@@ -148,6 +150,45 @@ export function scheduleConformance(withStore: WithStore): void {
         later.every((r) => r.address === "c@three.test"),
         JSON.stringify(later),
       );
+    }),
+  );
+
+  it(
+    "selects messages by a recipient's domain and state, per account, in id order with paging",
+    withStore(async (store) => {
+      const other = await store.createAccount("other");
+      await enqueue(store, "BULK1", ["a@one.test", "b@two.test"]);
+      await enqueue(store, "BULK2", ["c@one.test"]);
+      await enqueue(store, "BULK3", ["d@two.test"]);
+      await store.enqueueMessages([
+        {
+          id: "BULK4",
+          accountId: other.id,
+          apiKeyId: null,
+          mailFrom: "x@sender.test",
+          recipients: ["e@one.test"],
+          content: Buffer.from("Subject: x\r\n\r\nx\r\n"),
+          clientIp: "127.0.0.1",
+          receivedAt: T0,
+          expiresAt: T0 + 3_600_000,
+        },
+      ]);
+      await store.holdMessage("BULK2", T0);
+      await store.holdMessage("BULK4", T0);
+      const def = (await store.getAccount("default"))!;
+      const ids = (filter: Parameters<Store["listMessageIds"]>[0]) => store.listMessageIds(filter);
+      assert.deepEqual(await ids({ domain: "one.test", limit: 10 }), ["BULK1", "BULK2", "BULK4"]);
+      assert.deepEqual(await ids({ domain: "one.test", accountId: def.id, limit: 10 }), ["BULK1", "BULK2"]);
+      assert.deepEqual(await ids({ domain: "one.test", state: "held", accountId: def.id, limit: 10 }), [
+        "BULK2",
+      ]);
+      assert.deepEqual(await ids({ state: "held", limit: 10 }), ["BULK2", "BULK4"]);
+      // Domain and state on the same recipient: BULK1's queued recipient at two.test counts, not b's domain with a's state.
+      assert.deepEqual(await ids({ domain: "two.test", state: "held", limit: 10 }), []);
+      assert.deepEqual(await ids({ domain: "two.test", state: "queued", limit: 10 }), ["BULK1", "BULK3"]);
+      assert.deepEqual(await ids({ domain: "two.test", limit: 1 }), ["BULK1"]);
+      assert.deepEqual(await ids({ domain: "two.test", limit: 1, after: "BULK1" }), ["BULK3"]);
+      assert.deepEqual(await ids({ domain: "none.test", limit: 10 }), []);
     }),
   );
 }

@@ -13,6 +13,7 @@ import type {
   IdempotencyRecord,
   MessageDetail,
   MessageFilter,
+  MessageIdFilter,
   MessageSearch,
   MessageSearchRow,
   MessageStore,
@@ -169,6 +170,24 @@ export function createMessageStore(pool: Pool, onDue: (at: number) => void = () 
           : await pool.query(`${MESSAGE_SELECT} ORDER BY m.id LIMIT $1`, [limit]);
       const recipients = await recipientsOf(rows.map((r) => String(r.id)));
       return rows.map((row) => toSummary(row, recipients.get(String(row.id)) ?? []));
+    },
+
+    async listMessageIds(filter: MessageIdFilter): Promise<string[]> {
+      const { rows } = await pool.query(
+        `SELECT DISTINCT r.message_id FROM recipients r JOIN messages m ON m.id = r.message_id
+         LEFT JOIN queue q ON q.recipient_id = r.id
+         WHERE ($1::text IS NULL OR ${RECIPIENT_STATE} = $1) AND ($2::text IS NULL OR r.domain = $2)
+           AND ($3::bigint IS NULL OR m.account_id = $3) AND r.message_id > $4
+         ORDER BY r.message_id LIMIT $5`,
+        [
+          filter.state ?? null,
+          filter.domain ?? null,
+          filter.accountId ?? null,
+          filter.after ?? "",
+          filter.limit,
+        ],
+      );
+      return rows.map((r) => String(r.message_id));
     },
 
     async getMessage(id: string): Promise<MessageDetail | undefined> {

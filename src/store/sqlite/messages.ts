@@ -15,6 +15,7 @@ import { domainOf } from "../../address.js";
 import type {
   MessageDetail,
   MessageFilter,
+  MessageIdFilter,
   MessageStore,
   MessageSummary,
   NewMessage,
@@ -147,6 +148,26 @@ export function createMessageStore(db: Database.Database, thread?: EnqueueThread
           : db.prepare(`${MESSAGE_SELECT} ORDER BY m.id LIMIT ?`).all(limit)
       ) as Row[];
       return rows.map((row) => toSummary(row, recipientsOf(String(row.id))));
+    },
+
+    async listMessageIds(filter: MessageIdFilter): Promise<string[]> {
+      // With a state, recipients_due (state first) bounds the read; a domain alone reads the
+      // recipients (an operator's bulk action, not a hot path).
+      return db
+        .prepare(
+          `SELECT DISTINCT r.message_id FROM recipients r JOIN messages m ON m.id = r.message_id
+           WHERE (@state IS NULL OR r.state = @state) AND (@domain IS NULL OR r.domain = @domain)
+             AND (@account IS NULL OR m.account_id = @account) AND r.message_id > @after
+           ORDER BY r.message_id LIMIT @limit`,
+        )
+        .pluck()
+        .all({
+          state: filter.state ?? null,
+          domain: filter.domain ?? null,
+          account: filter.accountId ?? null,
+          after: filter.after ?? "",
+          limit: filter.limit,
+        }) as string[];
     },
 
     async getMessage(id: string): Promise<MessageDetail | undefined> {

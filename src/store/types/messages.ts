@@ -125,10 +125,24 @@ export interface IdempotencyRecord {
   readonly createdAt: number;
 }
 
+/** Issue 9, bulk queue actions: messages with a recipient matching every condition given. */
+export interface MessageIdFilter {
+  readonly accountId?: number;
+  /** A recipient at this domain (lower-case A-labels)… */
+  readonly domain?: string;
+  /** …in this state (the stored state; `delivering` for leased recipients). */
+  readonly state?: Exclude<RecipientState, "scheduled">;
+  /** Only ids greater than this (paging, ascending). */
+  readonly after?: string;
+  readonly limit: number;
+}
+
 export interface MessageStore {
   /** Commits every message of the batch in one durable transaction, or none of them. */
   enqueueMessages(messages: readonly NewMessage[]): Promise<void>;
   listMessages(filter?: MessageFilter): Promise<MessageSummary[]>;
+  /** Ids of messages matching `filter`, ascending (the bulk queue actions' selection). */
+  listMessageIds(filter: MessageIdFilter): Promise<string[]>;
   getMessage(id: string): Promise<MessageDetail | undefined>;
   getMessageContent(id: string): Promise<Buffer | undefined>;
   /** The HTTP API's search: a page of one account's messages, newest first (index scans only). */
