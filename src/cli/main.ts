@@ -17,6 +17,7 @@ import { registerNodes } from "./commands/nodes.js";
 import { registerQueue } from "./commands/queue.js";
 import { registerSend } from "./commands/send.js";
 import { registerServe } from "./commands/serve.js";
+import { registerStats } from "./commands/stats.js";
 import { registerSuppressions } from "./commands/suppressions.js";
 import { registerWebhooks } from "./commands/webhooks.js";
 
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
   registerQueue(program);
   registerSend(program);
   registerEvents(program);
+  registerStats(program);
   registerWebhooks(program);
   registerSuppressions(program);
   registerConfig(program);
