@@ -15,6 +15,9 @@
  *   greeting still gets `451 4.3.0` at the end of DATA when its commit fails — never 250. It
  *   tries again every cluster.retryMs and the pools reconnect by themselves (pg makes a new
  *   connection for the next query), so the node recovers without a restart.
+ *   On SQLite (one node, the database a local file) a failed heartbeat is only logged: a commit
+ *   that fails there is a local disk problem of that commit (a full disk refuses a big message
+ *   while small ones may still fit), answered 451 at the end of DATA as before.
  * - Drain: drain() marks the row `draining` (seen in `petrel nodes`) and SMTP answers new
  *   sessions `421 4.3.2` (RFC 3463: system not accepting network messages) until the process
  *   stops; stop() deletes the row.
@@ -64,12 +67,15 @@ export class NodeRegistry {
   private beating: Promise<void> | undefined;
   private stopped = false;
   private lastForget = 0;
+  /** Whether an unreachable store refuses sessions (PostgreSQL: the store is another machine). */
+  private readonly gate: boolean;
 
   constructor(private readonly opts: NodeRegistryOptions) {
     this.now = opts.now ?? Date.now;
     this.name = opts.config.cluster.nodeName || hostname();
     this.id = `${this.name}:${process.pid}:${randomBytes(3).toString("hex")}`;
     this.startedAt = this.now();
+    this.gate = opts.store.kind === "postgres";
   }
 
   /** Registers the node (the store was just opened: this must succeed) and starts the heartbeat. */
@@ -86,13 +92,13 @@ export class NodeRegistry {
   /** Why the node must not take mail now (for /readyz), or null. */
   notReady(): string | null {
     if (this.state === "draining") return "draining";
-    return this.reachable ? null : `the store is unreachable (${this.downReason})`;
+    return this.reachable || !this.gate ? null : `the store is unreachable (${this.downReason})`;
   }
 
   /** The reply for a new SMTP session that must be refused now, or undefined. */
   refusal(): SmtpReply | undefined {
     if (this.state === "draining") return DRAINING;
-    return this.reachable ? undefined : STORE_DOWN;
+    return this.reachable || !this.gate ? undefined : STORE_DOWN;
   }
 
   /** A commit failed: check the store now rather than at the next heartbeat. */
@@ -163,18 +169,20 @@ export class NodeRegistry {
           timer = setTimeout(() => reject(new Error(`no answer within ${limit} ms`)), limit);
         }),
       ]);
-      if (!this.reachable) logger.info({ node: this.id }, "store reachable again: accepting mail");
+      if (!this.reachable && this.gate)
+        logger.info({ node: this.id }, "store reachable again: accepting mail");
       this.reachable = true;
       if (this.now() - this.lastForget > 3600_000) {
         this.lastForget = this.now();
         await store.forgetNodes(this.now() - FORGET_AFTER_MS).catch(() => 0);
       }
     } catch (err) {
-      if (this.reachable)
+      if (this.reachable && this.gate)
         logger.error(
           { err, node: this.id },
           "store unreachable: refusing mail with 421 4.3.0 until it answers",
         );
+      else if (this.reachable) logger.warn({ err, node: this.id }, "could not write the node's heartbeat");
       this.reachable = false;
       this.downReason = err instanceof Error ? err.message : String(err);
     } finally {
