@@ -60,11 +60,20 @@ describe("cluster: PostgreSQL outage under load", () => {
             localAddress: CLIENT_ADDRESS,
           });
           try {
-            const r = await session.send({
-              from: "app@sender.test",
-              to: [`${subject.replace(" ", "-")}@cluster.test`],
-              content: Buffer.from(`From: app@sender.test\r\nSubject: ${subject}\r\n\r\nhello\r\n`),
-            });
+            // Command by command, so that a refusal at MAIL or RCPT (a sender or suppression
+            // lookup failing in the outage) is seen with its own code.
+            const content = `From: app@sender.test\r\nSubject: ${subject}\r\n\r\nhello\r\n.\r\n`;
+            const steps = [
+              () => session.command("MAIL FROM:<app@sender.test>"),
+              () => session.command(`RCPT TO:<${subject.replace(" ", "-")}@cluster.test>`),
+              () => session.command("DATA"),
+              () => session.writeRaw(Buffer.from(content)),
+            ];
+            let r = { code: 0, text: "" };
+            for (const [k, step] of steps.entries()) {
+              r = await step();
+              if (r.code !== (k === 2 ? 354 : 250)) break;
+            }
             reply = { ...r, queueId: r.code === 250 ? /queued as (\S+)/.exec(r.text)?.[1] : undefined };
           } finally {
             await session.quit();
@@ -98,17 +107,25 @@ describe("cluster: PostgreSQL outage under load", () => {
         );
         assert.match(r.body, /the store (is unreachable|does not answer)/);
       }
-      // A new session during the outage: 421 4.3.0 instead of the greeting.
-      const refused = await RawSmtpSession.open({
-        host: cluster.nodes[0]!.address,
-        port: cluster.nodes[0]!.submissionPort,
-        localAddress: CLIENT_ADDRESS,
-      }).then(
-        (s) => {
-          s.destroy();
-          return "greeted";
+      // A new session during the outage: 421 4.3.0 instead of the greeting (once the node's
+      // heartbeat or a failed commit noticed; /readyz may have seen it first with its own query).
+      let refused = "";
+      await waitFor(
+        async () => {
+          refused = await RawSmtpSession.open({
+            host: cluster.nodes[0]!.address,
+            port: cluster.nodes[0]!.submissionPort,
+            localAddress: CLIENT_ADDRESS,
+          }).then(
+            (s) => {
+              s.destroy();
+              return "greeted";
+            },
+            (err: Error) => err.message,
+          );
+          return refused !== "greeted";
         },
-        (err: Error) => err.message,
+        { what: "a session refused at connect", timeoutMs: 15_000, describe: () => refused },
       );
       assert.match(refused, /expected 220, got 421 4\.3\.0 /);
       // Let the clients run into the outage for a while (their refusals are counted below).
