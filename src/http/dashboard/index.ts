@@ -26,7 +26,7 @@ import { registerMessagesPage } from "./pages/messages.js";
 import { registerOverview } from "./pages/overview.js";
 import { registerSuppressionPages } from "./pages/suppressions.js";
 import { registerWebhookPages } from "./pages/webhooks.js";
-import { checkChange, loadSession, type Session, SessionStore, sessionOf } from "./session.js";
+import { back, checkChange, loadSession, type Session, SessionStore, sessionOf } from "./session.js";
 
 export const DASHBOARD_CSP = [
   "default-src 'self'",
@@ -50,6 +50,18 @@ export function formFields(body: string): Record<string, string | string[]> {
     out[name] = prior === undefined ? value : [prior, value].flat();
   }
   return out;
+}
+
+/** The path of the same-origin page a form was sent from (its Referer), if any. */
+function returnPath(request: FastifyRequest): string | undefined {
+  const referer = request.headers.referer;
+  if (!referer) return undefined;
+  try {
+    const url = new URL(referer);
+    return url.host === request.headers.host ? url.pathname + url.search : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface DashboardDeps {
@@ -93,7 +105,8 @@ export async function registerDashboard(app: FastifyInstance, api: RouteDeps): P
     scope.addHook("onSend", async (_request, reply, payload) => {
       if (!reply.hasHeader("content-security-policy")) reply.header("content-security-policy", DASHBOARD_CSP);
       reply.header("x-content-type-options", "nosniff");
-      reply.header("referrer-policy", "no-referrer");
+      // same-origin: a refused form can send the user back to the page it came from (Referer).
+      reply.header("referrer-policy", "same-origin");
       if (!reply.hasHeader("x-frame-options")) reply.header("x-frame-options", "DENY");
       if (!reply.hasHeader("cache-control")) reply.header("cache-control", "no-store");
       return payload;
@@ -104,6 +117,11 @@ export async function registerDashboard(app: FastifyInstance, api: RouteDeps): P
       if (error instanceof PetrelError) {
         status = error.status;
         detail = error.message;
+        // A refused change made from a page: back to that page with the reason (POST/redirect/GET).
+        const session = request.dashboardSession;
+        const from = returnPath(request);
+        if (session && request.method === "POST" && error.extra?.scope !== "csrf" && from)
+          return back(reply, session, from, { kind: "error", text: error.message });
       } else if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
         status = error.statusCode;
         detail = error.message;
