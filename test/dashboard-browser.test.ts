@@ -185,7 +185,9 @@ describe("dashboard in a browser", { skip: existsSync(CHROMIUM) ? false : `no ${
     const secret = await page.locator("#secret").inputValue();
     assert.match(secret, /^pt_/);
     const check = (k: string) =>
-      fetch(`${base}/v1/messages?limit=1`, { headers: { authorization: `Bearer ${k}` } }).then((r) => r.status);
+      fetch(`${base}/v1/messages?limit=1`, { headers: { authorization: `Bearer ${k}` } }).then(
+        (r) => r.status,
+      );
     assert.equal(await check(secret), 200);
     await shot("keys");
     await page.reload();
@@ -255,7 +257,11 @@ describe("dashboard in a browser", { skip: existsSync(CHROMIUM) ? false : `no ${
       "--b1--",
       "",
     ].join("\r\n");
-    const sent = await api("POST", "/v1/messages/mime", { from: "app@app.example", to: ["user@example.com"], raw });
+    const sent = await api("POST", "/v1/messages/mime", {
+      from: "app@app.example",
+      to: ["user@example.com"],
+      raw,
+    });
     assert.equal(sent.status, 202, sent.text);
     const id = sent.body.id as string;
     await page.goto(`${base}/messages`);
