@@ -23,7 +23,9 @@
  * pool, connection.ts): losing the last of them to a database crash means one more delivery
  * attempt, never lost mail. Accepting mail (messages.ts) keeps synchronous_commit on.
  */
+import { accountQueueOf } from "../account-queue-rows.js";
 import type {
+  AccountQueue,
   ClaimedRecipient,
   ClaimRequest,
   DeliveryAttempt,
@@ -406,6 +408,17 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
           backoffUntil: backoff.get(d) ?? null,
         })),
       };
+    },
+
+    async accountQueue(accountId: number): Promise<AccountQueue> {
+      const result = await pool.query(
+        `SELECT ${RECIPIENT_STATE} AS state, r.domain, count(*) AS n, min(m.id) AS oldest,
+                min(m.received_at) AS oldest_at
+         FROM messages m JOIN recipients r ON r.message_id = m.id LEFT JOIN queue q ON q.recipient_id = r.id
+         WHERE m.account_id = $1 AND r.state NOT IN ${FINAL} GROUP BY 1, 2`,
+        [accountId],
+      );
+      return accountQueueOf(result.rows);
     },
 
     retryNow(target: QueueTarget, now: number): Promise<number> {

@@ -23,8 +23,11 @@
  * an outcome means at most one more delivery attempt, never lost mail. Accepting mail keeps its
  * fsync before every "250" (the spool), which is the promise made to clients.
  */
+
 import type Database from "better-sqlite3";
+import { accountQueueOf } from "../account-queue-rows.js";
 import {
+  type AccountQueue,
   type ClaimedRecipient,
   type ClaimRequest,
   type DeliveryAttempt,
@@ -127,6 +130,13 @@ export function createQueueStore(db: Database.Database): QueueStore {
       `SELECT a.at, a.duration_ms, a.status, a.mx_host, a.ip, a.port, a.source_ip, a.tls, a.reply,
               r.address FROM delivery_attempts a JOIN recipients r ON r.id = a.recipient_id
        WHERE a.message_id = ? ORDER BY a.id`,
+    ),
+    // Through recipients_due (state first): only pending recipients are read, then their messages.
+    accountQueue: db.prepare(
+      `SELECT r.state, r.domain, COUNT(*) AS n, MIN(m.id) AS oldest, MIN(m.received_at) AS oldest_at
+       FROM recipients r JOIN messages m ON m.id = r.message_id
+       WHERE r.state IN ('queued', 'deferred', 'delivering', 'held') AND m.account_id = ?
+       GROUP BY r.state, r.domain`,
     ),
     countsByState: db.prepare("SELECT state, COUNT(*) AS n FROM recipients GROUP BY state"),
     countsByStateDomain: db.prepare(
@@ -454,6 +464,9 @@ export function createQueueStore(db: Database.Database): QueueStore {
           backoffUntil: backoff.get(domain) ?? null,
         })),
       };
+    },
+    async accountQueue(accountId: number): Promise<AccountQueue> {
+      return accountQueueOf(s.accountQueue.all(accountId) as Row[]);
     },
     async retryNow(target: QueueTarget, now: number): Promise<number> {
       return retry.immediate(target, now);

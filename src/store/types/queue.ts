@@ -102,6 +102,16 @@ export interface QueueCounts {
   }>;
 }
 
+/** One account's recipients not yet final (the dashboard's overview). */
+export interface AccountQueue {
+  /** Pending recipients by state (queued, deferred, delivering, held). */
+  readonly byState: Partial<Record<RecipientState, number>>;
+  /** The oldest message with a pending recipient, or null when none is pending. */
+  readonly oldest: { readonly id: string; readonly receivedAt: number } | null;
+  /** Pending recipients per destination domain, most first. */
+  readonly destinations: ReadonlyArray<{ readonly domain: string; readonly pending: number }>;
+}
+
 export type QueueTarget = { readonly messageId: string } | { readonly all: true };
 
 export interface QueueStore {
@@ -132,6 +142,8 @@ export interface QueueStore {
   listAttempts(messageId: string): Promise<DeliveryAttempt[]>;
   /** Recipient counts by state and by destination domain (with any destination backoff). */
   queueCounts(filter?: { readonly domain?: string }): Promise<QueueCounts>;
+  /** One account's pending recipients: counts by state, the oldest message, the destinations. */
+  accountQueue(accountId: number): Promise<AccountQueue>;
   /** Makes queued/deferred recipients due at `now` (one message, or all) and lifts their destinations' backoff. */
   retryNow(target: QueueTarget, now: number): Promise<number>;
   /** Holds a message's queued/deferred recipients (state `held`) until released. */

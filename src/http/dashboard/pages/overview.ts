@@ -1,25 +1,67 @@
 /**
- * The overview: what happened in the last hour and day (charts), the queue, and what needs
- * attention (failing webhook endpoints).
+ * The overview: what happened to the account's mail in the last hour and the last day (charts
+ * from the stats service: accepted, delivered, deferred, bounced, dropped), its queue (pending
+ * recipients by state, the oldest waiting message), the destinations backed off, and the
+ * webhook endpoints failing. Every number is the session's account only.
  */
 import type { FastifyInstance } from "fastify";
-import { listWebhooks } from "../../../services/webhooks.js";
+import { failingWebhooks, queueOverview } from "../../../services/overview.js";
+import { RECIPIENT_STATES } from "../../../services/queue.js";
 import { html, time } from "../html.js";
 import type { DashboardDeps } from "../index.js";
 import { can, sessionOf } from "../session.js";
+
+function age(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  return `${Math.round(s / 3600)} h`;
+}
 
 export function registerOverview(app: FastifyInstance, deps: DashboardDeps): void {
   const { ctx } = deps.api;
   app.get("/", deps.signedIn, async (request, reply) => {
     const session = sessionOf(request);
-    const hooks = can(session, "webhooks.write") ? await listWebhooks(ctx, session.account) : [];
-    const failing = hooks.filter((w) => w.failures > 0 || w.state === "disabled");
-    const body = html`<section aria-labelledby="h-attn"><h2 id="h-attn">Webhook endpoints failing</h2>
+    const now = Date.now();
+    const [queue, failing] = await Promise.all([
+      queueOverview(ctx, session.account),
+      can(session, "webhooks.write") ? failingWebhooks(ctx, session.account) : Promise.resolve(null),
+    ]);
+    const pendingStates = RECIPIENT_STATES.filter((s) => (queue.byState[s] ?? 0) > 0);
+    const body = html`
+<section aria-labelledby="h-queue"><h2 id="h-queue">Queue</h2>
+<ul class="tiles">
+<li><span class="n" id="queue-depth">${queue.pending}</span> recipients waiting</li>
+${pendingStates.map((s) => html`<li><span class="n">${queue.byState[s] ?? 0}</span> ${s}</li>`)}
+<li><span class="n">${queue.oldest ? age(now - queue.oldest.receivedAt) : "–"}</span> oldest waiting${
+      queue.oldest
+        ? html` (<a href="/messages/${queue.oldest.id}">${queue.oldest.id}</a>, ${time(queue.oldest.receivedAt)} UTC)`
+        : ""
+    }</li>
+<li><span class="n">${queue.backedOff.length}</span> destinations backed off</li>
+</ul>
+${
+  queue.backedOff.length > 0
+    ? html`<div class="scroll"><table><caption>Destinations backed off</caption><thead><tr><th scope="col">Domain</th><th scope="col">Until (UTC)</th><th scope="col">Failures</th><th scope="col">Waiting</th><th scope="col">Last error</th></tr></thead><tbody>${queue.backedOff.map(
+        (b) =>
+          html`<tr><td>${b.domain}</td><td>${time(b.until)}</td><td>${b.failures}</td><td>${b.pending}</td><td class="reply">${b.lastError}</td></tr>`,
+      )}</tbody></table></div>`
+    : ""
+}
+</section>
+${
+  failing === null
+    ? ""
+    : html`<section aria-labelledby="h-hooks"><h2 id="h-hooks">Webhook endpoints failing</h2>
 ${
   failing.length === 0
     ? html`<p>None.</p>`
-    : html`<ul>${failing.map((w) => html`<li><a href="/webhooks#w-${w.id}" class="mono">${w.url}</a> <span class="state s-${w.state === "disabled" ? "disabled" : "failing"}">${w.state === "disabled" ? "disabled" : `${w.failures} failures`}</span> since ${time(w.failingSince)}</li>`)}</ul>`
-}</section>`;
+    : html`<ul>${failing.map(
+        (w) =>
+          html`<li><a href="/webhooks#w-${w.id}" class="mono">${w.url}</a> <span class="state s-${w.state === "disabled" ? "disabled" : "failing"}">${w.state === "disabled" ? "disabled" : `${w.failures} failures`}</span>${w.failingSince ? ` since ${time(w.failingSince)} UTC` : ""}</li>`,
+      )}</ul>`
+}</section>`
+}`;
     return deps.render(request, reply, "Overview", "/", body);
   });
 }
