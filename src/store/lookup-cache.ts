@@ -103,7 +103,32 @@ export function withLookupCache(store: Store): Store & { readonly lookupCacheSta
       (key) => key !== undefined,
     ),
   };
-  // The store's methods are closures over its connection (no `this`), so a spread copy with
-  // four methods replaced is the same store everywhere else.
-  return { ...store, ...lookups, lookupCacheStats: stats };
+  // The store's methods are closures over its connection (no `this`), so a copy with the four
+  // lookups replaced is the same store everywhere else. Every other method may write: once it
+  // settles, the next lookup reads the version again, so this process sees its own writes even
+  // within the turn that made them.
+  const copy: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(store)) {
+    if (typeof value !== "function") {
+      copy[name] = value;
+      continue;
+    }
+    const method = value as (...args: unknown[]) => unknown;
+    copy[name] = (...args: unknown[]) => {
+      const result = method(...args);
+      forget();
+      if (!(result instanceof Promise)) return result;
+      return result.then(
+        (v) => {
+          forget();
+          return v;
+        },
+        (err: unknown) => {
+          forget();
+          throw err;
+        },
+      );
+    };
+  }
+  return { ...(copy as unknown as Store), ...lookups, lookupCacheStats: stats };
 }

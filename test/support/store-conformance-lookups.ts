@@ -61,20 +61,28 @@ export function lookupConformance(withStore: WithStore): void {
       const misses = store.lookupCacheStats.misses;
       assert.equal((await store.getSenderIdentities(account.id)).domains.has("cached.example"), true);
       assert.equal(store.lookupCacheStats.misses, misses, "the second read is a hit");
-      // A write through the uncached store (as another process's would be) is seen at once.
-      await raw.addSender(account.id, "x@other.example");
+      // A write through the cache's own store is seen at once, even within the same turn.
+      await store.addSender(account.id, "x@other.example");
       assert.equal((await store.getSenderIdentities(account.id)).addresses.has("x@other.example"), true);
+      // A write through another handle (as another process's would be) is seen from the next turn.
+      const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
       await raw.insertApiKey({ accountId: account.id, name: "web", hash: "hw", prefix: "p" });
+      await nextTurn();
       assert.equal((await store.findActiveApiKey("hw"))?.name, "web");
       assert.equal((await store.findActiveApiKey("hw"))?.name, "web");
       await raw.revokeApiKey("web");
+      await nextTurn();
       assert.equal(
         await store.findActiveApiKey("hw"),
         undefined,
         "a revoked key is never served from memory",
       );
+      await raw.addSender(account.id, "y@other.example");
+      await nextTurn();
+      assert.equal((await store.getSenderIdentities(account.id)).addresses.has("y@other.example"), true);
       assert.equal(await store.getSigningKeys("CACHED.example").then((k) => k?.status), "unverified");
       await raw.removeDomain("cached.example");
+      await nextTurn();
       assert.equal(await store.getSigningKeys("cached.example"), undefined);
       assert.equal((await store.getDomainStatuses(account.id)).size, 0);
     }),
