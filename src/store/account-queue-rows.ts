@@ -7,7 +7,8 @@ import type { AccountQueue, RecipientState } from "./types.js";
 
 type Row = Record<string, unknown>;
 
-export function accountQueueOf(rows: readonly Row[]): AccountQueue {
+/** `rows` counted at most limit + 1 recipients: more than `limit` means the counts are partial. */
+export function accountQueueOf(rows: readonly Row[], limit: number): AccountQueue {
   const byState: Partial<Record<RecipientState, number>> = {};
   const domains = new Map<string, number>();
   let oldest: { id: string; receivedAt: number } | null = null;
@@ -23,5 +24,6 @@ export function accountQueueOf(rows: readonly Row[]): AccountQueue {
   const destinations = [...domains]
     .map(([domain, pending]) => ({ domain, pending }))
     .sort((a, b) => b.pending - a.pending || (a.domain < b.domain ? -1 : 1));
-  return { byState, oldest, destinations };
+  const counted = [...domains.values()].reduce((a, b) => a + b, 0);
+  return { byState, oldest, destinations, complete: counted <= limit };
 }

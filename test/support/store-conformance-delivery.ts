@@ -284,17 +284,31 @@ export function deliveryConformance(withStore: WithStore): void {
       const b = claimed.find((r) => r.address === "b@two.test")!;
       await store.recordOutcomes([outcome(b.id, "n:1:a", "delivered", null, "250 ok")]);
       const account = (await store.getAccount("default"))!;
-      const queue = await store.accountQueue(account.id);
+      const queue = await store.accountQueue(account.id, 100);
+      assert.equal(queue.complete, true);
       assert.deepEqual(queue.byState, { delivering: 1, held: 1 });
       assert.deepEqual(queue.oldest, { id: "M1", receivedAt: T0 }, "the other account's M0 is not counted");
       assert.deepEqual(queue.destinations, [{ domain: "one.test", pending: 2 }]);
-      assert.deepEqual(await store.accountQueue(other.id), {
+      assert.deepEqual(await store.accountQueue(other.id, 100), {
         byState: { delivering: 1 },
         oldest: { id: "M0", receivedAt: T0 - 10 },
         destinations: [{ domain: "one.test", pending: 1 }],
+        complete: true,
       });
+      const capped = await store.accountQueue(account.id, 1);
+      assert.equal(capped.complete, false, "two pending recipients, a limit of one");
+      assert.equal(
+        Object.values(capped.byState).reduce((a, b) => a + b, 0),
+        2,
+        "limit + 1 read",
+      );
       const empty = await store.createAccount("queue-empty");
-      assert.deepEqual(await store.accountQueue(empty.id), { byState: {}, oldest: null, destinations: [] });
+      assert.deepEqual(await store.accountQueue(empty.id, 100), {
+        byState: {},
+        oldest: null,
+        destinations: [],
+        complete: true,
+      });
     }),
   );
 }

@@ -410,15 +410,16 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
       };
     },
 
-    async accountQueue(accountId: number): Promise<AccountQueue> {
+    async accountQueue(accountId: number, limit: number): Promise<AccountQueue> {
       const result = await pool.query(
-        `SELECT ${RECIPIENT_STATE} AS state, r.domain, count(*) AS n, min(m.id) AS oldest,
-                min(m.received_at) AS oldest_at
-         FROM messages m JOIN recipients r ON r.message_id = m.id LEFT JOIN queue q ON q.recipient_id = r.id
-         WHERE m.account_id = $1 AND r.state NOT IN ${FINAL} GROUP BY 1, 2`,
-        [accountId],
+        `SELECT state, domain, count(*) AS n, min(id) AS oldest, min(received_at) AS oldest_at FROM (
+           SELECT ${RECIPIENT_STATE} AS state, r.domain, m.id, m.received_at
+           FROM messages m JOIN recipients r ON r.message_id = m.id LEFT JOIN queue q ON q.recipient_id = r.id
+           WHERE m.account_id = $1 AND r.state NOT IN ${FINAL} LIMIT $2) p
+         GROUP BY 1, 2`,
+        [accountId, limit + 1],
       );
-      return accountQueueOf(result.rows);
+      return accountQueueOf(result.rows, limit);
     },
 
     retryNow(target: QueueTarget, now: number): Promise<number> {

@@ -131,12 +131,14 @@ export function createQueueStore(db: Database.Database): QueueStore {
               r.address FROM delivery_attempts a JOIN recipients r ON r.id = a.recipient_id
        WHERE a.message_id = ? ORDER BY a.id`,
     ),
-    // Through recipients_due (state first): only pending recipients are read, then their messages.
+    // Through recipients_due (state first): only pending recipients are read, then their
+    // messages, and at most @cap of them, so a huge backlog costs a bounded read.
     accountQueue: db.prepare(
-      `SELECT r.state, r.domain, COUNT(*) AS n, MIN(m.id) AS oldest, MIN(m.received_at) AS oldest_at
-       FROM recipients r JOIN messages m ON m.id = r.message_id
-       WHERE r.state IN ('queued', 'deferred', 'delivering', 'held') AND m.account_id = ?
-       GROUP BY r.state, r.domain`,
+      `SELECT state, domain, COUNT(*) AS n, MIN(id) AS oldest, MIN(received_at) AS oldest_at FROM (
+         SELECT r.state, r.domain, m.id, m.received_at FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.state IN ('queued', 'deferred', 'delivering', 'held') AND m.account_id = @account
+         LIMIT @cap)
+       GROUP BY state, domain`,
     ),
     countsByState: db.prepare("SELECT state, COUNT(*) AS n FROM recipients GROUP BY state"),
     countsByStateDomain: db.prepare(
@@ -465,8 +467,8 @@ export function createQueueStore(db: Database.Database): QueueStore {
         })),
       };
     },
-    async accountQueue(accountId: number): Promise<AccountQueue> {
-      return accountQueueOf(s.accountQueue.all(accountId) as Row[]);
+    async accountQueue(accountId: number, limit: number): Promise<AccountQueue> {
+      return accountQueueOf(s.accountQueue.all({ account: accountId, cap: limit + 1 }) as Row[], limit);
     },
     async retryNow(target: QueueTarget, now: number): Promise<number> {
       return retry.immediate(target, now);

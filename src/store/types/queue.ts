@@ -110,6 +110,11 @@ export interface AccountQueue {
   readonly oldest: { readonly id: string; readonly receivedAt: number } | null;
   /** Pending recipients per destination domain, most first. */
   readonly destinations: ReadonlyArray<{ readonly domain: string; readonly pending: number }>;
+  /**
+   * False when the account has more pending recipients than the limit asked: then the figures
+   * are of the first limit + 1 found (a lower bound), and `oldest` is the oldest among them.
+   */
+  readonly complete: boolean;
 }
 
 export type QueueTarget = { readonly messageId: string } | { readonly all: true };
@@ -142,8 +147,11 @@ export interface QueueStore {
   listAttempts(messageId: string): Promise<DeliveryAttempt[]>;
   /** Recipient counts by state and by destination domain (with any destination backoff). */
   queueCounts(filter?: { readonly domain?: string }): Promise<QueueCounts>;
-  /** One account's pending recipients: counts by state, the oldest message, the destinations. */
-  accountQueue(accountId: number): Promise<AccountQueue>;
+  /**
+   * One account's pending recipients: counts by state, the oldest message, the destinations;
+   * reads at most limit + 1 recipients (a backlog bigger than that is reported incomplete).
+   */
+  accountQueue(accountId: number, limit: number): Promise<AccountQueue>;
   /** Makes queued/deferred recipients due at `now` (one message, or all) and lifts their destinations' backoff. */
   retryNow(target: QueueTarget, now: number): Promise<number>;
   /** Holds a message's queued/deferred recipients (state `held`) until released. */

@@ -5,7 +5,7 @@
  * webhook endpoints failing. Every number is the session's account only.
  */
 import type { FastifyInstance } from "fastify";
-import { failingWebhooks, queueOverview } from "../../../services/overview.js";
+import { failingWebhooks, QUEUE_COUNT_LIMIT, queueOverview } from "../../../services/overview.js";
 import { RECIPIENT_STATES } from "../../../services/queue.js";
 import { html, time } from "../html.js";
 import type { DashboardDeps } from "../index.js";
@@ -31,9 +31,9 @@ export function registerOverview(app: FastifyInstance, deps: DashboardDeps): voi
     const body = html`
 <section aria-labelledby="h-queue"><h2 id="h-queue">Queue</h2>
 <ul class="tiles">
-<li><span class="n" id="queue-depth">${queue.pending}</span> recipients waiting</li>
-${pendingStates.map((s) => html`<li><span class="n">${queue.byState[s] ?? 0}</span> ${s}</li>`)}
-<li><span class="n">${queue.oldest ? age(now - queue.oldest.receivedAt) : "–"}</span> oldest waiting${
+<li><span class="n" id="queue-depth">${queue.complete ? queue.pending : `${QUEUE_COUNT_LIMIT.toLocaleString("en")}+`}</span> recipients waiting</li>
+${pendingStates.map((s) => html`<li><span class="n">${queue.byState[s] ?? 0}${queue.complete ? "" : "+"}</span> ${s}</li>`)}
+<li><span class="n">${queue.oldest ? age(now - queue.oldest.receivedAt) : "–"}</span> oldest waiting${queue.complete ? "" : ` (among the first ${QUEUE_COUNT_LIMIT.toLocaleString("en")} found)`}${
       queue.oldest
         ? html` (<a href="/messages/${queue.oldest.id}">${queue.oldest.id}</a>, ${time(queue.oldest.receivedAt)} UTC)`
         : ""
