@@ -10,7 +10,9 @@ import { deliveryConformance } from "./store-conformance-delivery.js";
 import { domainConformance } from "./store-conformance-domains.js";
 import { eventConformance } from "./store-conformance-events.js";
 import { lookupConformance } from "./store-conformance-lookups.js";
+import { scheduleConformance } from "./store-conformance-schedule.js";
 import { shapingConformance } from "./store-conformance-shaping.js";
+import { statsConformance } from "./store-conformance-stats.js";
 
 export function storeConformance(backend: string, openFresh: () => Promise<Store>): void {
   describe(`Store conformance: ${backend}`, () => {
@@ -159,6 +161,8 @@ export function storeConformance(backend: string, openFresh: () => Promise<Store
 
     // Events and webhooks (issue 5): an event per state change, in its transaction; endpoints.
     eventConformance(withStore);
+    statsConformance(withStore);
+    scheduleConformance(withStore);
     bounceConformance(withStore);
     lookupConformance(withStore);
   });

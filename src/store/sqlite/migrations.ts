@@ -313,4 +313,15 @@ export const MIGRATIONS: readonly string[] = [
     WHEN OLD.name IS NOT NEW.name
     BEGIN UPDATE lookup_version SET version = version + 1 WHERE id = 1; END;
   `,
+  // 10: GET /v1/stats (issue 9): an account's events by time, so counting a time range reads
+  // only that range's index entries (never the whole event log).
+  `
+  CREATE INDEX events_account_at ON events(account_id, at);
+  `,
+  // 11: scheduled send (issue 9): when a message is to be sent (its recipients are due then);
+  // the partial index finds the few scheduled messages for the queue counts.
+  `
+  ALTER TABLE messages ADD COLUMN send_at INTEGER;
+  CREATE INDEX messages_send_at ON messages(send_at) WHERE send_at IS NOT NULL;
+  `,
 ];
