@@ -131,7 +131,7 @@ describe("dashboard in a browser", { skip: existsSync(CHROMIUM) ? false : `no ${
     await page.getByLabel("API key").fill(key);
     await page.getByRole("button", { name: "Sign in" }).click();
     await page.getByRole("heading", { name: "Overview", level: 1 }).waitFor();
-    await shot("overview");
+    await page.getByRole("heading", { name: "Queue" }).waitFor();
   });
 
   it("shows a message sent through the API live, then its timeline", async () => {
@@ -228,6 +228,12 @@ describe("dashboard in a browser", { skip: existsSync(CHROMIUM) ? false : `no ${
     assert.ok(receiver.accepted().length > before);
     await page.reload();
     await shot("webhooks");
+    // The overview counts what happened: the stats charts and the queue, from the same services.
+    await page.getByRole("link", { name: "Overview" }).click();
+    const chart = await page.locator("svg.chart").first().getAttribute("aria-label");
+    assert.match(chart ?? "", /Last hour.*: [1-9]\d* accepted, [1-9]\d* delivered/);
+    assert.equal(await page.locator("#queue-depth").textContent(), "0");
+    await shot("overview");
   });
 
   it("shows hostile content as text and runs nothing", async () => {

@@ -221,6 +221,48 @@ describe("dashboard over HTTP", () => {
     );
   });
 
+  it("applies queue actions by filter and per message, within the session's account only", async () => {
+    const state = async () => {
+      const shown = await fetch(`${base}/v1/messages/${messageA}`, {
+        headers: { authorization: `Bearer ${adminA}` },
+      });
+      return ((await shown.json()) as { recipients: Array<{ state: string }> }).recipients[0]!.state;
+    };
+    const b = await signIn(base, adminB);
+    const none = await request(base, "/queue", {
+      cookie: b.cookie,
+      form: { _csrf: b.csrf, action: "hold", domain: "dest.example", state: "" },
+    });
+    assert.equal(none.status, 303);
+    assert.equal(await state(), "queued", "account B's bulk hold does not reach A's message");
+    const a = await signIn(base, adminA);
+    const held = await request(base, "/queue", {
+      cookie: a.cookie,
+      form: { _csrf: a.csrf, action: "hold", domain: "dest.example", state: "queued" },
+    });
+    assert.equal(held.status, 303);
+    assert.equal(await state(), "held");
+    const page = await request(base, "/messages", { cookie: a.cookie });
+    assert.match(page.text, /hold: 1 message matched, 1 recipient changed\./);
+    const released = await request(base, `/messages/${messageA}/release`, {
+      cookie: a.cookie,
+      form: { _csrf: a.csrf },
+    });
+    assert.equal(released.status, 303);
+    assert.equal(released.headers.get("location"), `/messages/${messageA}`);
+    assert.equal(await state(), "queued");
+    const bad = await request(base, "/queue", {
+      cookie: a.cookie,
+      form: { _csrf: a.csrf, action: "hold", domain: "", state: "" },
+      headers: { referer: `${base}/messages` },
+    });
+    assert.equal(bad.status, 303, "a refused change goes back to its page with the reason");
+    assert.match(
+      (await request(base, "/messages", { cookie: a.cookie })).text,
+      /class="flash error"[^>]*><p>give a domain, a state, or both/,
+    );
+  });
+
   it("refuses keys without a read scope, and ends sessions when their key is revoked", async () => {
     const refused = await request(base, "/login", { form: { key: sendOnly } });
     assert.equal(refused.status, 403);

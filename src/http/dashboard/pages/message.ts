@@ -1,6 +1,6 @@
 /**
  * One message: each recipient's state, the explanation sentence (src/services/explain.ts) and its
- * timeline of attempts with the remote replies; the queue actions (retry, hold, release, delete:
+ * timeline of attempts with the remote replies; the queue actions (retry, hold, release, cancel, delete:
  * the admin scope, as in the API); every header; the attachments; an HTML preview; the raw source.
  *
  * Security: the preview is the sender's HTML, served from /messages/:id/preview into an iframe
@@ -13,6 +13,7 @@ import PostalMime from "postal-mime";
 import { readHeaderSection } from "../../../message/headers.js";
 import { getMessageView, type RecipientView } from "../../../services/messages.js";
 import {
+  cancelMessage,
   deleteMessage,
   holdMessage,
   messageContent,
@@ -61,6 +62,7 @@ function actions(session: Session, id: string): Html {
 ${postButton(session, `${base}/retry`, "Retry now")}
 ${postButton(session, `${base}/hold`, "Hold")}
 ${postButton(session, `${base}/release`, "Release")}
+${postButton(session, `${base}/cancel`, "Cancel", {}, { confirm: "Drop every recipient not yet attempted (a scheduled send)?" })}
 ${postButton(session, `${base}/delete`, "Delete", {}, { confirm: "Drop every recipient not yet delivered?", danger: true })}
 </div></section>`;
 }
@@ -158,6 +160,7 @@ ${
     retry: (id: string, account: string) => retryMessages(ctx, { id }, account),
     hold: (id: string, account: string) => holdMessage(ctx, id, account),
     release: (id: string, account: string) => releaseMessage(ctx, id, account),
+    cancel: (id: string, account: string) => cancelMessage(ctx, id, account),
     delete: (id: string, account: string) => deleteMessage(ctx, id, account),
   } as const;
   for (const [action, run] of Object.entries(ACTIONS)) {

@@ -7,11 +7,13 @@ import type { FastifyInstance } from "fastify";
 import { PetrelError } from "../../../errors.js";
 import { searchMessages } from "../../../services/messages.js";
 import { RECIPIENT_STATES, requireMessage } from "../../../services/queue.js";
+import { BULK_ACTIONS, bulkQueueAction, parseBulkAction } from "../../../services/queue-bulk.js";
 import type { MessageSearchRow } from "../../../store/types.js";
 import { type Html, html, time } from "../html.js";
 import type { DashboardDeps } from "../index.js";
+import { csrfField } from "../layout.js";
 import { newestAccountEvent } from "../live.js";
-import { need, sessionOf } from "../session.js";
+import { back, can, need, type Session, sessionOf } from "../session.js";
 
 const PAGE = 50;
 
@@ -39,6 +41,18 @@ export function stateBadges(recipients: MessageSearchRow["recipients"]): Html {
 
 export function messageRow(m: MessageSearchRow): Html {
   return html`<tr data-id="${m.id}"><td><time datetime="${new Date(m.receivedAt).toISOString()}">${time(m.receivedAt)}</time></td><td><a href="/messages/${m.id}">${m.id}</a></td><td class="addr">${m.mailFrom}</td><td>${stateBadges(m.recipients)}</td><td>${m.categories.join(", ")}</td></tr>`;
+}
+
+/** Admin only (as POST /v1/queue/{action}): one action on every message matching a filter. */
+function bulkForm(session: Session): Html {
+  if (!can(session, "admin")) return html``;
+  return html`<details class="card"><summary>Queue action on every matching message</summary>
+<form method="post" action="/queue" class="row" data-confirm="Apply this action to every matching message?">${csrfField(session)}
+<label for="b-action">Action</label><select id="b-action" name="action">${BULK_ACTIONS.map((a) => html`<option>${a}</option>`)}</select>
+<label for="b-domain">Recipient domain</label><input id="b-domain" name="domain" placeholder="example.com" spellcheck="false">
+<label for="b-state">State</label><select id="b-state" name="state"><option value="">any</option>${RECIPIENT_STATES.filter((s) => s !== "scheduled").map((s) => html`<option>${s}</option>`)}</select>
+<button type="submit">Apply</button></form>
+<p class="hint">For example: release, domain example.com, state held. A domain, a state, or both.</p></details>`;
 }
 
 export function registerMessagesPage(app: FastifyInstance, deps: DashboardDeps): void {
@@ -78,6 +92,7 @@ export function registerMessagesPage(app: FastifyInstance, deps: DashboardDeps):
     }
     if (result.nextCursor) params.set("cursor", result.nextCursor);
     const body = html`
+${bulkForm(session)}
 <form method="get" action="/messages" class="search" role="search" aria-label="Search messages">
 <div><label for="f-id">Queue ID</label><input id="f-id" name="id" value="${id ?? ""}" spellcheck="false"></div>
 <div><label for="f-to">Recipient</label><input id="f-to" name="to" type="text" inputmode="email" value="${filter.to ?? ""}"></div>
@@ -100,5 +115,22 @@ ${live ? html`<p class="hint" id="live-status" aria-live="polite">New messages a
 ${result.messages.length === 0 && !id ? html`<p id="no-messages">No messages match.</p>` : ""}
 ${result.nextCursor ? html`<p><a href="/messages?${params.toString()}" rel="next">Older messages</a></p>` : ""}`;
     return deps.render(request, reply, "Messages", "/messages", body);
+  });
+
+  app.post("/queue", deps.signedIn, async (request, reply) => {
+    const session = sessionOf(request);
+    need(session, "admin");
+    const form = request.body as Record<string, unknown>;
+    const text = (name: string) => (typeof form[name] === "string" ? (form[name] as string) : undefined);
+    const result = await bulkQueueAction(
+      ctx,
+      parseBulkAction(text("action") ?? ""),
+      { domain: text("domain"), state: text("state") },
+      session.account,
+    );
+    return back(reply, session, "/messages", {
+      kind: "ok",
+      text: `${result.action}: ${result.messages} message${result.messages === 1 ? "" : "s"} matched, ${result.recipients} recipient${result.recipients === 1 ? "" : "s"} changed.`,
+    });
   });
 }

@@ -5,11 +5,33 @@
  * webhook endpoints failing. Every number is the session's account only.
  */
 import type { FastifyInstance } from "fastify";
-import { failingWebhooks, QUEUE_COUNT_LIMIT, queueOverview } from "../../../services/overview.js";
+import {
+  failingWebhooks,
+  QUEUE_COUNT_LIMIT,
+  type QueueOverview,
+  queueOverview,
+} from "../../../services/overview.js";
 import { RECIPIENT_STATES } from "../../../services/queue.js";
-import { html, time } from "../html.js";
+import { getStats, type Stats, type StatsCounts } from "../../../services/stats.js";
+import type { WebhookView } from "../../../services/webhooks.js";
+import { barChart, legend, lineChart, type Point, type SeriesName } from "../charts.js";
+import { type Html, html, time } from "../html.js";
 import type { DashboardDeps } from "../index.js";
 import { can, sessionOf } from "../session.js";
+
+function counts(c: StatsCounts): Record<SeriesName, number> {
+  return {
+    processed: c.processed,
+    delivered: c.delivered,
+    deferred: c.deferred,
+    bounced: c.bounced.total,
+    dropped: c.dropped.total,
+  };
+}
+
+function points(stats: Stats): Point[] {
+  return stats.buckets.map((b) => ({ start: Date.parse(b.start), ...counts(b) }));
+}
 
 function age(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
@@ -23,21 +45,53 @@ export function registerOverview(app: FastifyInstance, deps: DashboardDeps): voi
   app.get("/", deps.signedIn, async (request, reply) => {
     const session = sessionOf(request);
     const now = Date.now();
-    const [queue, failing] = await Promise.all([
-      queueOverview(ctx, session.account),
+    // Each part needs the scope of its API route: stats events.read, the queue messages.read.
+    const stats = can(session, "events.read");
+    const [hour, day, queue, failing] = await Promise.all([
+      // The last hour: from the start of the previous UTC hour (the stats buckets are whole hours).
+      stats
+        ? getStats(ctx, { account: session.account, interval: "hour", since: now - 3600_000, until: now })
+        : null,
+      stats
+        ? getStats(ctx, {
+            account: session.account,
+            interval: "hour",
+            since: now - 86_400_000 + 3600_000,
+            until: now,
+          })
+        : null,
+      can(session, "messages.read") ? queueOverview(ctx, session.account) : null,
       can(session, "webhooks.write") ? failingWebhooks(ctx, session.account) : Promise.resolve(null),
     ]);
-    const pendingStates = RECIPIENT_STATES.filter((s) => (queue.byState[s] ?? 0) > 0);
-    const body = html`
-<section aria-labelledby="h-queue"><h2 id="h-queue">Queue</h2>
+    const body = html`${hour && day ? activity(hour, day) : ""}${queue ? queueSection(queue, now) : ""}${failing ? hooksSection(failing) : ""}`;
+    return deps.render(request, reply, "Overview", "/", body);
+  });
+}
+
+function activity(hour: Stats, day: Stats): Html {
+  const hourLabel = `Since ${hour.since.slice(11, 16)} UTC`;
+  const totals = counts(day.totals);
+  return html`<section aria-labelledby="h-activity"><h2 id="h-activity">Activity</h2>
+${legend()}
+<div class="charts">
+<figure><figcaption>Last hour <span class="hint">(${hourLabel})</span></figcaption>${barChart(counts(hour.totals), `Last hour, ${hourLabel}`)}</figure>
+<figure><figcaption>Last 24 hours <span class="hint">(per hour, UTC)</span></figcaption>${lineChart(points(day), "Last 24 hours per hour")}</figure>
+</div>
+<p class="hint">Last 24 hours: ${totals.processed} accepted, ${totals.delivered} delivered, ${totals.deferred} deferrals, ${totals.bounced} bounced, ${totals.dropped} dropped (counted from the event log, as GET /v1/stats).</p>
+</section>`;
+}
+
+function queueSection(queue: QueueOverview, now: number): Html {
+  const pendingStates = RECIPIENT_STATES.filter((s) => (queue.byState[s] ?? 0) > 0);
+  return html`<section aria-labelledby="h-queue"><h2 id="h-queue">Queue</h2>
 <ul class="tiles">
 <li><span class="n" id="queue-depth">${queue.complete ? queue.pending : `${QUEUE_COUNT_LIMIT.toLocaleString("en")}+`}</span> recipients waiting</li>
 ${pendingStates.map((s) => html`<li><span class="n">${queue.byState[s] ?? 0}${queue.complete ? "" : "+"}</span> ${s}</li>`)}
 <li><span class="n">${queue.oldest ? age(now - queue.oldest.receivedAt) : "–"}</span> oldest waiting${queue.complete ? "" : ` (among the first ${QUEUE_COUNT_LIMIT.toLocaleString("en")} found)`}${
-      queue.oldest
-        ? html` (<a href="/messages/${queue.oldest.id}">${queue.oldest.id}</a>, ${time(queue.oldest.receivedAt)} UTC)`
-        : ""
-    }</li>
+    queue.oldest
+      ? html` (<a href="/messages/${queue.oldest.id}">${queue.oldest.id}</a>, ${time(queue.oldest.receivedAt)} UTC)`
+      : ""
+  }</li>
 <li><span class="n">${queue.backedOff.length}</span> destinations backed off</li>
 </ul>
 ${
@@ -48,11 +102,11 @@ ${
       )}</tbody></table></div>`
     : ""
 }
-</section>
-${
-  failing === null
-    ? ""
-    : html`<section aria-labelledby="h-hooks"><h2 id="h-hooks">Webhook endpoints failing</h2>
+</section>`;
+}
+
+function hooksSection(failing: readonly WebhookView[]): Html {
+  return html`<section aria-labelledby="h-hooks"><h2 id="h-hooks">Webhook endpoints failing</h2>
 ${
   failing.length === 0
     ? html`<p>None.</p>`
@@ -60,8 +114,5 @@ ${
         (w) =>
           html`<li><a href="/webhooks#w-${w.id}" class="mono">${w.url}</a> <span class="state s-${w.state === "disabled" ? "disabled" : "failing"}">${w.state === "disabled" ? "disabled" : `${w.failures} failures`}</span>${w.failingSince ? ` since ${time(w.failingSince)} UTC` : ""}</li>`,
       )}</ul>`
-}</section>`
-}`;
-    return deps.render(request, reply, "Overview", "/", body);
-  });
+}</section>`;
 }
