@@ -14,7 +14,7 @@ import {
 import { RECIPIENT_STATES } from "../../../services/queue.js";
 import { getStats, type Stats, type StatsCounts } from "../../../services/stats.js";
 import type { WebhookView } from "../../../services/webhooks.js";
-import { barChart, legend, lineChart, type Point, type SeriesName } from "../charts.js";
+import { barChart, legend, lineChart, type Point, SERIES, type SeriesName } from "../charts.js";
 import { type Html, html, time } from "../html.js";
 import type { DashboardDeps } from "../index.js";
 import { can, sessionOf } from "../session.js";
@@ -47,34 +47,31 @@ export function registerOverview(app: FastifyInstance, deps: DashboardDeps): voi
     const now = Date.now();
     // Each part needs the scope of its API route: stats events.read, the queue messages.read.
     const stats = can(session, "events.read");
-    const [hour, day, queue, failing] = await Promise.all([
-      // The last hour: from the start of the previous UTC hour (the stats buckets are whole hours).
+    const [day, queue, failing] = await Promise.all([
+      // The last 24 hours per UTC hour; the last hour is read from its newest two buckets.
       stats
-        ? getStats(ctx, { account: session.account, interval: "hour", since: now - 3600_000, until: now })
-        : null,
-      stats
-        ? getStats(ctx, {
-            account: session.account,
-            interval: "hour",
-            since: now - 86_400_000 + 3600_000,
-            until: now,
-          })
+        ? getStats(ctx, { account: session.account, interval: "hour", since: now - 86_400_000 + 3600_000, until: now })
         : null,
       can(session, "messages.read") ? queueOverview(ctx, session.account) : null,
       can(session, "webhooks.write") ? failingWebhooks(ctx, session.account) : Promise.resolve(null),
     ]);
-    const body = html`${hour && day ? activity(hour, day) : ""}${queue ? queueSection(queue, now) : ""}${failing ? hooksSection(failing) : ""}`;
+    const body = html`${day ? activity(day) : ""}${queue ? queueSection(queue, now) : ""}${failing ? hooksSection(failing) : ""}`;
     return deps.render(request, reply, "Overview", "/", body);
   });
 }
 
-function activity(hour: Stats, day: Stats): Html {
-  const hourLabel = `Since ${hour.since.slice(11, 16)} UTC`;
+function activity(day: Stats): Html {
+  const recent = day.buckets.slice(-2);
+  const hour = SERIES.reduce(
+    (sum, s) => Object.assign(sum, { [s]: recent.reduce((a, b) => a + counts(b)[s], 0) }),
+    {} as Record<SeriesName, number>,
+  );
+  const hourLabel = `since ${recent[0]?.start.slice(11, 16) ?? "–"} UTC`;
   const totals = counts(day.totals);
   return html`<section aria-labelledby="h-activity"><h2 id="h-activity">Activity</h2>
 ${legend()}
 <div class="charts">
-<figure><figcaption>Last hour <span class="hint">(${hourLabel})</span></figcaption>${barChart(counts(hour.totals), `Last hour, ${hourLabel}`)}</figure>
+<figure><figcaption>Last hour <span class="hint">(${hourLabel})</span></figcaption>${barChart(hour, `Last hour, ${hourLabel}`)}</figure>
 <figure><figcaption>Last 24 hours <span class="hint">(per hour, UTC)</span></figcaption>${lineChart(points(day), "Last 24 hours per hour")}</figure>
 </div>
 <p class="hint">Last 24 hours: ${totals.processed} accepted, ${totals.delivered} delivered, ${totals.deferred} deferrals, ${totals.bounced} bounced, ${totals.dropped} dropped (counted from the event log, as GET /v1/stats).</p>
