@@ -50,7 +50,12 @@ export function registerOverview(app: FastifyInstance, deps: DashboardDeps): voi
     const [day, queue, failing] = await Promise.all([
       // The last 24 hours per UTC hour; the last hour is read from its newest two buckets.
       stats
-        ? getStats(ctx, { account: session.account, interval: "hour", since: now - 86_400_000 + 3600_000, until: now })
+        ? getStats(ctx, {
+            account: session.account,
+            interval: "hour",
+            since: now - 86_400_000 + 3600_000,
+            until: now,
+          })
         : null,
       can(session, "messages.read") ? queueOverview(ctx, session.account) : null,
       can(session, "webhooks.write") ? failingWebhooks(ctx, session.account) : Promise.resolve(null),
