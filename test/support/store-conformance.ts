@@ -9,6 +9,7 @@ import { bounceConformance } from "./store-conformance-bounces.js";
 import { deliveryConformance } from "./store-conformance-delivery.js";
 import { domainConformance } from "./store-conformance-domains.js";
 import { eventConformance } from "./store-conformance-events.js";
+import { leaseConformance } from "./store-conformance-leases.js";
 import { shapingConformance } from "./store-conformance-shaping.js";
 
 export function storeConformance(backend: string, openFresh: () => Promise<Store>): void {
@@ -159,5 +160,6 @@ export function storeConformance(backend: string, openFresh: () => Promise<Store
     // Events and webhooks (issue 5): an event per state change, in its transaction; endpoints.
     eventConformance(withStore);
     bounceConformance(withStore);
+    leaseConformance(withStore);
   });
 }

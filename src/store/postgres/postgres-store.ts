@@ -14,6 +14,7 @@ import { ClaimWatermark } from "./claim-watermark.js";
 import { createPool, migrate, type Pool, type PostgresConnectionOptions } from "./connection.js";
 import { createDomainStore } from "./domains.js";
 import { createEventStore } from "./events.js";
+import { createLeaseStore } from "./leases.js";
 import { createMessageStore } from "./messages.js";
 import { createNodeStore } from "./nodes.js";
 import { type DueListener, QueueListener } from "./notify.js";
@@ -65,5 +66,6 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     ...createBounceStore(pool),
     ...createNodeStore(pool),
     ...createThrottleStore(pool),
+    ...createLeaseStore(relaxedPool),
   };
 }

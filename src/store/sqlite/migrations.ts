@@ -280,4 +280,31 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
   `,
+  // 9: cluster-wide limits (issue 8 item 4; store/types/leases.ts): connection slots per
+  // destination, named leases (webhook endpoints, periodic jobs), AUTH failures per address.
+  // SQLite has one serve per file, so these rows matter for one node; the tables are the same as
+  // PostgreSQL's so that both backends keep the same behaviour.
+  `
+  CREATE TABLE destination_slots (
+    destination TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    owner TEXT,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (destination, slot)
+  ) WITHOUT ROWID;
+  CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    ran_at INTEGER NOT NULL DEFAULT 0
+  ) WITHOUT ROWID;
+  CREATE TABLE auth_failures (
+    ip TEXT PRIMARY KEY,
+    window_start INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    locked_until INTEGER NOT NULL,
+    strike_until INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX auth_failures_locked ON auth_failures(locked_until);
+  `,
 ];

@@ -22,6 +22,7 @@ import { configureConnection, migrate } from "./connection.js";
 import { createDomainStore } from "./domains.js";
 import { EnqueueThread } from "./enqueue-thread.js";
 import { createEventStore } from "./events.js";
+import { createLeaseStore } from "./leases.js";
 import { createMessageStore } from "./messages.js";
 import { createNodeStore } from "./nodes.js";
 import { createQueueStore } from "./queue.js";
@@ -67,5 +68,6 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
     ...createBounceStore(db),
     ...createNodeStore(db),
     ...createThrottleStore(db),
+    ...createLeaseStore(db),
   };
 }
