@@ -23,6 +23,7 @@ import { type AuthGuard, AuthThrottle } from "../policy/auth-throttle.js";
 import { Spool } from "../queue/spool.js";
 import { BindError, SmtpServer } from "../smtp/server.js";
 import type { ListenerSpec } from "../smtp/types.js";
+import { withLookupCache } from "../store/lookup-cache.js";
 import { openStore } from "../store/open.js";
 import type { Store } from "../store/types.js";
 import { loadCertificate } from "./certificate.js";
@@ -79,7 +80,8 @@ export async function startPetrel(
     config.store.driver === "sqlite" ? lockDatabase(inDataDir(config, config.store.sqlite.file)) : undefined;
   let store: Store;
   try {
-    store = await openStore(config, { forServer: true });
+    // Issue 12: the per-message lookups from memory while nothing changed (lookup-cache.ts).
+    store = withLookupCache(await openStore(config, { forServer: true }));
   } catch (err) {
     lock?.release();
     throw err;

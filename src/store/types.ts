@@ -17,6 +17,7 @@ import type { BounceStore } from "./types/bounces.js";
 import type { DomainStore } from "./types/domains.js";
 import type { EventStore, WebhookStore } from "./types/events.js";
 import type { LeaseStore } from "./types/leases.js";
+import type { LookupVersionStore } from "./types/lookups.js";
 import type { MessageStore } from "./types/messages.js";
 import type { NodeStore } from "./types/nodes.js";
 import type { QueueStore } from "./types/queue.js";
@@ -29,6 +30,7 @@ export * from "./types/domains.js";
 export * from "./types/errors.js";
 export * from "./types/events.js";
 export * from "./types/leases.js";
+export * from "./types/lookups.js";
 export * from "./types/messages.js";
 export * from "./types/nodes.js";
 export * from "./types/queue.js";
@@ -46,6 +48,7 @@ export interface Store
     BounceStore,
     NodeStore,
     ThrottleStore,
+    LookupVersionStore,
     LeaseStore {
   readonly kind: "sqlite" | "postgres";
   close(): Promise<void>;

@@ -19,6 +19,8 @@ export interface RawSessionOptions {
   /** AUTH PLAIN with username apikey and this key. */
   readonly apiKey?: string;
   readonly ehloName?: string;
+  /** Local address to connect from (a loopback address such as 127.0.0.58: a client of its own). */
+  readonly localAddress?: string;
 }
 
 export interface RawMessage {
@@ -52,8 +54,12 @@ export class RawSmtpSession {
   static async open(options: RawSessionOptions): Promise<RawSmtpSession> {
     const host = options.host ?? "127.0.0.1";
     const socket = options.implicitTls
-      ? tls.connect({ host, port: options.port, ca: options.ca, servername: "localhost" })
-      : net.connect({ host, port: options.port });
+      ? tls.connect({
+          socket: net.connect({ host, port: options.port, localAddress: options.localAddress }),
+          ca: options.ca,
+          servername: "localhost",
+        })
+      : net.connect({ host, port: options.port, localAddress: options.localAddress });
     socket.setNoDelay(true);
     await new Promise<void>((resolve, reject) => {
       socket.once(options.implicitTls ? "secureConnect" : "connect", resolve);

@@ -10,6 +10,7 @@ import { deliveryConformance } from "./store-conformance-delivery.js";
 import { domainConformance } from "./store-conformance-domains.js";
 import { eventConformance } from "./store-conformance-events.js";
 import { leaseConformance } from "./store-conformance-leases.js";
+import { lookupConformance } from "./store-conformance-lookups.js";
 import { shapingConformance } from "./store-conformance-shaping.js";
 
 export function storeConformance(backend: string, openFresh: () => Promise<Store>): void {
@@ -160,6 +161,7 @@ export function storeConformance(backend: string, openFresh: () => Promise<Store
     // Events and webhooks (issue 5): an event per state change, in its transaction; endpoints.
     eventConformance(withStore);
     bounceConformance(withStore);
+    lookupConformance(withStore);
     leaseConformance(withStore);
   });
 }

@@ -8,7 +8,8 @@
  * Slots: a destination's rows 0..cap-1 are created once and then only updated. Acquiring is one
  * UPDATE of the lowest free row chosen with FOR UPDATE SKIP LOCKED, so two nodes asking at once
  * take different rows without waiting for each other; only when no row qualifies are the missing
- * rows inserted (ON CONFLICT DO NOTHING) and the UPDATE tried once more.
+ * rows inserted (ON CONFLICT DO NOTHING) and the UPDATE tried once more (three statements for a
+ * refusal, one for a slot taken in the steady state).
  */
 import type { AuthFailureRule, AuthLockout, HeldSlot, LeaseStore, SlotLease, SlotRequest } from "../types.js";
 import type { Pool, Row } from "./connection.js";
@@ -58,9 +59,10 @@ export function createLeaseStore(relaxedPool: Pool): LeaseStore {
       const values = [r.destination, r.cap, r.owner, r.now + r.leaseMs, r.now];
       const first = await pool.query(ACQUIRE, values);
       if (first.rows[0]) return Number(first.rows[0].slot);
-      // No free row: maybe the rows below the cap do not exist yet (a new destination, a cap raised).
-      const created = await pool.query(ENSURE, [r.destination, r.cap]);
-      if ((created.rowCount ?? 0) === 0) return null;
+      // No free row: maybe the rows below the cap do not exist yet (a new destination, a cap
+      // raised). Asked again even when this insert added none: a concurrent asker may have just
+      // created them (its insert committed before ours returned, on the primary key's lock).
+      await pool.query(ENSURE, [r.destination, r.cap]);
       const second = await pool.query(ACQUIRE, values);
       return second.rows[0] ? Number(second.rows[0].slot) : null;
     },

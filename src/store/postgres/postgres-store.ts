@@ -15,6 +15,7 @@ import { createPool, migrate, type Pool, type PostgresConnectionOptions } from "
 import { createDomainStore } from "./domains.js";
 import { createEventStore } from "./events.js";
 import { createLeaseStore } from "./leases.js";
+import { createLookupVersionStore } from "./lookups.js";
 import { createMessageStore } from "./messages.js";
 import { createNodeStore } from "./nodes.js";
 import { type DueListener, QueueListener } from "./notify.js";
@@ -66,6 +67,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     ...createBounceStore(pool),
     ...createNodeStore(pool),
     ...createThrottleStore(pool),
+    ...createLookupVersionStore(pool),
     ...createLeaseStore(relaxedPool),
   };
 }
