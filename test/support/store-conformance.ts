@@ -9,6 +9,7 @@ import { bounceConformance } from "./store-conformance-bounces.js";
 import { deliveryConformance } from "./store-conformance-delivery.js";
 import { domainConformance } from "./store-conformance-domains.js";
 import { eventConformance } from "./store-conformance-events.js";
+import { leaseConformance } from "./store-conformance-leases.js";
 import { lookupConformance } from "./store-conformance-lookups.js";
 import { scheduleConformance } from "./store-conformance-schedule.js";
 import { shapingConformance } from "./store-conformance-shaping.js";
@@ -165,5 +166,6 @@ export function storeConformance(backend: string, openFresh: () => Promise<Store
     scheduleConformance(withStore);
     bounceConformance(withStore);
     lookupConformance(withStore);
+    leaseConformance(withStore);
   });
 }
