@@ -66,6 +66,7 @@ export function registerLive(app: FastifyInstance, deps: DashboardDeps): void {
     res.write("retry: 2000\n\n");
     let timer: NodeJS.Timeout | undefined;
     let ended = false;
+    let quiet = 0;
     const end = () => {
       if (ended) return;
       ended = true;
@@ -106,7 +107,8 @@ export function registerLive(app: FastifyInstance, deps: DashboardDeps): void {
           }
           cursor = e.id;
         }
-        if (events.length === 0) res.write(": idle\n\n");
+        // A comment now and then keeps proxies from closing a quiet stream.
+        if (events.length === 0 && ++quiet % 15 === 0) res.write(": idle\n\n");
       } catch (err) {
         request.log.warn({ err }, "dashboard live stream poll failed");
       }
