@@ -56,6 +56,8 @@ export interface BounceListenerDeps {
     original: OriginalMessage,
     failed: readonly FailedRecipient[],
   ) => NewMessage | null;
+  /** Issue 8: a refusal at connect while the store is unreachable or the node drains (421). */
+  readonly refusal?: () => SmtpReply | undefined;
 }
 
 export interface BounceListener {
@@ -76,6 +78,8 @@ export function createBounceHooks(deps: BounceListenerDeps): SessionHooks<Peer> 
 
   return {
     async onConnect() {
+      const refusal = deps.refusal?.();
+      if (refusal) return { ok: false, reply: refusal };
       return { ok: true, user: { kind: "mx" } };
     },
     async onAuth() {
@@ -311,6 +315,7 @@ export async function startBounces(
   store: Store,
   logger: Logger,
   tls: BounceListenerDeps["tls"],
+  refusal?: BounceListenerDeps["refusal"],
 ): Promise<BounceListener | undefined> {
   if (!config.bounces.listener.enabled) return undefined;
   return startBounceListener({
@@ -324,5 +329,6 @@ export async function startBounces(
       ? (original, failed) =>
           dsnMessage({ hostname: config.hostname, lifetimeMs: config.queue.maxLifetimeMs }, original, failed)
       : undefined,
+    refusal,
   });
 }

@@ -16,6 +16,8 @@ import type { AccountStore } from "./types/accounts.js";
 import type { BounceStore } from "./types/bounces.js";
 import type { DomainStore } from "./types/domains.js";
 import type { EventStore, WebhookStore } from "./types/events.js";
+import type { LeaseStore } from "./types/leases.js";
+import type { LookupVersionStore } from "./types/lookups.js";
 import type { MessageStore } from "./types/messages.js";
 import type { NodeStore } from "./types/nodes.js";
 import type { QueueStore } from "./types/queue.js";
@@ -27,6 +29,8 @@ export * from "./types/bounces.js";
 export * from "./types/domains.js";
 export * from "./types/errors.js";
 export * from "./types/events.js";
+export * from "./types/leases.js";
+export * from "./types/lookups.js";
 export * from "./types/messages.js";
 export * from "./types/nodes.js";
 export * from "./types/queue.js";
@@ -43,7 +47,9 @@ export interface Store
     SuppressionStore,
     BounceStore,
     NodeStore,
-    ThrottleStore {
+    ThrottleStore,
+    LookupVersionStore,
+    LeaseStore {
   readonly kind: "sqlite" | "postgres";
   close(): Promise<void>;
 }

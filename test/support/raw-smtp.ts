@@ -19,6 +19,8 @@ export interface RawSessionOptions {
   /** AUTH PLAIN with username apikey and this key. */
   readonly apiKey?: string;
   readonly ehloName?: string;
+  /** Local address to connect from (a loopback address such as 127.0.0.58: a client of its own). */
+  readonly localAddress?: string;
 }
 
 export interface RawMessage {
@@ -52,8 +54,12 @@ export class RawSmtpSession {
   static async open(options: RawSessionOptions): Promise<RawSmtpSession> {
     const host = options.host ?? "127.0.0.1";
     const socket = options.implicitTls
-      ? tls.connect({ host, port: options.port, ca: options.ca, servername: "localhost" })
-      : net.connect({ host, port: options.port });
+      ? tls.connect({
+          socket: net.connect({ host, port: options.port, localAddress: options.localAddress }),
+          ca: options.ca,
+          servername: "localhost",
+        })
+      : net.connect({ host, port: options.port, localAddress: options.localAddress });
     socket.setNoDelay(true);
     await new Promise<void>((resolve, reject) => {
       socket.once(options.implicitTls ? "secureConnect" : "connect", resolve);
@@ -119,6 +125,11 @@ export class RawSmtpSession {
   async command(line: string, expectCode?: number): Promise<Reply> {
     this.socket.write(`${line}\r\n`);
     return expectCode === undefined ? this.next() : this.expect(expectCode);
+  }
+
+  /** The next reply without sending anything (e.g. a server's unsolicited 421 at shutdown). */
+  readReply(): Promise<Reply> {
+    return this.next();
   }
 
   async quit(): Promise<void> {

@@ -2,8 +2,9 @@
  * Accounts and API keys in PostgreSQL (Store part AccountStore; sqlite/accounts.ts is its twin).
  * Keys are stored as hashes only; a name identifies one active key (revoked keys keep theirs).
  */
+import { toAccount, toApiKey } from "../account-rows.js";
 import type { Account, AccountStore, ApiKey, NewApiKey } from "../types.js";
-import { conflictOr, type Pool, type Row } from "./connection.js";
+import { conflictOr, type Pool } from "./connection.js";
 
 const API_KEY_SELECT = `SELECT k.id, k.account_id, a.name AS account_name, k.name, k.prefix, k.created_at,
   k.last_used_at, k.revoked_at, k.scopes FROM api_keys k JOIN accounts a ON a.id = k.account_id`;
@@ -90,25 +91,5 @@ export function createAccountStore(pool: Pool): AccountStore {
         [uses.map((u) => u.id), uses.map((u) => u.at)],
       );
     },
-  };
-}
-
-function toAccount(row: Row): Account {
-  return { id: Number(row.id), name: String(row.name), createdAt: Number(row.created_at) };
-}
-
-function toApiKey(row: Row): ApiKey {
-  return {
-    id: Number(row.id),
-    accountId: Number(row.account_id),
-    accountName: String(row.account_name),
-    name: String(row.name),
-    prefix: String(row.prefix),
-    createdAt: Number(row.created_at),
-    lastUsedAt: (row.last_used_at as number | null) ?? null,
-    revokedAt: (row.revoked_at as number | null) ?? null,
-    scopes: String(row.scopes ?? "mail.send")
-      .split(",")
-      .filter((s) => s !== ""),
   };
 }

@@ -10,12 +10,17 @@
  * Security: private keys are read only by getSigningKeys() and getDkimPrivateKey().
  */
 import { domainOf, normalizeAddress } from "../../address.js";
-import { describeTransition, nextStatus, parseChecks } from "../domain-status.js";
+import {
+  toDkimKeyInfo,
+  toDomain,
+  toDomainDetail,
+  toDomainEvent,
+  toSender,
+  toSigningKeys,
+} from "../domain-rows.js";
+import { describeTransition, nextStatus } from "../domain-status.js";
 import type {
   DkimKeyInfo,
-  DkimKeyKindName,
-  DkimKeyState,
-  DkimSigningKey,
   DomainCheck,
   DomainCheckChange,
   DomainEvent,
@@ -201,12 +206,7 @@ export function createDomainStore(pool: Pool): DomainStore {
       );
       const row = rows[0];
       if (!row) return undefined;
-      return {
-        ...toDomain(row),
-        dkimGeneration: Number(row.dkim_generation),
-        verifiedAt: (row.verified_at as number | null) ?? null,
-        lastCheck: parseChecks(row.last_check),
-      };
+      return toDomainDetail(row);
     },
 
     async addDkimKeys(domain: string, generation: number, keys: readonly NewDkimKey[]): Promise<void> {
@@ -229,18 +229,7 @@ export function createDomainStore(pool: Pool): DomainStore {
         `SELECT ${KEY_INFO} WHERE d.domain = $1 ORDER BY k.generation, k.id`,
         [domain.toLowerCase()],
       );
-      return rows.map((r) => ({
-        id: Number(r.id),
-        domain: String(r.domain),
-        selector: String(r.selector),
-        kind: r.kind as DkimKeyKindName,
-        publicKey: String(r.public_key),
-        state: r.state as DkimKeyState,
-        generation: Number(r.generation),
-        createdAt: Number(r.created_at),
-        activatedAt: (r.activated_at as number | null) ?? null,
-        retiredAt: (r.retired_at as number | null) ?? null,
-      }));
+      return rows.map(toDkimKeyInfo);
     },
 
     async getSigningKeys(domain: string): Promise<SigningKeys | undefined> {
@@ -252,16 +241,7 @@ export function createDomainStore(pool: Pool): DomainStore {
                WHERE d.domain = $1 ORDER BY k.kind COLLATE "C" DESC, k.id`,
         values: [domain.toLowerCase()],
       });
-      if (rows.length === 0) return undefined;
-      const keys: DkimSigningKey[] = rows
-        .filter((r) => r.id !== null)
-        .map((r) => ({
-          id: Number(r.id),
-          selector: String(r.selector),
-          kind: r.kind as DkimKeyKindName,
-          privateKeyPem: String(r.private_key),
-        }));
-      return { status: rows[0].status as DomainStatus, keys };
+      return toSigningKeys(rows);
     },
 
     async getDkimPrivateKey(domain: string, selector: string): Promise<string | undefined> {
@@ -366,35 +346,7 @@ export function createDomainStore(pool: Pool): DomainStore {
          JOIN sender_domains d ON d.id = e.domain_id WHERE d.domain = $1 ORDER BY e.id DESC LIMIT $2`,
         [domain.toLowerCase(), limit],
       );
-      return rows.map((r) => ({
-        domain: String(r.domain),
-        at: Number(r.at),
-        fromStatus: r.from_status as DomainStatus,
-        toStatus: r.to_status as DomainStatus,
-        detail: String(r.detail),
-      }));
+      return rows.map(toDomainEvent);
     },
-  };
-}
-
-function toDomain(row: Row): SenderDomain {
-  return {
-    id: Number(row.id),
-    accountId: Number(row.account_id),
-    accountName: String(row.account_name),
-    domain: String(row.domain),
-    status: row.status as SenderDomain["status"],
-    createdAt: Number(row.created_at),
-    lastCheckedAt: (row.last_checked_at as number | null) ?? null,
-  };
-}
-
-function toSender(row: Row): SingleSender {
-  return {
-    id: Number(row.id),
-    accountId: Number(row.account_id),
-    accountName: String(row.account_name),
-    address: String(row.address),
-    createdAt: Number(row.created_at),
   };
 }

@@ -270,4 +270,90 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
   `,
+  // 5: SQLite version 9 (issue 12): the lookup version, changed by row triggers only when a
+  // looked-up column changes (recording a key's last use or a domain check's details does not).
+  `
+  CREATE TABLE lookup_version (id integer PRIMARY KEY CHECK (id = 1), version bigint NOT NULL);
+  INSERT INTO lookup_version (id, version) VALUES (1, 0);
+  CREATE FUNCTION petrel_bump_lookup_version() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    UPDATE lookup_version SET version = version + 1 WHERE id = 1;
+    RETURN NULL;
+  END
+  $$;
+  CREATE TRIGGER sender_domains_lookup_write AFTER INSERT OR DELETE ON sender_domains
+    FOR EACH ROW EXECUTE FUNCTION petrel_bump_lookup_version();
+  CREATE TRIGGER sender_domains_lookup_update AFTER UPDATE ON sender_domains FOR EACH ROW
+    WHEN (OLD.account_id IS DISTINCT FROM NEW.account_id OR OLD.domain IS DISTINCT FROM NEW.domain OR OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION petrel_bump_lookup_version();
+  CREATE TRIGGER single_senders_lookup_write AFTER INSERT OR DELETE ON single_senders
+    FOR EACH ROW EXECUTE FUNCTION petrel_bump_lookup_version();
+  CREATE TRIGGER single_senders_lookup_update AFTER UPDATE ON single_senders FOR EACH ROW
+    WHEN (OLD.account_id IS DISTINCT FROM NEW.account_id OR OLD.address IS DISTINCT FROM NEW.address)
+    EXECUTE FUNCTION petrel_bump_lookup_version();
+  CREATE TRIGGER dkim_keys_lookup_write AFTER INSERT OR DELETE ON dkim_keys
+    FOR EACH ROW EXECUTE FUNCTION petrel_bump_lookup_version();
+  CREATE TRIGGER dkim_keys_lookup_update AFTER UPDATE ON dkim_keys FOR EACH ROW
+    WHEN (OLD.domain_id IS DISTINCT FROM NEW.domain_id OR OLD.selector IS DISTINCT FROM NEW.selector OR OLD.kind IS DISTINCT FROM NEW.kind OR OLD.state IS DISTINCT FROM NEW.state OR OLD.private_key IS DISTINCT FROM NEW.private_key)
+    EXECUTE FUNCTION petrel_bump_lookup_version();
+  CREATE TRIGGER api_keys_lookup_write AFTER INSERT OR DELETE ON api_keys
+    FOR EACH ROW EXECUTE FUNCTION petrel_bump_lookup_version();
+  CREATE TRIGGER api_keys_lookup_update AFTER UPDATE ON api_keys FOR EACH ROW
+    WHEN (OLD.account_id IS DISTINCT FROM NEW.account_id OR OLD.hash IS DISTINCT FROM NEW.hash OR OLD.name IS DISTINCT FROM NEW.name OR OLD.revoked_at IS DISTINCT FROM NEW.revoked_at OR OLD.scopes IS DISTINCT FROM NEW.scopes)
+    EXECUTE FUNCTION petrel_bump_lookup_version();
+  CREATE TRIGGER accounts_lookup_write AFTER INSERT OR DELETE ON accounts
+    FOR EACH ROW EXECUTE FUNCTION petrel_bump_lookup_version();
+  CREATE TRIGGER accounts_lookup_update AFTER UPDATE ON accounts FOR EACH ROW
+    WHEN (OLD.name IS DISTINCT FROM NEW.name)
+    EXECUTE FUNCTION petrel_bump_lookup_version();
+  `,
+  // 6: SQLite version 10: GET /v1/stats (issue 9) counts an account's events in a time range.
+  `
+  CREATE INDEX events_account_at ON events(account_id, at);
+  `,
+  // 7: SQLite version 11: scheduled send (issue 9).
+  `
+  ALTER TABLE messages ADD COLUMN send_at bigint;
+  CREATE INDEX messages_send_at ON messages(send_at) WHERE send_at IS NOT NULL;
+  `,
+  // 8: SQLite version 12: cluster-wide limits (issue 8 item 4; store/types/leases.ts). The slot
+  // rows stay once created (given back = owner NULL, expires_at 0) so that acquiring is one
+  // UPDATE with SKIP LOCKED; their updates touch no indexed column, so they are HOT updates.
+  `
+  CREATE TABLE destination_slots (
+    destination text COLLATE "C" NOT NULL,
+    slot integer NOT NULL,
+    owner text,
+    expires_at bigint NOT NULL,
+    PRIMARY KEY (destination, slot)
+  );
+  CREATE TABLE leases (
+    name text COLLATE "C" PRIMARY KEY,
+    owner text NOT NULL,
+    expires_at bigint NOT NULL,
+    ran_at bigint NOT NULL DEFAULT 0
+  );
+  CREATE TABLE auth_failures (
+    ip text COLLATE "C" PRIMARY KEY,
+    window_start bigint NOT NULL,
+    failures integer NOT NULL,
+    locked_until bigint NOT NULL,
+    strike_until bigint NOT NULL
+  );
+  CREATE INDEX auth_failures_locked ON auth_failures(locked_until);
+  `,
+  // 9: SQLite version 13: the node registry (issue 8 item 5, `petrel nodes`).
+  `
+  CREATE TABLE nodes (
+    id text PRIMARY KEY,
+    name text NOT NULL,
+    version text NOT NULL,
+    pid integer NOT NULL,
+    started_at bigint NOT NULL,
+    heartbeat_at bigint NOT NULL,
+    state text NOT NULL,
+    connections integer NOT NULL,
+    deliveries integer NOT NULL
+  );
+  `,
 ];

@@ -14,6 +14,8 @@ import { ClaimWatermark } from "./claim-watermark.js";
 import { createPool, migrate, type Pool, type PostgresConnectionOptions } from "./connection.js";
 import { createDomainStore } from "./domains.js";
 import { createEventStore } from "./events.js";
+import { createLeaseStore } from "./leases.js";
+import { createLookupVersionStore } from "./lookups.js";
 import { createMessageStore } from "./messages.js";
 import { createNodeStore } from "./nodes.js";
 import { type DueListener, QueueListener } from "./notify.js";
@@ -65,5 +67,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     ...createBounceStore(pool, (at) => watermark.lower(at)),
     ...createNodeStore(pool),
     ...createThrottleStore(pool),
+    ...createLookupVersionStore(pool),
+    ...createLeaseStore(relaxedPool),
   };
 }

@@ -4,6 +4,7 @@
  * the record). better-sqlite3 is synchronous: the methods are async only for the interface.
  */
 import type Database from "better-sqlite3";
+import { toAccount, toApiKey } from "../account-rows.js";
 import type { Account, AccountStore, ApiKey, NewApiKey } from "../types.js";
 import { StoreConflictError } from "../types.js";
 
@@ -90,26 +91,6 @@ export function createAccountStore(db: Database.Database): AccountStore {
     async recordApiKeyUse(uses: ReadonlyArray<{ readonly id: number; readonly at: number }>): Promise<void> {
       touchKeys(uses);
     },
-  };
-}
-
-function toAccount(row: Row): Account {
-  return { id: Number(row.id), name: String(row.name), createdAt: Number(row.created_at) };
-}
-
-function toApiKey(row: Row): ApiKey {
-  return {
-    id: Number(row.id),
-    accountId: Number(row.account_id),
-    accountName: String(row.account_name),
-    name: String(row.name),
-    prefix: String(row.prefix),
-    createdAt: Number(row.created_at),
-    lastUsedAt: (row.last_used_at as number | null) ?? null,
-    revokedAt: (row.revoked_at as number | null) ?? null,
-    scopes: String(row.scopes ?? "mail.send")
-      .split(",")
-      .filter((s) => s !== ""),
   };
 }
 

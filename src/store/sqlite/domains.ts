@@ -14,12 +14,17 @@
  */
 import type Database from "better-sqlite3";
 import { domainOf, normalizeAddress } from "../../address.js";
-import { describeTransition, nextStatus, parseChecks } from "../domain-status.js";
+import {
+  toDkimKeyInfo,
+  toDomain,
+  toDomainDetail,
+  toDomainEvent,
+  toSender,
+  toSigningKeys,
+} from "../domain-rows.js";
+import { describeTransition, nextStatus } from "../domain-status.js";
 import type {
   DkimKeyInfo,
-  DkimKeyKindName,
-  DkimKeyState,
-  DkimSigningKey,
   DomainCheck,
   DomainCheckChange,
   DomainEvent,
@@ -234,12 +239,7 @@ export function createDomainStore(db: Database.Database): DomainStore {
         | undefined;
       const detail = s.detail.get(domain.toLowerCase()) as Row | undefined;
       if (!row || !detail) return undefined;
-      return {
-        ...toDomain(row),
-        dkimGeneration: Number(detail.dkim_generation),
-        verifiedAt: (detail.verified_at as number | null) ?? null,
-        lastCheck: parseChecks(detail.last_check),
-      };
+      return toDomainDetail(row, detail);
     },
 
     async addDkimKeys(domain: string, generation: number, keys: readonly NewDkimKey[]): Promise<void> {
@@ -255,32 +255,12 @@ export function createDomainStore(db: Database.Database): DomainStore {
     },
 
     async listDkimKeys(domain: string): Promise<DkimKeyInfo[]> {
-      return (s.listKeys.all(domain.toLowerCase()) as Row[]).map((r) => ({
-        id: Number(r.id),
-        domain: String(r.domain),
-        selector: String(r.selector),
-        kind: r.kind as DkimKeyKindName,
-        publicKey: String(r.public_key),
-        state: r.state as DkimKeyState,
-        generation: Number(r.generation),
-        createdAt: Number(r.created_at),
-        activatedAt: (r.activated_at as number | null) ?? null,
-        retiredAt: (r.retired_at as number | null) ?? null,
-      }));
+      return (s.listKeys.all(domain.toLowerCase()) as Row[]).map(toDkimKeyInfo);
     },
 
     async getSigningKeys(domain: string): Promise<SigningKeys | undefined> {
       const rows = s.signing.all(domain.toLowerCase()) as Row[];
-      if (rows.length === 0) return undefined;
-      const keys: DkimSigningKey[] = rows
-        .filter((r) => r.id !== null)
-        .map((r) => ({
-          id: Number(r.id),
-          selector: String(r.selector),
-          kind: r.kind as DkimKeyKindName,
-          privateKeyPem: String(r.private_key),
-        }));
-      return { status: rows[0]!.status as DomainStatus, keys };
+      return toSigningKeys(rows);
     },
 
     async getDkimPrivateKey(domain: string, selector: string): Promise<string | undefined> {
@@ -341,36 +321,8 @@ export function createDomainStore(db: Database.Database): DomainStore {
     },
 
     async listDomainEvents(domain: string, limit = 50): Promise<DomainEvent[]> {
-      return (s.events.all(domain.toLowerCase(), limit) as Row[]).map((r) => ({
-        domain: String(r.domain),
-        at: Number(r.at),
-        fromStatus: r.from_status as DomainStatus,
-        toStatus: r.to_status as DomainStatus,
-        detail: String(r.detail),
-      }));
+      return (s.events.all(domain.toLowerCase(), limit) as Row[]).map(toDomainEvent);
     },
-  };
-}
-
-function toDomain(row: Row): SenderDomain {
-  return {
-    id: Number(row.id),
-    accountId: Number(row.account_id),
-    accountName: String(row.account_name),
-    domain: String(row.domain),
-    status: row.status as SenderDomain["status"],
-    createdAt: Number(row.created_at),
-    lastCheckedAt: (row.last_checked_at as number | null) ?? null,
-  };
-}
-
-function toSender(row: Row): SingleSender {
-  return {
-    id: Number(row.id),
-    accountId: Number(row.account_id),
-    accountName: String(row.account_name),
-    address: String(row.address),
-    createdAt: Number(row.created_at),
   };
 }
 

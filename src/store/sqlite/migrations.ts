@@ -280,4 +280,90 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
   `,
+  // 9: issue 12 — the lookup version: any change to what accepting a message looks up (sender
+  // identities, domain statuses, signing keys, API keys) changes it, in the writer's transaction,
+  // so the server's in-memory copies (src/store/lookup-cache.ts) are never stale. Updates count
+  // only when a looked-up column changes (a domain check rewriting the same status does not).
+  `
+  CREATE TABLE lookup_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+  INSERT INTO lookup_version (id, version) VALUES (1, 0);
+  CREATE TRIGGER sender_domains_lookup_insert AFTER INSERT ON sender_domains BEGIN UPDATE lookup_version SET version = version + 1 WHERE id = 1; END;
+  CREATE TRIGGER sender_domains_lookup_delete AFTER DELETE ON sender_domains BEGIN UPDATE lookup_version SET version = version + 1 WHERE id = 1; END;
+  CREATE TRIGGER sender_domains_lookup_update AFTER UPDATE ON sender_domains
+    WHEN OLD.account_id IS NOT NEW.account_id OR OLD.domain IS NOT NEW.domain OR OLD.status IS NOT NEW.status
+    BEGIN UPDATE lookup_version SET version = version + 1 WHERE id = 1; END;
+  CREATE TRIGGER single_senders_lookup_insert AFTER INSERT ON single_senders BEGIN UPDATE lookup_version SET version = version + 1 WHERE id = 1; END;
+  CREATE TRIGGER single_senders_lookup_delete AFTER DELETE ON single_senders BEGIN UPDATE lookup_version SET version = version + 1 WHERE id = 1; END;
+  CREATE TRIGGER single_senders_lookup_update AFTER UPDATE ON single_senders
+    WHEN OLD.account_id IS NOT NEW.account_id OR OLD.address IS NOT NEW.address
+    BEGIN UPDATE lookup_version SET version = version + 1 WHERE id = 1; END;
+  CREATE TRIGGER dkim_keys_lookup_insert AFTER INSERT ON dkim_keys BEGIN UPDATE lookup_version SET version = version + 1 WHERE id = 1; END;
+  CREATE TRIGGER dkim_keys_lookup_delete AFTER DELETE ON dkim_keys BEGIN UPDATE lookup_version SET version = version + 1 WHERE id = 1; END;
+  CREATE TRIGGER dkim_keys_lookup_update AFTER UPDATE ON dkim_keys
+    WHEN OLD.domain_id IS NOT NEW.domain_id OR OLD.selector IS NOT NEW.selector OR OLD.kind IS NOT NEW.kind OR OLD.state IS NOT NEW.state OR OLD.private_key IS NOT NEW.private_key
+    BEGIN UPDATE lookup_version SET version = version + 1 WHERE id = 1; END;
+  CREATE TRIGGER api_keys_lookup_insert AFTER INSERT ON api_keys BEGIN UPDATE lookup_version SET version = version + 1 WHERE id = 1; END;
+  CREATE TRIGGER api_keys_lookup_delete AFTER DELETE ON api_keys BEGIN UPDATE lookup_version SET version = version + 1 WHERE id = 1; END;
+  CREATE TRIGGER api_keys_lookup_update AFTER UPDATE ON api_keys
+    WHEN OLD.account_id IS NOT NEW.account_id OR OLD.hash IS NOT NEW.hash OR OLD.name IS NOT NEW.name OR OLD.revoked_at IS NOT NEW.revoked_at OR OLD.scopes IS NOT NEW.scopes
+    BEGIN UPDATE lookup_version SET version = version + 1 WHERE id = 1; END;
+  CREATE TRIGGER accounts_lookup_insert AFTER INSERT ON accounts BEGIN UPDATE lookup_version SET version = version + 1 WHERE id = 1; END;
+  CREATE TRIGGER accounts_lookup_delete AFTER DELETE ON accounts BEGIN UPDATE lookup_version SET version = version + 1 WHERE id = 1; END;
+  CREATE TRIGGER accounts_lookup_update AFTER UPDATE ON accounts
+    WHEN OLD.name IS NOT NEW.name
+    BEGIN UPDATE lookup_version SET version = version + 1 WHERE id = 1; END;
+  `,
+  // 10: GET /v1/stats (issue 9): an account's events by time, so counting a time range reads
+  // only that range's index entries (never the whole event log).
+  `
+  CREATE INDEX events_account_at ON events(account_id, at);
+  `,
+  // 11: scheduled send (issue 9): when a message is to be sent (its recipients are due then);
+  // the partial index finds the few scheduled messages for the queue counts.
+  `
+  ALTER TABLE messages ADD COLUMN send_at INTEGER;
+  CREATE INDEX messages_send_at ON messages(send_at) WHERE send_at IS NOT NULL;
+  `,
+  // 12: cluster-wide limits (issue 8 item 4; store/types/leases.ts): connection slots per
+  // destination, named leases (webhook endpoints, periodic jobs), AUTH failures per address.
+  // SQLite has one serve per file, so these rows matter for one node; the tables are the same as
+  // PostgreSQL's so that both backends keep the same behaviour.
+  `
+  CREATE TABLE destination_slots (
+    destination TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    owner TEXT,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (destination, slot)
+  ) WITHOUT ROWID;
+  CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    ran_at INTEGER NOT NULL DEFAULT 0
+  ) WITHOUT ROWID;
+  CREATE TABLE auth_failures (
+    ip TEXT PRIMARY KEY,
+    window_start INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    locked_until INTEGER NOT NULL,
+    strike_until INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX auth_failures_locked ON auth_failures(locked_until);
+  `,
+  // 13: the node registry (issue 8 item 5): one row per running `petrel serve`, refreshed by its
+  // heartbeat and deleted at a clean stop; a killed run's row stays until it is old (stale).
+  `
+  CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    connections INTEGER NOT NULL,
+    deliveries INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];

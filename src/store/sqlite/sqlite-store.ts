@@ -22,6 +22,8 @@ import { configureConnection, migrate } from "./connection.js";
 import { createDomainStore } from "./domains.js";
 import { EnqueueThread } from "./enqueue-thread.js";
 import { createEventStore } from "./events.js";
+import { createLeaseStore } from "./leases.js";
+import { createLookupVersionStore } from "./lookups.js";
 import { createMessageStore } from "./messages.js";
 import { createNodeStore } from "./nodes.js";
 import { createQueueStore } from "./queue.js";
@@ -67,5 +69,7 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
     ...createBounceStore(db),
     ...createNodeStore(db),
     ...createThrottleStore(db),
+    ...createLookupVersionStore(db),
+    ...createLeaseStore(db),
   };
 }

@@ -1,0 +1,13 @@
+/**
+ * Store part: the version of what the per-message lookups read (issue 12). Accepting a message
+ * reads the account's sender identities and domain statuses, the From domain's signing keys and,
+ * per connection, the API key; they change rarely (an operator's command), so `petrel serve`
+ * keeps them in memory (src/store/lookup-cache.ts) and asks only this one number per lookup.
+ * Triggers in the schema change it in the same transaction as any write to those tables, from
+ * any process or node, so a revoked key or a removed domain is never served from the cache.
+ */
+
+export interface LookupVersionStore {
+  /** Changes (increases) whenever sender domains, single senders, DKIM keys, API keys or accounts change. */
+  lookupVersion(): Promise<number>;
+}
