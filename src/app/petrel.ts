@@ -19,7 +19,7 @@ import { WebhookDispatcher } from "../events/webhook-dispatcher.js";
 import { HttpMetrics } from "../http/metrics.js";
 import { httpTls, type RunningHttp, startHttp } from "../http/server.js";
 import type { Logger, LogStats } from "../log.js";
-import { AuthThrottle } from "../policy/auth-throttle.js";
+import { type AuthGuard, AuthThrottle } from "../policy/auth-throttle.js";
 import { Spool } from "../queue/spool.js";
 import { BindError, SmtpServer } from "../smtp/server.js";
 import type { ListenerSpec } from "../smtp/types.js";
@@ -28,8 +28,10 @@ import { openStore } from "../store/open.js";
 import type { Store } from "../store/types.js";
 import { loadCertificate } from "./certificate.js";
 import { Idempotency } from "./idempotency.js";
+import { jobTurns } from "./job-turns.js";
 import { NodeRegistry } from "./node-registry.js";
 import { lockDatabase } from "./serve-lock.js";
+import { SharedAuthThrottle } from "./shared-auth-throttle.js";
 import { createSubmissionHooks, type Submitter } from "./submission.js";
 
 export interface StartOptions {
@@ -123,11 +125,18 @@ async function startWithStore(
   }
   const certificate = await loadCertificate(config, logger);
   const spool = new Spool(store, { maxBatch: config.queue.maxBatch });
-  const throttle = new AuthThrottle({
+  const authRule = {
     maxFailures: config.auth.maxFailures,
     windowMs: config.auth.failureWindowMs,
     lockoutMs: config.auth.lockoutMs,
-  });
+  };
+  // Issue 8 item 4: on PostgreSQL an address's AUTH failures count across every node.
+  const shared =
+    store.kind === "postgres"
+      ? new SharedAuthThrottle({ store, rule: authRule, logger: logger.child({ component: "auth" }) })
+      : undefined;
+  shared?.start();
+  const throttle: AuthGuard = shared ?? new AuthThrottle(authRule);
 
   // "Last used" is bookkeeping, not worth an fsync per AUTH: coalesce and write every 30 s.
   const keyUses = new Map<number, number>();
@@ -297,13 +306,17 @@ async function startWithStore(
       store,
       config: config.events.webhooks,
       logger: logger.child({ component: "webhooks" }),
+      node: config.hostname,
     });
     webhooks.start();
   }
-  const retention = startEventRetention(store, config.events, logger);
+  // Issue 8 item 4: periodic jobs take turns through the store, once per cluster.
+  const turns = jobTurns(store, config.hostname, logger);
+  const retention = startEventRetention(store, config.events, logger, turns);
   // ── end events and webhooks ──
   const rechecker = startDomainRechecker(domains, store, logger, {
     intervalMs: config.domains.recheckIntervalMs,
+    turns,
   });
   // ── HTTP API (issue 9): the same services and accept path; a taken port is one warning ──
   let ready = false;
@@ -372,6 +385,7 @@ async function startWithStore(
         await node.drain();
         ready = false;
         clearInterval(housekeeping);
+        await shared?.stop();
         await http?.close();
         await rechecker.stop();
         await smtp.close(config.smtp.shutdownGraceMs);

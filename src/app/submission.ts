@@ -17,7 +17,7 @@ import { hasScope } from "../auth/scopes.js";
 import type { PetrelConfig, TrustedNetwork } from "../config/schema.js";
 import type { MessageSigning } from "../domains/signer.js";
 import type { Logger } from "../log.js";
-import type { AuthThrottle } from "../policy/auth-throttle.js";
+import type { AuthGuard } from "../policy/auth-throttle.js";
 import type { Verdict } from "../policy/verdict.js";
 import type { Spool } from "../queue/spool.js";
 import type { Envelope, HookVerdict, SessionHooks, SessionInfo, SmtpReply } from "../smtp/types.js";
@@ -31,7 +31,7 @@ export interface SubmissionDeps {
   readonly config: PetrelConfig;
   readonly store: Store;
   readonly spool: Spool;
-  readonly throttle: AuthThrottle;
+  readonly throttle: AuthGuard;
   /** Trusted networks with their account ids resolved at start. */
   readonly trusted: ReadonlyArray<TrustedNetwork & { readonly accountId: number }>;
   readonly logger: Logger;
@@ -100,7 +100,7 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
       // A lockout reaches sessions opened before it, at their next AUTH (issue 13 item 8); the
       // attempt counts, so guessing on keeps the address locked.
       if (throttle.isLocked(session.remoteAddress)) {
-        throttle.recordFailure(session.remoteAddress);
+        await throttle.recordFailure(session.remoteAddress);
         logger.warn({ session: session.id, ip: session.remoteAddress }, "auth refused: address locked out");
         return { ok: false, reply: LOCKED_OUT, close: true };
       }
@@ -117,7 +117,7 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
           user: { accountId: key.accountId, accountName: key.accountName, apiKeyId: key.id, label: key.name },
         };
       }
-      const locked = throttle.recordFailure(session.remoteAddress);
+      const locked = await throttle.recordFailure(session.remoteAddress);
       logger.warn(
         {
           session: session.id,

@@ -9,7 +9,7 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import { hashApiKey } from "../auth/api-keys.js";
 import { hasScope, type Scope } from "../auth/scopes.js";
 import { PetrelError } from "../errors.js";
-import type { AuthThrottle } from "../policy/auth-throttle.js";
+import type { AuthGuard } from "../policy/auth-throttle.js";
 import type { ApiKey, Store } from "../store/types.js";
 
 declare module "fastify" {
@@ -21,27 +21,39 @@ declare module "fastify" {
 
 export interface AuthDeps {
   readonly store: Store;
-  readonly throttle: AuthThrottle;
+  readonly throttle: AuthGuard;
   readonly onKeyUsed: (keyId: number, at: number) => void;
 }
 
 const BEARER = /^Bearer +([\x21-\x7e]{1,200})$/i;
 
 export async function authenticate(deps: AuthDeps, request: FastifyRequest): Promise<ApiKey> {
+  const header = request.headers.authorization;
+  const token = header === undefined ? undefined : BEARER.exec(header)?.[1];
+  return verifyApiKey(deps, request, token);
+}
+
+/**
+ * Checks a presented key (the Bearer token, or the dashboard's sign-in form) against the shared
+ * per-IP throttle: a locked-out address is refused before the lookup, a bad key counts a failure.
+ */
+export async function verifyApiKey(
+  deps: AuthDeps,
+  request: FastifyRequest,
+  token: string | undefined,
+): Promise<ApiKey> {
   const ip = request.ip;
   if (deps.throttle.isLocked(ip))
     throw new PetrelError(
       "rate-limited",
       "too many failed authentication attempts from this address; try later",
     );
-  const header = request.headers.authorization;
-  const token = header === undefined ? undefined : BEARER.exec(header)?.[1];
   if (token === undefined) {
     throw new PetrelError("unauthorized", "send an API key: Authorization: Bearer <key>");
   }
   const key = await deps.store.findActiveApiKey(hashApiKey(token));
   if (!key) {
-    const locked = deps.throttle.recordFailure(ip);
+    const locked = await deps.throttle.recordFailure(ip);
     request.log.warn({ ip, locked }, "api auth failed");
     throw new PetrelError("unauthorized", "the API key is not valid (unknown or revoked)");
   }

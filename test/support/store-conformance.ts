@@ -9,6 +9,7 @@ import { bounceConformance } from "./store-conformance-bounces.js";
 import { deliveryConformance } from "./store-conformance-delivery.js";
 import { domainConformance } from "./store-conformance-domains.js";
 import { eventConformance } from "./store-conformance-events.js";
+import { leaseConformance } from "./store-conformance-leases.js";
 import { lookupConformance } from "./store-conformance-lookups.js";
 import { nodeConformance } from "./store-conformance-nodes.js";
 import { scheduleConformance } from "./store-conformance-schedule.js";
@@ -166,6 +167,7 @@ export function storeConformance(backend: string, openFresh: () => Promise<Store
     scheduleConformance(withStore);
     bounceConformance(withStore);
     lookupConformance(withStore);
+    leaseConformance(withStore);
 
     // Cluster nodes (issue 8 item 5): the registry behind `petrel nodes`.
     nodeConformance(withStore);

@@ -14,6 +14,7 @@ import { ClaimWatermark } from "./claim-watermark.js";
 import { createPool, migrate, type Pool, type PostgresConnectionOptions } from "./connection.js";
 import { createDomainStore } from "./domains.js";
 import { createEventStore } from "./events.js";
+import { createLeaseStore } from "./leases.js";
 import { createLookupVersionStore } from "./lookups.js";
 import { createMessageStore } from "./messages.js";
 import { createNodeStore } from "./nodes.js";
@@ -63,9 +64,10 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     ...createEventStore(pool),
     ...createWebhookStore(pool, relaxedPool),
     ...createSuppressionStore(pool),
-    ...createBounceStore(pool),
+    ...createBounceStore(pool, (at) => watermark.lower(at)),
     ...createNodeStore(pool),
     ...createThrottleStore(pool),
     ...createLookupVersionStore(pool),
+    ...createLeaseStore(relaxedPool),
   };
 }
