@@ -41,7 +41,7 @@ import type {
 import type { ClaimWatermark } from "./claim-watermark.js";
 import { type Client, type Pool, type Row, transaction } from "./connection.js";
 import { writeEvents } from "./events.js";
-import { insertMessages } from "./messages.js";
+import { earliest, insertMessages } from "./messages.js";
 import { notifyDue } from "./notify.js";
 import { insertSuppressions } from "./suppressions.js";
 import { countUnfinished } from "./unfinished.js";
@@ -325,7 +325,7 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
         // Issue 11: the DSNs in the transaction of the bounces and expiries they report.
         const due = notifications.filter((n) => n.recipientIds.some((id) => moved.has(id)));
         if (due.length > 0) {
-          dueAt(Math.min(...due.map((n) => n.message.receivedAt)));
+          dueAt(earliest(due, (n) => n.message.receivedAt));
           await insertMessages(
             client,
             due.map((n) => n.message),
