@@ -17,6 +17,8 @@
 import type { Logger } from "../log.js";
 import type { HeldSlot, LeaseStore } from "../store/types.js";
 
+const WARN_EVERY_MS = 10_000;
+
 export interface SlotHandle extends HeldSlot {
   /** The lease's end as this node last wrote it (wall clock). */
   validUntil: number;
@@ -45,6 +47,8 @@ export class StoreSlots implements ConnectionSlots {
   private readonly held = new Map<string, SlotHandle>();
   private timer: NodeJS.Timeout | undefined;
   private renewing: Promise<void> | undefined;
+  /** When "could not take a slot" was last logged: once per WARN_EVERY_MS, not per destination per retry. */
+  private warnedAt = Number.NEGATIVE_INFINITY;
   /** Acquire and release round trips, for the benchmark and /metrics-style looks. */
   readonly stats = { acquired: 0, refused: 0, errors: 0, released: 0, lost: 0 };
 
@@ -80,7 +84,10 @@ export class StoreSlots implements ConnectionSlots {
       return handle;
     } catch (err) {
       this.stats.errors++;
-      logger.warn({ err, destination }, "could not take a connection slot; trying again shortly");
+      if (this.now() - this.warnedAt >= WARN_EVERY_MS) {
+        this.warnedAt = this.now();
+        logger.warn({ err, destination }, "could not take a connection slot; trying again shortly");
+      }
       return null;
     }
   }
