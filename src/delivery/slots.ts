@@ -47,6 +47,8 @@ export class StoreSlots implements ConnectionSlots {
   private readonly held = new Map<string, SlotHandle>();
   private timer: NodeJS.Timeout | undefined;
   private renewing: Promise<void> | undefined;
+  /** Give-backs in flight, waited for by stop() (before the store closes). */
+  private readonly releasing = new Set<Promise<unknown>>();
   /** When "could not take a slot" was last logged: once per WARN_EVERY_MS, not per destination per retry. */
   private warnedAt = Number.NEGATIVE_INFINITY;
   /** Acquire and release round trips, for the benchmark and /metrics-style looks. */
@@ -98,11 +100,13 @@ export class StoreSlots implements ConnectionSlots {
     this.stats.released++;
     const { store, owner, logger } = this.options;
     // A release that fails only makes the slot wait for its expiry.
-    store
+    const done: Promise<unknown> = store
       .releaseSlots(owner, [{ destination: handle.destination, slot: handle.slot }])
       .catch((err: unknown) =>
         logger.warn({ err, destination: handle.destination }, "could not give back a slot"),
-      );
+      )
+      .finally(() => this.releasing.delete(done));
+    this.releasing.add(done);
   }
 
   valid(handle: SlotHandle): boolean {
@@ -113,6 +117,7 @@ export class StoreSlots implements ConnectionSlots {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     await this.renewing;
+    await Promise.all(this.releasing);
     this.held.clear();
     await this.options.store.releaseSlots(this.options.owner).catch(() => {});
   }
