@@ -20,15 +20,25 @@
  * Usage: npm run bench:accept -- [--messages 20000] [--tls-messages 5000] [--only a,b,c,idle] [--profile]
  *        [--dkim off,rsa,ed25519,both] [--client-threads 2]
  */
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { type AddressInfo, connect, createServer } from "node:net";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { Worker } from "node:worker_threads";
-import { type PetrelProcess, petrelOk, startPetrel, tempDataDir } from "../test/support/petrel-process.js";
+import type { PetrelProcess } from "../test/support/petrel-process.js";
 import { RawSmtpSession } from "../test/support/raw-smtp.js";
-import { type DkimMode, parseDkimModes, prepareBenchSender } from "./dkim-setup.js";
+import {
+  BODY,
+  FROM,
+  type ProcStats,
+  percentile,
+  procStats,
+  smtpSource as runSmtpSource,
+  startBenchServer,
+  startProbe,
+} from "./accept-load.js";
+import { type DkimMode, parseDkimModes } from "./dkim-setup.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -48,95 +58,13 @@ const MESSAGES = Number(args.messages);
 const TLS_MESSAGES = Number(args["tls-messages"]);
 const SESSIONS = Number(args.sessions);
 const ONLY = new Set(args.only.split(","));
-const FROM = "bench@bench.example";
 
-const BODY = `${"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\r\n".repeat(24)}`;
-function benchMessage(n: number): Buffer {
-  return Buffer.from(`From: ${FROM}\r\nTo: sink@example.com\r\nSubject: bench ${n}\r\n\r\n${BODY}`);
-}
-
-interface ProcStats {
-  cpuMs: number;
-  peakRssMb: number;
-  rssMb: number;
-}
-
-function procStats(pid: number): ProcStats {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // utime and stime are fields 14 and 15 (1-based) of /proc/PID/stat, in clock ticks (100/s here).
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const kb = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
-  return { cpuMs: ticks * 10, peakRssMb: kb("VmHWM") / 1024, rssMb: kb("VmRSS") / 1024 };
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
-async function startServer(label: string, dkim?: DkimMode): Promise<{ petrel: PetrelProcess; key: string }> {
-  const dataDir = tempDataDir(`petrel-bench-${label}-`);
-  let extra: Record<string, unknown> = {};
-  if (dkim === undefined) await petrelOk(dataDir, ["domains", "add", "bench.example"]);
-  else extra = await prepareBenchSender(dataDir, FROM, dkim);
-  const key = (await petrelOk(dataDir, ["keys", "create", "--name", "bench"])).trim();
-  const petrel = await startPetrel(dataDir, {
-    config: {
-      auth: { trustedNetworks: [{ network: "127.0.0.0/8", account: "default" }] },
-      smtp: { limits: { maxConnectionsPerIp: 5000, maxConnections: 5000 } },
-      ...extra,
-    },
-    nodeArgs: args.profile ? ["--cpu-prof", `--cpu-prof-dir=${dataDir}`] : [],
-  });
-  return { petrel, key };
-}
-
-/** A session that submits one message after another during a load, timing end of DATA → 250. */
-function startProbe(port: number): { stop: () => Promise<number[]> } {
-  const latencies: number[] = [];
-  let running = true;
-  const loop = (async () => {
-    const session = await RawSmtpSession.open({ port });
-    let n = 0;
-    while (running) {
-      const t0 = performance.now();
-      const reply = await session.send({ from: FROM, to: ["sink@example.com"], content: benchMessage(n++) });
-      if (reply.code !== 250) throw new Error(`probe: ${reply.code} ${reply.text}`);
-      latencies.push(reply.afterDataMs ?? performance.now() - t0);
-    }
-    await session.quit();
-  })();
-  return {
-    async stop() {
-      running = false;
-      await loop;
-      return latencies.sort((a, b) => a - b);
-    },
-  };
+function startServer(label: string, dkim?: DkimMode): Promise<{ petrel: PetrelProcess; key: string }> {
+  return startBenchServer(label, { dkim, profile: args.profile });
 }
 
 function smtpSource(port: number, extra: string[]): Promise<void> {
-  const argv = [
-    "-s",
-    String(SESSIONS),
-    "-m",
-    String(MESSAGES),
-    "-l",
-    "2048",
-    "-f",
-    FROM,
-    "-t",
-    "sink@example.com",
-    ...extra,
-    `127.0.0.1:${port}`,
-  ];
-  return new Promise((resolve, reject) => {
-    execFile("smtp-source", argv, { timeout: 600_000 }, (err, _stdout, stderr) =>
-      err ? reject(new Error(`smtp-source: ${stderr || err.message}`)) : resolve(),
-    );
-  });
+  return runSmtpSource(port, SESSIONS, MESSAGES, extra);
 }
 
 interface Result {

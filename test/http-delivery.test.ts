@@ -31,12 +31,16 @@ describe("HTTP API end to end with delivery", () => {
   let key: string;
   let base: string;
   let receiver: WebhookReceiver;
+  /** When the known mix started (for GET /v1/stats), and keys of other scopes and accounts. */
+  let mixStart = 0;
+  let sendOnly: string;
+  let otherReader: string;
 
-  async function call(method: string, path: string, body?: unknown) {
+  async function call(method: string, path: string, body?: unknown, as = key) {
     const response = await fetch(`${base}${path}`, {
       method,
       headers: {
-        authorization: `Bearer ${key}`,
+        authorization: `Bearer ${as}`,
         ...(body === undefined ? {} : { "content-type": "application/json" }),
       },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
@@ -70,6 +74,20 @@ describe("HTTP API end to end with delivery", () => {
     receiver = await startWebhookReceiver();
     dataDir = tempDataDir("petrel-http-e2e-");
     key = (await petrelOk(dataDir, ["keys", "create", "-n", "app", "--scopes", "admin"])).trim();
+    sendOnly = (await petrelOk(dataDir, ["keys", "create", "-n", "send-only"])).trim();
+    await petrelOk(dataDir, ["accounts", "create", "other"]);
+    otherReader = (
+      await petrelOk(dataDir, [
+        "keys",
+        "create",
+        "-n",
+        "other",
+        "--account",
+        "other",
+        "--scopes",
+        "events.read",
+      ])
+    ).trim();
     petrel = await startPetrel(dataDir, {
       config: {
         dns: { servers: [dns.server], timeoutMs: 2000, tries: 2 },
@@ -136,6 +154,7 @@ describe("HTTP API end to end with delivery", () => {
 
   it("counts a known mix in /metrics, including the delivery thread's outcomes", async () => {
     const before = await scrape();
+    mixStart = Date.now();
     // n = 2 delivered, m = 1 bounced, k = 1 deferred (then dropped by an operator), j = 1 suppressed.
     const delivered = [await send("one@example.com", "one"), await send("two@example.com", "two")];
     const bounced = await send("permfail@example.com", "bounce");
@@ -173,6 +192,55 @@ describe("HTTP API end to end with delivery", () => {
     assert.equal(delta('petrel_recipients_dropped_total{reason="suppressed"}'), 1);
     assert.equal(delta('petrel_recipients_dropped_total{reason="operator"}'), 1);
     assert.equal(after.get("petrel_accept_to_delivery_seconds_count"), 3);
+  });
+
+  it("counts the same mix in GET /v1/stats and petrel stats, for the key's account only", async () => {
+    const q = `since=${new Date(mixStart).toISOString()}&interval=hour`;
+    const stats = await call("GET", `/v1/stats?${q}`);
+    assert.equal(stats.status, 200, stats.text);
+    const totals = stats.body.totals;
+    assert.equal(totals.processed, 5);
+    assert.equal(totals.delivered, 2);
+    assert.equal(totals.deferred, 1);
+    assert.deepEqual(totals.bounced, { total: 1, hard: 1, soft: 0, classes: { "invalid-recipient": 1 } });
+    assert.deepEqual(totals.dropped, { total: 2, reasons: { suppressed: 1, operator: 1 } });
+    assert.equal(totals.expired, 0);
+    const buckets = stats.body.buckets as Array<{ start: string; processed: number }>;
+    assert.ok(buckets.length >= 1 && buckets.length <= 2, stats.text);
+    assert.equal(new Date(buckets[0]!.start).getTime() % 3_600_000, 0, "hour buckets");
+    assert.equal(
+      buckets.reduce((n, b) => n + b.processed, 0),
+      5,
+    );
+    // The recipient-domain filter (every recipient is at example.com) and a category no message has.
+    const domain = await call("GET", `/v1/stats?${q}&domain=EXAMPLE.com`);
+    assert.equal(domain.body.totals.processed, 5, domain.text);
+    assert.equal((await call("GET", `/v1/stats?${q}&domain=other.example`)).body.totals.processed, 0);
+    assert.equal((await call("GET", `/v1/stats?${q}&category=none`)).body.totals.processed, 0);
+    // Another account's key sees its own (empty) counts; a send-only key lacks events.read.
+    const other = await call("GET", `/v1/stats?${q}`, undefined, otherReader);
+    assert.equal(other.status, 200, other.text);
+    assert.equal(other.body.totals.processed, 0);
+    assert.equal(other.body.totals.delivered, 0);
+    const forbidden = await call("GET", "/v1/stats", undefined, sendOnly);
+    assert.equal(forbidden.status, 403, forbidden.text);
+    assert.match(forbidden.text, /events\.read/);
+    const bad = await call("GET", "/v1/stats?interval=minute");
+    assert.equal(bad.status, 400, bad.text);
+    const tooMany = await call("GET", "/v1/stats?interval=hour&since=0");
+    assert.equal(tooMany.status, 400, tooMany.text);
+    assert.match(tooMany.text, /at most 1000/);
+    const backwards = await call("GET", `/v1/stats?since=${Date.now() / 1000 + 60}`);
+    assert.equal(backwards.status, 400, backwards.text);
+    assert.equal(JSON.parse(backwards.text).type, "urn:petrel:problem:invalid-input");
+
+    // The CLI reads the same service.
+    const printed = JSON.parse(
+      await petrelOk(dataDir, ["stats", "--since", new Date(mixStart).toISOString(), "--json"]),
+    );
+    assert.deepEqual(printed.totals, totals);
+    const table = await petrelOk(dataDir, ["stats", "--since", (mixStart / 1000).toFixed(3)]);
+    assert.match(table, /^total +5 +2 +1 +1 +1 +2 +0 +0$/m);
   });
 
   it("replays a webhook's events from a time: the same events again, signed", async () => {

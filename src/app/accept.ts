@@ -25,6 +25,7 @@ import { checkDomainsVerified, checkEnvelopeSender, checkHeaderSenders } from ".
 import { checkSuppression, type RecipientVerdict } from "../policy/suppression.js";
 import type { Verdict } from "../policy/verdict.js";
 import { newQueueId, type Spool } from "../queue/spool.js";
+import { timeMs } from "../services/validate.js";
 import type { DomainStatus, SenderIdentities, Store } from "../store/types.js";
 import { Idempotency } from "./idempotency.js";
 
@@ -41,6 +42,23 @@ export interface AcceptDeps {
 
 /** A field the sender may set for Petrel, removed before signing (issue 9). */
 export const IDEMPOTENCY_FIELD = "x-petrel-idempotency-key";
+/** Scheduled send over SMTP (issue 9): when to send; removed before signing like the key. */
+export const SEND_AT_FIELD = "x-petrel-send-at";
+/** A send time this little in the past (clock skew, whole seconds) means "now", not a refusal. */
+export const SEND_AT_GRACE_MS = 60_000;
+
+/**
+ * Why a send time is refused (in the past, or further ahead than queue.maxScheduleAheadMs), or
+ * undefined when it is acceptable.
+ */
+export function sendAtRefusal(sendAt: number, now: number, maxAheadMs: number): string | undefined {
+  if (!Number.isFinite(sendAt)) return "the send time is not a valid time";
+  if (sendAt < now - SEND_AT_GRACE_MS)
+    return `the send time ${new Date(sendAt).toISOString()} is in the past`;
+  if (sendAt > now + maxAheadMs)
+    return `the send time is more than ${Math.round(maxAheadMs / 3600_000)} h ahead (queue.maxScheduleAheadMs)`;
+  return undefined;
+}
 
 /** Who is submitting: an account, through an API key or a trusted network. */
 export interface Submitter {
@@ -104,6 +122,11 @@ export interface AcceptInput {
   readonly logContext?: Record<string, unknown>;
   /** Time of acceptance (default now). */
   readonly now?: Date;
+  /**
+   * Scheduled send from the API's send_at (ms; checked here against the limits). Absent: an
+   * X-Petrel-Send-At field in the content, if any, decides.
+   */
+  readonly sendAt?: number | undefined;
 }
 
 export type AcceptOutcome =
@@ -114,6 +137,8 @@ export type AcceptOutcome =
       readonly selectors: readonly string[];
       /** True when an idempotency key matched: the first submission's ID, nothing queued now. */
       readonly replayed?: boolean;
+      /** Scheduled send: when the message will be sent (ms), if later than now. */
+      readonly sendAt?: number | undefined;
     }
   | { readonly kind: "rejected"; readonly verdict: Rejection }
   | { readonly kind: "tempfail"; readonly queueId: string };
@@ -170,6 +195,36 @@ export async function acceptContent(deps: AcceptDeps, input: AcceptInput): Promi
       verdict: { kind: "reject", smtpCode: 550, enhancedCode: "5.6.0", message: text, reason: text },
     };
   }
+  // Issue 9, scheduled send: X-Petrel-Send-At (or the API's send_at), removed before signing.
+  const sendAtFields = contentSection.fields.filter((f) => f.name.toLowerCase() === SEND_AT_FIELD);
+  if (sendAtFields.length > 0) {
+    content = removeFields(content, contentSection.end, [SEND_AT_FIELD]);
+    contentSection = readHeaderSection(content);
+  }
+  const acceptedAt = (input.now ?? new Date()).getTime();
+  let sendAt = input.sendAt;
+  if (sendAt === undefined && sendAtFields.length > 0) {
+    sendAt = sendAtFields.length === 1 ? timeMs(sendAtFields[0]!.value) : Number.NaN;
+    if (Number.isNaN(sendAt)) {
+      const text = "X-Petrel-Send-At must appear once, as an RFC 3339 time or unix seconds";
+      return {
+        kind: "rejected",
+        verdict: { kind: "reject", smtpCode: 550, enhancedCode: "5.6.0", message: text, reason: text },
+      };
+    }
+  }
+  if (sendAt !== undefined) {
+    const refusal = sendAtRefusal(sendAt, acceptedAt, config.queue.maxScheduleAheadMs);
+    if (refusal) {
+      return {
+        kind: "rejected",
+        verdict: { kind: "reject", smtpCode: 550, enhancedCode: "5.6.0", message: refusal, reason: refusal },
+      };
+    }
+    // A time already passed (within the grace) is "now": nothing to wait for.
+    if (sendAt <= acceptedAt) sendAt = undefined;
+  }
+  const scheduled: AcceptInput = sendAt === undefined ? input : { ...input, sendAt };
   // Issue 11: long lines re-encoded, long header lines folded, UTF-8 header fields made encoded
   // words when the envelope is ASCII — once, here, before the signature.
   const limit = config.smtp.limits.maxLineLength;
@@ -192,16 +247,21 @@ export async function acceptContent(deps: AcceptDeps, input: AcceptInput): Promi
     logger.info({ ...input.logContext, changes: normal.changes }, "normalized");
   }
   if (idempotencyKey === undefined || !deps.idempotency)
-    return commit(deps, input, content, contentSection, senders.from[0]!, attached);
+    return commit(deps, scheduled, content, contentSection, senders.from[0]!, attached);
   try {
     const { value, replayed } = await deps.idempotency.once(
       user.accountId,
       `smtp:${idempotencyKey}`,
       "",
       async () => {
-        const outcome = await commit(deps, input, content, contentSection, senders.from[0]!, attached);
+        const outcome = await commit(deps, scheduled, content, contentSection, senders.from[0]!, attached);
         if (outcome.kind !== "queued") throw new CommitFailed(outcome);
-        return { queueId: outcome.queueId, size: outcome.size, selectors: outcome.selectors };
+        return {
+          queueId: outcome.queueId,
+          size: outcome.size,
+          selectors: outcome.selectors,
+          ...(outcome.sendAt === undefined ? {} : { sendAt: outcome.sendAt }),
+        };
       },
     );
     return { kind: "queued", ...value, replayed };
@@ -271,7 +331,9 @@ async function commit(
       content: signed.content,
       clientIp: input.clientIp,
       receivedAt: now.getTime(),
-      expiresAt: now.getTime() + config.queue.maxLifetimeMs,
+      // Scheduled send: due at send_at, and the lifetime counts from it.
+      ...(input.sendAt === undefined ? {} : { sendAt: input.sendAt }),
+      expiresAt: (input.sendAt ?? now.getTime()) + config.queue.maxLifetimeMs,
       // Only when present: the message is copied to the commit thread, field by field.
       ...(attached.metadata === null ? {} : { metadata: attached.metadata }),
       ...(attached.categories.length === 0 ? {} : { categories: attached.categories }),
@@ -284,5 +346,11 @@ async function commit(
     logger.error({ err, ...input.logContext, queueId }, "spool commit failed");
     return { kind: "tempfail", queueId };
   }
-  return { kind: "queued", queueId, size, selectors: signed.selectors };
+  return {
+    kind: "queued",
+    queueId,
+    size,
+    selectors: signed.selectors,
+    ...(input.sendAt === undefined ? {} : { sendAt: input.sendAt }),
+  };
 }

@@ -15,6 +15,7 @@ import { registerKeys } from "./commands/keys.js";
 import { registerQueue } from "./commands/queue.js";
 import { registerSend } from "./commands/send.js";
 import { registerServe } from "./commands/serve.js";
+import { registerStats } from "./commands/stats.js";
 import { registerSuppressions } from "./commands/suppressions.js";
 import { registerWebhooks } from "./commands/webhooks.js";
 
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerQueue(program);
   registerSend(program);
   registerEvents(program);
+  registerStats(program);
   registerWebhooks(program);
   registerSuppressions(program);
   registerConfig(program);

@@ -172,6 +172,15 @@ export const configSchema = z
           .default(72 * 3600_000),
         /** Most messages committed in one group commit. */
         maxBatch: z.number().int().positive().default(512),
+        /**
+         * Scheduled send (send_at, X-Petrel-Send-At): how far ahead a message may be scheduled.
+         * Its lifetime (maxLifetimeMs) counts from its send time.
+         */
+        maxScheduleAheadMs: z
+          .number()
+          .int()
+          .positive()
+          .default(72 * 3600_000),
       })
       .prefault({}),
     /** Outbound delivery: routes, TLS policy, limits, retries (src/config/delivery-schema.ts). */

@@ -22,6 +22,8 @@ import { type HealthDeps, registerHealthRoutes } from "./routes/health.js";
 import { registerKeyRoutes } from "./routes/keys.js";
 import { registerMessageRoutes } from "./routes/messages-read.js";
 import { registerSendRoutes } from "./routes/messages-send.js";
+import { registerQueueRoutes } from "./routes/queue.js";
+import { registerStatsRoutes } from "./routes/stats.js";
 import { registerSuppressionRoutes } from "./routes/suppressions.js";
 import { registerWebhookRoutes } from "./routes/webhooks.js";
 
@@ -94,6 +96,8 @@ export async function buildHttpApp(deps: HttpDeps, tls?: HttpTls): Promise<Fasti
   registerSendRoutes(app, routeDeps);
   registerMessageRoutes(app, routeDeps);
   registerEventRoutes(app, routeDeps);
+  registerStatsRoutes(app, routeDeps);
+  registerQueueRoutes(app, routeDeps);
   registerKeyRoutes(app, routeDeps);
   registerDomainRoutes(app, routeDeps);
   registerSuppressionRoutes(app, routeDeps);

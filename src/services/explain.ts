@@ -54,6 +54,9 @@ export function explainRecipient(input: ExplainInput): string {
       return "held by an operator";
     case "delivering":
       return `being delivered now (attempt ${r.attempts + 1})`;
+    case "scheduled":
+      // Issue 9, scheduled send: next_attempt_at is the send_at.
+      return `scheduled for ${clock(r.nextAttemptAt ?? now, now)}`;
     case "queued":
     case "deferred": {
       if (input.backoff && input.backoff.until > now) {

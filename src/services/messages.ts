@@ -8,7 +8,7 @@ import { readHeaderSection } from "../message/headers.js";
 import type { MessageSearchRow, RecipientState } from "../store/types.js";
 import { nowOf, requireAccount, type ServiceContext } from "./context.js";
 import { explainRecipient } from "./explain.js";
-import { parseState, requireMessage } from "./queue.js";
+import { parseState, requireMessage, shownState } from "./queue.js";
 
 export interface MessageQuery {
   readonly account: string;
@@ -47,7 +47,11 @@ export async function searchMessages(ctx: ServiceContext, query: MessageQuery): 
     limit: query.limit + 1,
   });
   const more = rows.length > query.limit;
-  const messages = more ? rows.slice(0, query.limit) : rows;
+  const now = nowOf(ctx);
+  const messages = (more ? rows.slice(0, query.limit) : rows).map((m) => ({
+    ...m,
+    recipients: m.recipients.map((r) => ({ ...r, state: shownState(r.state, 0, m.sendAt, now) })),
+  }));
   return { messages, nextCursor: more ? messages.at(-1)!.id : null };
 }
 
@@ -80,6 +84,8 @@ export interface MessageView {
   readonly size: number;
   readonly receivedAt: number;
   readonly expiresAt: number;
+  /** Scheduled send: when the message is (or was) to be sent (ms), or null. */
+  readonly sendAt: number | null;
   readonly apiKey: string | null;
   readonly clientIp: string;
   readonly headers: Record<string, string>;
@@ -150,6 +156,7 @@ export async function getMessageView(
     size: message.size,
     receivedAt: message.receivedAt,
     expiresAt: message.expiresAt,
+    sendAt: message.sendAt,
     apiKey: message.apiKeyName,
     clientIp: message.clientIp,
     headers,

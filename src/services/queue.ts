@@ -31,6 +31,28 @@ export const RECIPIENT_STATES: readonly RecipientState[] = [
   "held",
 ];
 
+/**
+ * Issue 9, scheduled send: the state people see. A recipient stored `queued` and never attempted,
+ * of a message whose send_at is still ahead, is shown `scheduled` (the store keeps it queued,
+ * due at send_at, so claims need no special case).
+ */
+export function shownState<S extends RecipientState>(
+  state: S,
+  attempts: number,
+  sendAt: number | null,
+  now: number,
+): S | "scheduled" {
+  return state === "queued" && attempts === 0 && sendAt !== null && sendAt > now ? "scheduled" : state;
+}
+
+/** A summary's state counts with its scheduled recipients counted as such. */
+export function shownSummary<M extends MessageSummary>(message: M, now: number): M {
+  const queued = message.states.queued;
+  if (!queued || message.sendAt === null || message.sendAt <= now) return message;
+  const { queued: _, ...rest } = message.states;
+  return { ...message, states: { ...rest, scheduled: queued } };
+}
+
 export function parseState(value: string | undefined): RecipientState | undefined {
   if (value === undefined || value === "") return undefined;
   if (!RECIPIENT_STATES.includes(value as RecipientState))
@@ -66,8 +88,11 @@ export async function listQueue(
   const state = parseState(query.state);
   // A domain given with U-labels finds its recipients, stored under A-labels (issue 11).
   const domain = query.domain === undefined ? undefined : canonicalDomain(query.domain.trim());
-  const messages = await ctx.store.listMessages({ state, domain, limit: query.limit });
-  const counts = await ctx.store.queueCounts({ domain });
+  const now = nowOf(ctx);
+  const messages = (await ctx.store.listMessages({ state, domain, limit: query.limit })).map((m) =>
+    shownSummary(m, now),
+  );
+  const counts = await ctx.store.queueCounts({ ...(domain === undefined ? {} : { domain }), now });
   const throttles = await throttlesFor(ctx, domain ? [domain] : undefined);
   return { counts, messages, throttles };
 }
@@ -81,7 +106,18 @@ export async function requireMessage(
   const message = await ctx.store.getMessage(canonicalId(id));
   if (!message || (account !== undefined && message.accountName !== account))
     throw new PetrelError("not-found", `no message ${id}`);
-  return message;
+  // Scheduled recipients shown as such (and explained "scheduled for …").
+  const now = nowOf(ctx);
+  return shownSummary(
+    {
+      ...message,
+      recipientDetails: message.recipientDetails.map((r) => ({
+        ...r,
+        state: shownState(r.state, r.attempts, message.sendAt, now),
+      })),
+    },
+    now,
+  );
 }
 
 export type ShownMessage = Omit<MessageDetail, "recipientDetails"> & {
@@ -161,6 +197,20 @@ export async function releaseMessage(
 ): Promise<ActionResult> {
   const { id: stored } = await requireMessage(ctx, id, account);
   return { id: stored, recipients: await ctx.store.releaseMessage(stored, nowOf(ctx)) };
+}
+
+/**
+ * Issue 9: cancels a (scheduled) message — every recipient not yet attempted is dropped, with a
+ * `dropped` event whose reason is `cancelled`; recipients already tried keep their course.
+ * Returns how many were dropped (0: nothing left to cancel).
+ */
+export async function cancelMessage(
+  ctx: ServiceContext,
+  id: string,
+  account?: string,
+): Promise<ActionResult> {
+  const { id: stored } = await requireMessage(ctx, id, account);
+  return { id: stored, recipients: await ctx.store.cancelMessage(stored, nowOf(ctx)) };
 }
 
 export async function deleteMessage(

@@ -19,7 +19,7 @@ import {
   type Submitter,
 } from "../app/accept.js";
 import { PetrelError } from "../errors.js";
-import { validAddress } from "./validate.js";
+import { parseTime, validAddress } from "./validate.js";
 
 export interface Attachment {
   readonly filename: string;
@@ -42,6 +42,8 @@ export interface ComposedMessage {
   readonly headers?: Readonly<Record<string, string>> | undefined;
   readonly metadata?: Readonly<Record<string, unknown>> | undefined;
   readonly categories?: readonly string[] | undefined;
+  /** Scheduled send: RFC 3339 or unix seconds, at most queue.maxScheduleAheadMs ahead. */
+  readonly send_at?: string | number | undefined;
 }
 
 export interface RawMessage {
@@ -49,13 +51,19 @@ export interface RawMessage {
   readonly to: readonly string[];
   /** The RFC 5322 message. */
   readonly raw: string;
+  readonly send_at?: string | number | undefined;
 }
 
-export type RecipientResult = { readonly address: string; readonly state: "queued" | "dropped" | "refused" };
+export type RecipientResult = {
+  readonly address: string;
+  readonly state: "queued" | "scheduled" | "dropped" | "refused";
+};
 
 export interface SendResult {
   readonly id: string;
   readonly recipients: RecipientResult[];
+  /** Scheduled send: when it will be sent (RFC 3339). */
+  readonly send_at?: string;
 }
 
 export interface SendDeps extends AcceptDeps {
@@ -140,10 +148,17 @@ export interface Composed {
   readonly mailFrom: string;
   readonly recipients: string[];
   readonly content: Buffer;
+  /** send_at in ms (its range is checked on the accept path, as X-Petrel-Send-At's is). */
+  readonly sendAt?: number | undefined;
+}
+
+function sendAtOf(value: string | number | undefined): { sendAt?: number } {
+  return value === undefined ? {} : { sendAt: parseTime(value, "send_at") };
 }
 
 /** Validates a JSON message and composes its MIME with MailComposer. */
 export async function composeMessage(message: ComposedMessage): Promise<Composed> {
+  const schedule = sendAtOf(message.send_at);
   const from = mailbox("from", message.from);
   const to = mailboxes("to", message.to);
   const cc = mailboxes("cc", message.cc);
@@ -207,7 +222,7 @@ export async function composeMessage(message: ComposedMessage): Promise<Composed
     composer.compile().build((err, built) => (err ? reject(err) : resolve(built))),
   );
   const recipients = [...new Set([...to, ...cc, ...bcc].map((m) => m.address))];
-  return { mailFrom: from.address, recipients, content };
+  return { mailFrom: from.address, recipients, content, ...schedule };
 }
 
 /** Validates a raw message's envelope. */
@@ -215,7 +230,12 @@ export function rawMessage(message: RawMessage): Composed {
   const from = mailbox("from", message.from).address;
   const recipients = [...new Set(mailboxes("to", message.to).map((m) => m.address))];
   if (recipients.length === 0) throw new PetrelError("invalid-input", "give at least one recipient (to)");
-  return { mailFrom: from, recipients, content: Buffer.from(message.raw, "utf8") };
+  return {
+    mailFrom: from,
+    recipients,
+    content: Buffer.from(message.raw, "utf8"),
+    ...sendAtOf(message.send_at),
+  };
 }
 
 function problemFor(verdict: Rejection): PetrelError {
@@ -270,6 +290,7 @@ export async function submit(deps: SendDeps, composed: Composed): Promise<SendRe
     protocol: deps.protocol,
     identities: sender.identities,
     ...(sender.statuses ? { statuses: sender.statuses } : {}),
+    ...(composed.sendAt === undefined ? {} : { sendAt: composed.sendAt }),
   });
   if (outcome.kind === "rejected") {
     deps.logger.info({ key: submitter.label, reason: outcome.verdict.reason }, "api rejected");
@@ -287,8 +308,14 @@ export async function submit(deps: SendDeps, composed: Composed): Promise<SendRe
       size: outcome.size,
       via: "http",
       ...(outcome.selectors.length > 0 ? { dkim: outcome.selectors } : {}),
+      ...(outcome.sendAt === undefined ? {} : { sendAt: new Date(outcome.sendAt).toISOString() }),
     },
     "queued",
   );
-  return { id: outcome.queueId, recipients: results };
+  if (outcome.sendAt === undefined) return { id: outcome.queueId, recipients: results };
+  return {
+    id: outcome.queueId,
+    recipients: results.map((r) => (r.state === "queued" ? { ...r, state: "scheduled" as const } : r)),
+    send_at: new Date(outcome.sendAt).toISOString(),
+  };
 }

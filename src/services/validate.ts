@@ -42,3 +42,27 @@ export function validAddress(value: string): string {
 export function canonicalId(value: string): string {
   return value.trim().toUpperCase();
 }
+
+/**
+ * "2026-12-02T18:00:00Z" (RFC 3339 §5.6 date-time; a date alone is midnight UTC) or unix seconds
+ * ("1796320800", fractions allowed) → ms since the epoch, or NaN. Date.parse accepts much more
+ * (RFC 2822 dates, local times): the shape check keeps it to RFC 3339.
+ */
+export function timeMs(value: string): number {
+  const text = value.trim();
+  if (/^\d{1,12}(\.\d{1,6})?$/.test(text)) return Math.round(Number(text) * 1000);
+  if (/^\d{4}-\d\d-\d\d([Tt ]\d\d:\d\d:\d\d(\.\d{1,9})?([Zz]|[+-]\d\d:\d\d))?$/.test(text))
+    return Date.parse(text);
+  return Number.NaN;
+}
+
+/** timeMs(), or the invalid-input problem naming `what`. */
+export function parseTime(value: string | number, what = "time"): number {
+  const ms = typeof value === "number" ? Math.round(value * 1000) : timeMs(value);
+  if (!Number.isFinite(ms))
+    throw new PetrelError(
+      "invalid-input",
+      `${what} must be an RFC 3339 time or unix seconds: ${String(value).slice(0, 40)}`,
+    );
+  return ms;
+}

@@ -2,7 +2,7 @@
  * Event rows as both backends return them (same column names), mapped to PetrelEvent, and the
  * small rules both apply when writing them.
  */
-import type { EventType, PetrelEvent } from "./types.js";
+import type { EventCount, EventType, PetrelEvent } from "./types.js";
 
 type Row = Record<string, unknown>;
 
@@ -54,3 +54,35 @@ export function toEvent(row: Row, cache: MetadataCache): PetrelEvent {
     categories: extra.categories,
   };
 }
+
+/** A row of countEvents() (bucket, type, bounce_class, bounce_hard, reason, n) to an EventCount. */
+export function toEventCount(row: Row): EventCount {
+  const hard = row.bounce_hard as number | boolean | null;
+  return {
+    // PostgreSQL returns bigint and count(*) as strings.
+    bucket: Number(row.bucket),
+    type: row.type as EventType,
+    bounceClass: (row.bounce_class as string | null) ?? null,
+    bounceHard: hard === null || hard === undefined ? null : hard === 1 || hard === true,
+    reason: (row.reason as string | null) ?? null,
+    count: Number(row.n),
+  };
+}
+
+/**
+ * LIKE pattern for "recipient at this domain": the text after the last "@" equals `domain`
+ * (LIKE's wildcards in the domain escaped with "\").
+ */
+export function domainPattern(domain: string): string {
+  return `%@${domain.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}`;
+}
+
+/**
+ * The columns of countEvents(): the class and hardness only for bounces, the reason only for
+ * drops (other types carry a reason too — a spamreport's feedback type — that stats do not split).
+ */
+export const COUNT_COLUMNS = `e.type,
+    CASE WHEN e.type = 'bounce' THEN e.bounce_class END AS bounce_class,
+    CASE WHEN e.type = 'bounce' THEN e.bounce_hard END AS bounce_hard,
+    CASE WHEN e.type = 'dropped' THEN e.reason END AS reason,
+    count(*) AS n`;

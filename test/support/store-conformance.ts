@@ -11,7 +11,9 @@ import { domainConformance } from "./store-conformance-domains.js";
 import { eventConformance } from "./store-conformance-events.js";
 import { leaseConformance } from "./store-conformance-leases.js";
 import { lookupConformance } from "./store-conformance-lookups.js";
+import { scheduleConformance } from "./store-conformance-schedule.js";
 import { shapingConformance } from "./store-conformance-shaping.js";
+import { statsConformance } from "./store-conformance-stats.js";
 
 export function storeConformance(backend: string, openFresh: () => Promise<Store>): void {
   describe(`Store conformance: ${backend}`, () => {
@@ -160,6 +162,8 @@ export function storeConformance(backend: string, openFresh: () => Promise<Store
 
     // Events and webhooks (issue 5): an event per state change, in its transaction; endpoints.
     eventConformance(withStore);
+    statsConformance(withStore);
+    scheduleConformance(withStore);
     bounceConformance(withStore);
     lookupConformance(withStore);
     leaseConformance(withStore);

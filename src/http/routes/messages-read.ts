@@ -1,12 +1,15 @@
 /**
  * Reading messages and acting on them: GET /v1/messages (newest first, cursor), GET
  * /v1/messages/{id} (per-recipient attempts and explanation), GET /v1/messages/{id}/raw, and the
- * queue actions retry, hold, release, delete. Another account's message is 404.
+ * queue actions retry, hold, release, delete, and cancel (scheduled send: drops the recipients
+ * not yet attempted; `mail.send` is enough, so the app that scheduled a message can take it back).
+ * Another account's message is 404.
  */
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { getMessageView, searchMessages } from "../../services/messages.js";
 import {
+  cancelMessage,
   deleteMessage,
   holdMessage,
   messageContent,
@@ -115,4 +118,20 @@ export function registerMessageRoutes(app: FastifyInstance, deps: RouteDeps): vo
       async (request) => fn(request.params.id, accountOf(request)),
     );
   }
+
+  const send = guarded(deps, "mail.send", ["sending"]);
+  r.post(
+    "/v1/messages/:id/cancel",
+    {
+      ...send,
+      schema: {
+        ...send.schema,
+        summary:
+          "Cancel a (scheduled) message: every recipient not yet attempted is dropped (reason cancelled)",
+        params: idParams,
+        response: { 200: actionResult, ...problemResponses },
+      },
+    },
+    async (request) => cancelMessage(deps.ctx, request.params.id, accountOf(request)),
+  );
 }

@@ -13,6 +13,10 @@ import { guarded, problemResponses, type RouteDeps, typed } from "../common.js";
 import { problemOf, problemSchema } from "../problems.js";
 
 const address = z.string().min(3).max(998).describe('"a@example.com" or "Name <a@example.com>"');
+/** Scheduled send (issue 9); the range (not past, at most queue.maxScheduleAheadMs ahead) is the accept path's. */
+const sendAt = z
+  .union([z.string().max(40), z.number().nonnegative()])
+  .describe("when to send: RFC 3339 time or unix seconds, at most queue.maxScheduleAheadMs (72 h) ahead");
 
 export const messageSchema = z
   .strictObject({
@@ -38,6 +42,7 @@ export const messageSchema = z
     headers: z.record(z.string().max(76), z.string().max(998)).optional(),
     metadata: z.record(z.string(), z.unknown()).optional(),
     categories: z.array(z.string().max(100)).max(10).optional(),
+    send_at: sendAt.optional(),
   })
   .describe("A message to compose");
 
@@ -45,11 +50,15 @@ const rawSchema = z.strictObject({
   from: address.describe("envelope sender (MAIL FROM)"),
   to: z.array(address).min(1).max(1000).describe("envelope recipients (RCPT TO)"),
   raw: z.string().min(1).describe("the RFC 5322 message"),
+  send_at: sendAt.optional(),
 });
 
 const sendResult = z.object({
   id: z.string(),
-  recipients: z.array(z.object({ address: z.string(), state: z.enum(["queued", "dropped", "refused"]) })),
+  recipients: z.array(
+    z.object({ address: z.string(), state: z.enum(["queued", "scheduled", "dropped", "refused"]) }),
+  ),
+  send_at: z.string().optional().describe("scheduled send: when it will be sent (RFC 3339)"),
 });
 
 function sendDeps(deps: RouteDeps, request: FastifyRequest): SendDeps {
@@ -140,7 +149,12 @@ export function registerSendRoutes(app: FastifyInstance, deps: RouteDeps): void 
   );
 
   const item = z.union([
-    z.object({ ok: z.literal(true), id: z.string(), recipients: sendResult.shape.recipients }),
+    z.object({
+      ok: z.literal(true),
+      id: z.string(),
+      recipients: sendResult.shape.recipients,
+      send_at: sendResult.shape.send_at,
+    }),
     z.object({ ok: z.literal(false), problem: problemSchema }),
   ]);
   r.post(

@@ -13,8 +13,15 @@
  * anyway. Group commit keeps the number of such transactions small.
  */
 import { eventIdsAfter } from "../../events/event-id.js";
-import { enhancedCodeOf, toEvents } from "../event-rows.js";
-import type { EventFilter, EventStore, NewEvent, PetrelEvent } from "../types.js";
+import { COUNT_COLUMNS, domainPattern, enhancedCodeOf, toEventCount, toEvents } from "../event-rows.js";
+import type {
+  EventCount,
+  EventCountQuery,
+  EventFilter,
+  EventStore,
+  NewEvent,
+  PetrelEvent,
+} from "../types.js";
 import { type Client, LOCK_EVENTS, LOCK_NAMESPACE, type Pool, type Row, transaction } from "./connection.js";
 
 export const EVENT_SELECT = `SELECT e.id, e.type, e.message_id, e.recipient, e.at, e.attempt, e.next_attempt_at,
@@ -104,6 +111,30 @@ export function createEventStore(pool: Pool): EventStore {
       const rows = (await pool.query(sql, params)).rows as Row[];
       if (filter.newest) rows.reverse();
       return toEvents(rows);
+    },
+
+    // GET /v1/stats: the range on events_account_at's leading columns bounds the read to the
+    // account's events in [since, until); category and domain filter inside it.
+    async countEvents(query: EventCountQuery): Promise<EventCount[]> {
+      const params: unknown[] = [query.accountId, query.since, query.until, query.bucketMs];
+      const where = ["e.account_id = $1", "e.at >= $2", "e.at < $3"];
+      let from = "events e";
+      if (query.category !== undefined) {
+        from += " JOIN messages m ON m.id = e.message_id";
+        params.push(query.category);
+        where.push(`m.categories IS NOT NULL AND (m.categories::jsonb) ? $${params.length}`);
+      }
+      if (query.domain !== undefined) {
+        params.push(domainPattern(query.domain));
+        where.push(`lower(e.recipient) LIKE $${params.length} ESCAPE '\\'`);
+      }
+      const { rows } = await pool.query(
+        `SELECT (e.at / $4::bigint) * $4::bigint AS bucket, ${COUNT_COLUMNS}
+         FROM ${from} WHERE ${where.join(" AND ")}
+         GROUP BY 1, 2, 3, 4, 5 ORDER BY 1`,
+        params,
+      );
+      return (rows as Row[]).map(toEventCount);
     },
   };
 }

@@ -13,6 +13,7 @@ import type {
   IdempotencyRecord,
   MessageDetail,
   MessageFilter,
+  MessageIdFilter,
   MessageSearch,
   MessageSearchRow,
   MessageStore,
@@ -27,16 +28,16 @@ import { writeEvents } from "./events.js";
 import { notifyDue } from "./notify.js";
 import { RECIPIENT_NEXT, RECIPIENT_STATE } from "./queue.js";
 
-const MESSAGE_SELECT = `SELECT m.id, a.name AS account_name, m.mail_from, m.size, m.received_at
+const MESSAGE_SELECT = `SELECT m.id, a.name AS account_name, m.mail_from, m.size, m.received_at, m.send_at
   FROM messages m JOIN accounts a ON a.id = m.account_id`;
 
 /** Inserts a batch in the caller's transaction: everything of enqueueMessages() but the commit. */
 export async function insertMessages(client: Client, messages: readonly NewMessage[]): Promise<void> {
   await client.query(
     `INSERT INTO messages (id, account_id, api_key_id, mail_from, size, client_ip, received_at, expires_at,
-       metadata, categories)
+       metadata, categories, send_at)
      SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::int[], $6::text[],
-       $7::bigint[], $8::bigint[], $9::text[], $10::text[])`,
+       $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::bigint[])`,
     [
       messages.map((m) => m.id),
       messages.map((m) => m.accountId),
@@ -48,6 +49,7 @@ export async function insertMessages(client: Client, messages: readonly NewMessa
       messages.map((m) => m.expiresAt),
       messages.map((m) => m.metadata ?? null),
       messages.map((m) => (m.categories && m.categories.length > 0 ? JSON.stringify(m.categories) : null)),
+      messages.map((m) => m.sendAt ?? null),
     ],
   );
   // Contents as parameters of their own: pg sends a Buffer parameter in binary, where an array of
@@ -58,7 +60,7 @@ export async function insertMessages(client: Client, messages: readonly NewMessa
     messages.flatMap((m) => [m.id, Buffer.isBuffer(m.content) ? m.content : Buffer.from(m.content)]),
   );
 
-  const rows: { message: string; address: string; dropped: string | null; at: number }[] = [];
+  const rows: { message: string; address: string; dropped: string | null; at: number; due: number }[] = [];
   const events: NewEvent[] = [];
   for (const m of messages) {
     for (const address of m.recipients) {
@@ -68,6 +70,8 @@ export async function insertMessages(client: Client, messages: readonly NewMessa
         address,
         dropped: drop ? `dropped: ${drop.reason}` : null,
         at: m.receivedAt,
+        // Scheduled send: first due at send_at.
+        due: m.sendAt ?? m.receivedAt,
       });
       events.push({
         type: "processed",
@@ -94,9 +98,9 @@ export async function insertMessages(client: Client, messages: readonly NewMessa
     `WITH r AS (
        INSERT INTO recipients (message_id, address, domain, state, next_attempt_at, last_reply, updated_at)
        SELECT u.message_id, u.address, u.domain, CASE WHEN u.reply IS NULL THEN 'queued' ELSE 'dropped' END,
-         CASE WHEN u.reply IS NULL THEN u.at END, u.reply, u.at
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) WITH ORDINALITY
-         AS u(message_id, address, domain, reply, at, n)
+         CASE WHEN u.reply IS NULL THEN u.due END, u.reply, u.at
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[]) WITH ORDINALITY
+         AS u(message_id, address, domain, reply, at, due, n)
        ORDER BY u.n
        RETURNING id, message_id, domain, state, next_attempt_at, last_reply, updated_at),
      q AS (
@@ -110,12 +114,13 @@ export async function insertMessages(client: Client, messages: readonly NewMessa
       rows.map((r) => domainOf(r.address)),
       rows.map((r) => r.dropped),
       rows.map((r) => r.at),
+      rows.map((r) => r.due),
     ],
   );
   // Last, under the event lock (events.ts), then the wake-up.
   await writeEvents(client, events);
   const due = rows.filter((r) => r.dropped === null);
-  if (due.length > 0) await notifyDue(client, Math.min(...due.map((r) => r.at)));
+  if (due.length > 0) await notifyDue(client, Math.min(...due.map((r) => r.due)));
 }
 
 /** `onDue` hears of the earliest due time of each batch before it commits (claim-watermark.ts). */
@@ -167,6 +172,24 @@ export function createMessageStore(pool: Pool, onDue: (at: number) => void = () 
       return rows.map((row) => toSummary(row, recipients.get(String(row.id)) ?? []));
     },
 
+    async listMessageIds(filter: MessageIdFilter): Promise<string[]> {
+      const { rows } = await pool.query(
+        `SELECT DISTINCT r.message_id FROM recipients r JOIN messages m ON m.id = r.message_id
+         LEFT JOIN queue q ON q.recipient_id = r.id
+         WHERE ($1::text IS NULL OR ${RECIPIENT_STATE} = $1) AND ($2::text IS NULL OR r.domain = $2)
+           AND ($3::bigint IS NULL OR m.account_id = $3) AND r.message_id > $4
+         ORDER BY r.message_id LIMIT $5`,
+        [
+          filter.state ?? null,
+          filter.domain ?? null,
+          filter.accountId ?? null,
+          filter.after ?? "",
+          filter.limit,
+        ],
+      );
+      return rows.map((r) => String(r.message_id));
+    },
+
     async getMessage(id: string): Promise<MessageDetail | undefined> {
       const { rows } = await pool.query(
         `SELECT m.*, a.name AS account_name, k.name AS api_key_name FROM messages m
@@ -213,7 +236,8 @@ export function createMessageStore(pool: Pool, onDue: (at: number) => void = () 
       if (query.category !== undefined)
         where.push(`m.categories IS NOT NULL AND (m.categories::jsonb) ? ${param(query.category)}`);
       const { rows } = await pool.query(
-        `SELECT DISTINCT m.id, m.mail_from, m.size, m.received_at, m.expires_at, m.metadata, m.categories
+        `SELECT DISTINCT m.id, m.mail_from, m.size, m.received_at, m.expires_at, m.send_at, m.metadata,
+           m.categories
          FROM ${from} WHERE ${where.join(" AND ")} ORDER BY m.id DESC LIMIT ${param(query.limit)}`,
         values,
       );
@@ -224,6 +248,7 @@ export function createMessageStore(pool: Pool, onDue: (at: number) => void = () 
         size: Number(row.size),
         receivedAt: Number(row.received_at),
         expiresAt: Number(row.expires_at),
+        sendAt: row.send_at === null || row.send_at === undefined ? null : Number(row.send_at),
         metadata: row.metadata ? (JSON.parse(String(row.metadata)) as Record<string, unknown>) : null,
         categories: row.categories ? (JSON.parse(String(row.categories)) as string[]) : [],
         recipients: (recipients.get(String(row.id)) ?? []).map((r) => ({
@@ -288,5 +313,7 @@ function toSummary(row: Row, recipients: readonly RecipientDetail[]): MessageSum
     recipientCount: recipients.length,
     states,
     recipients: recipients.map((r) => r.address),
+    // bigint comes back as a string.
+    sendAt: row.send_at === null || row.send_at === undefined ? null : Number(row.send_at),
   };
 }

@@ -307,7 +307,16 @@ export const MIGRATIONS: readonly string[] = [
     WHEN (OLD.name IS DISTINCT FROM NEW.name)
     EXECUTE FUNCTION petrel_bump_lookup_version();
   `,
-  // 6: SQLite version 10: cluster-wide limits (issue 8 item 4; store/types/leases.ts). The slot
+  // 6: SQLite version 10: GET /v1/stats (issue 9) counts an account's events in a time range.
+  `
+  CREATE INDEX events_account_at ON events(account_id, at);
+  `,
+  // 7: SQLite version 11: scheduled send (issue 9).
+  `
+  ALTER TABLE messages ADD COLUMN send_at bigint;
+  CREATE INDEX messages_send_at ON messages(send_at) WHERE send_at IS NOT NULL;
+  `,
+  // 8: SQLite version 12: cluster-wide limits (issue 8 item 4; store/types/leases.ts). The slot
   // rows stay once created (given back = owner NULL, expires_at 0) so that acquiring is one
   // UPDATE with SKIP LOCKED; their updates touch no indexed column, so they are HOT updates.
   `

@@ -371,9 +371,11 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
       }));
     },
 
-    async queueCounts(filter: { readonly domain?: string } = {}): Promise<QueueCounts> {
+    async queueCounts(
+      filter: { readonly domain?: string; readonly now?: number } = {},
+    ): Promise<QueueCounts> {
       const domain = filter.domain ?? null;
-      const [states, destinations, backoffs] = await Promise.all([
+      const [states, destinations, backoffs, scheduled] = await Promise.all([
         pool.query(
           `SELECT ${RECIPIENT_STATE} AS state, count(*) AS n FROM recipients r
            LEFT JOIN queue q ON q.recipient_id = r.id WHERE $1::text IS NULL OR r.domain = $1 GROUP BY 1`,
@@ -387,9 +389,23 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
           [domain],
         ),
         pool.query("SELECT domain, until FROM destination_backoff WHERE until > $1", [Date.now()]),
+        // Issue 9: queued recipients of messages still scheduled (through messages_send_at).
+        pool.query(
+          `SELECT count(*) AS n FROM messages m JOIN recipients r ON r.message_id = m.id
+           LEFT JOIN queue q ON q.recipient_id = r.id
+           WHERE m.send_at > $1 AND r.state = 'queued' AND r.attempts = 0 AND q.lease_owner IS NULL
+             AND ($2::text IS NULL OR r.domain = $2)`,
+          [filter.now ?? Date.now(), domain],
+        ),
       ]);
       const byState: Partial<Record<RecipientState, number>> = {};
       for (const r of states.rows) byState[r.state as RecipientState] = Number(r.n);
+      const nScheduled = Number(scheduled.rows[0]?.n ?? 0);
+      if (nScheduled > 0) {
+        byState.scheduled = nScheduled;
+        byState.queued = (byState.queued ?? 0) - nScheduled;
+        if (byState.queued <= 0) delete byState.queued;
+      }
       const backoff = new Map(backoffs.rows.map((r) => [String(r.domain), Number(r.until)]));
       const byDomain = new Map<string, Partial<Record<RecipientState, number>>>();
       for (const r of destinations.rows) {
@@ -461,14 +477,58 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
       dueAt(now);
       return transaction(pool, async (client) => {
         const result = await client.query(
+          // Scheduled send: a message held before its send_at is due at send_at again.
           `WITH r AS (UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
-             next_attempt_at = $2, updated_at = $2 WHERE message_id = $1 AND state = 'held'
-             RETURNING id, domain)
-           INSERT INTO queue (recipient_id, domain, next_attempt_at) SELECT id, domain, $2 FROM r`,
+             next_attempt_at = GREATEST($2, COALESCE((SELECT send_at FROM messages WHERE id = $1), 0)),
+             updated_at = $2 WHERE message_id = $1 AND state = 'held'
+             RETURNING id, domain, next_attempt_at)
+           INSERT INTO queue (recipient_id, domain, next_attempt_at) SELECT id, domain, next_attempt_at FROM r`,
           [messageId, now],
         );
         if ((result.rowCount ?? 0) > 0) await notifyDue(client, now);
         return result.rowCount ?? 0;
+      });
+    },
+
+    // Issue 9: drops the recipients not yet attempted (queued or held, no attempt, not leased).
+    cancelMessage(messageId: string, now: number): Promise<number> {
+      const reply = "dropped: cancelled before sending";
+      return transaction(pool, async (client) => {
+        // The queue rows first, in id order (as dropMessage): a claim holding one makes us wait
+        // for its lease to be written, and then the leased recipient is left alone.
+        await client.query(
+          `SELECT 1 FROM queue WHERE recipient_id IN (SELECT id FROM recipients WHERE message_id = $1)
+           ORDER BY recipient_id FOR UPDATE`,
+          [messageId],
+        );
+        const { rows } = await client.query(
+          `WITH r AS (
+             UPDATE recipients r SET state = 'dropped', next_attempt_at = NULL, last_reply = $3, updated_at = $2
+             WHERE r.message_id = $1 AND r.state IN ('queued', 'held') AND r.attempts = 0
+               AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.recipient_id = r.id AND q.lease_owner IS NOT NULL)
+             RETURNING r.id, r.message_id, r.address),
+           gone AS (DELETE FROM queue q USING r WHERE q.recipient_id = r.id RETURNING 1),
+           a AS (INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, reply)
+             SELECT id, message_id, $2, 0, 'dropped', $3 FROM r RETURNING 1)
+           SELECT r.id, r.address, m.account_id FROM r JOIN messages m ON m.id = r.message_id
+           ORDER BY r.id`,
+          [messageId, now, reply],
+        );
+        await writeEvents(
+          client,
+          rows.map((r) => ({
+            type: "dropped" as const,
+            messageId,
+            accountId: Number(r.account_id),
+            recipient: String(r.address),
+            at: now,
+            attempt: 0,
+            reply,
+            reason: "cancelled",
+          })),
+          now,
+        );
+        return rows.length;
       });
     },
 

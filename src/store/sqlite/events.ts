@@ -13,8 +13,23 @@
  */
 import type Database from "better-sqlite3";
 import { eventIdsAfter } from "../../events/event-id.js";
-import { enhancedCodeOf, type MetadataCache, toEvent, toEvents } from "../event-rows.js";
-import type { EventFilter, EventStore, NewEvent, PetrelEvent } from "../types.js";
+import {
+  COUNT_COLUMNS,
+  domainPattern,
+  enhancedCodeOf,
+  type MetadataCache,
+  toEvent,
+  toEventCount,
+  toEvents,
+} from "../event-rows.js";
+import type {
+  EventCount,
+  EventCountQuery,
+  EventFilter,
+  EventStore,
+  NewEvent,
+  PetrelEvent,
+} from "../types.js";
 
 type Row = Record<string, unknown>;
 
@@ -124,6 +139,35 @@ export function createEventReader(db: Database.Database) {
       return toEvents(rows);
     },
     /**
+     * Counts per bucket (GET /v1/stats). The range condition on the leading columns of
+     * events_account_at bounds the read to the account's events in [since, until); the
+     * category and domain conditions filter inside that range.
+     */
+    count(query: EventCountQuery): EventCount[] {
+      const where = ["e.account_id = @account", "e.at >= @since", "e.at < @until"];
+      const params: Record<string, unknown> = {
+        account: query.accountId,
+        since: query.since,
+        until: query.until,
+        bucket: query.bucketMs,
+      };
+      let from = "events e INDEXED BY events_account_at";
+      if (query.category !== undefined) {
+        from += " JOIN messages m ON m.id = e.message_id";
+        where.push("EXISTS (SELECT 1 FROM json_each(m.categories) c WHERE c.value = @category)");
+        params.category = query.category;
+      }
+      if (query.domain !== undefined) {
+        // LIKE is case-insensitive for ASCII in SQLite: domains are compared as A-labels.
+        where.push("e.recipient LIKE @domain ESCAPE '\\'");
+        params.domain = domainPattern(query.domain);
+      }
+      const sql = `SELECT (e.at / CAST(@bucket AS INTEGER)) * CAST(@bucket AS INTEGER) AS bucket, ${COUNT_COLUMNS}
+        FROM ${from} WHERE ${where.join(" AND ")}
+        GROUP BY 1, 2, 3, 4, 5 ORDER BY 1`;
+      return (prepared(sql).all(params) as Row[]).map(toEventCount);
+    },
+    /**
      * Events with an id greater than `after`, oldest first, at most `scan` of them, for webhook
      * batches: `take` says whether an event is wanted and whether to go on. Rows are read in
      * chunks of `chunk` (the batch size: an endpoint that takes every event reads one chunk), so
@@ -162,6 +206,9 @@ export function createEventStore(db: Database.Database): EventStore {
     },
     async listEvents(filter?: EventFilter): Promise<PetrelEvent[]> {
       return reader.list(filter);
+    },
+    async countEvents(query: EventCountQuery): Promise<EventCount[]> {
+      return reader.count(query);
     },
   };
 }

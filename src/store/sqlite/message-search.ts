@@ -90,7 +90,8 @@ export function createMessageSearch(db: Database.Database) {
       }
       const rows = db
         .prepare(
-          `SELECT DISTINCT m.id, m.mail_from, m.size, m.received_at, m.expires_at, m.metadata, m.categories
+          `SELECT DISTINCT m.id, m.mail_from, m.size, m.received_at, m.expires_at, m.send_at, m.metadata,
+             m.categories
            FROM ${from} WHERE ${where.join(" AND ")} ORDER BY m.id DESC LIMIT @limit`,
         )
         .all(params) as Row[];
@@ -100,6 +101,7 @@ export function createMessageSearch(db: Database.Database) {
         size: Number(row.size),
         receivedAt: Number(row.received_at),
         expiresAt: Number(row.expires_at),
+        sendAt: row.send_at === null || row.send_at === undefined ? null : Number(row.send_at),
         metadata: row.metadata ? (JSON.parse(String(row.metadata)) as Record<string, unknown>) : null,
         categories: row.categories ? (JSON.parse(String(row.categories)) as string[]) : [],
         recipients: (recipientsOf.all(String(row.id)) as Row[]).map((r) => ({

@@ -15,6 +15,7 @@ import { domainOf } from "../../address.js";
 import type {
   MessageDetail,
   MessageFilter,
+  MessageIdFilter,
   MessageStore,
   MessageSummary,
   NewMessage,
@@ -30,8 +31,8 @@ type Row = Record<string, unknown>;
 export function prepareEnqueue(db: Database.Database): (messages: readonly NewMessage[]) => void {
   const insertMessage = db.prepare(
     `INSERT INTO messages (id, account_id, api_key_id, mail_from, size, client_ip, received_at, expires_at,
-       metadata, categories)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       metadata, categories, send_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const insertContent = db.prepare("INSERT INTO message_contents (message_id, content) VALUES (?, ?)");
   const insertRecipient = db.prepare(
@@ -64,6 +65,7 @@ export function prepareEnqueue(db: Database.Database): (messages: readonly NewMe
         m.expiresAt,
         m.metadata ?? null,
         m.categories && m.categories.length > 0 ? JSON.stringify(m.categories) : null,
+        m.sendAt ?? null,
       );
       // After the first write: the write lock is held, so the newest id cannot change under us.
       nextId ??= events.ids();
@@ -93,14 +95,15 @@ export function prepareEnqueue(db: Database.Database): (messages: readonly NewMe
           );
           continue;
         }
-        insertRecipient.run(m.id, address, domainOf(address), m.receivedAt, m.receivedAt);
+        // Scheduled send: first due at send_at (claims pick recipients by next_attempt_at).
+        insertRecipient.run(m.id, address, domainOf(address), m.sendAt ?? m.receivedAt, m.receivedAt);
         insertProcessed.run(nextId(), m.id, m.accountId, address, m.receivedAt);
       }
     }
   });
 }
 
-const MESSAGE_SELECT = `SELECT m.id, a.name AS account_name, m.mail_from, m.size, m.received_at
+const MESSAGE_SELECT = `SELECT m.id, a.name AS account_name, m.mail_from, m.size, m.received_at, m.send_at
   FROM messages m JOIN accounts a ON a.id = m.account_id`;
 
 /** With `thread`, spool batches commit on the enqueue thread (see enqueue-thread.ts). */
@@ -147,6 +150,26 @@ export function createMessageStore(db: Database.Database, thread?: EnqueueThread
       return rows.map((row) => toSummary(row, recipientsOf(String(row.id))));
     },
 
+    async listMessageIds(filter: MessageIdFilter): Promise<string[]> {
+      // With a state, recipients_due (state first) bounds the read; a domain alone reads the
+      // recipients (an operator's bulk action, not a hot path).
+      return db
+        .prepare(
+          `SELECT DISTINCT r.message_id FROM recipients r JOIN messages m ON m.id = r.message_id
+           WHERE (@state IS NULL OR r.state = @state) AND (@domain IS NULL OR r.domain = @domain)
+             AND (@account IS NULL OR m.account_id = @account) AND r.message_id > @after
+           ORDER BY r.message_id LIMIT @limit`,
+        )
+        .pluck()
+        .all({
+          state: filter.state ?? null,
+          domain: filter.domain ?? null,
+          account: filter.accountId ?? null,
+          after: filter.after ?? "",
+          limit: filter.limit,
+        }) as string[];
+    },
+
     async getMessage(id: string): Promise<MessageDetail | undefined> {
       const row = db
         .prepare(
@@ -190,5 +213,6 @@ function toSummary(row: Row, recipients: readonly RecipientDetail[]): MessageSum
     recipientCount: recipients.length,
     states,
     recipients: recipients.map((r) => r.address),
+    sendAt: (row.send_at as number | null) ?? null,
   };
 }

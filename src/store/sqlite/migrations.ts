@@ -313,7 +313,18 @@ export const MIGRATIONS: readonly string[] = [
     WHEN OLD.name IS NOT NEW.name
     BEGIN UPDATE lookup_version SET version = version + 1 WHERE id = 1; END;
   `,
-  // 10: cluster-wide limits (issue 8 item 4; store/types/leases.ts): connection slots per
+  // 10: GET /v1/stats (issue 9): an account's events by time, so counting a time range reads
+  // only that range's index entries (never the whole event log).
+  `
+  CREATE INDEX events_account_at ON events(account_id, at);
+  `,
+  // 11: scheduled send (issue 9): when a message is to be sent (its recipients are due then);
+  // the partial index finds the few scheduled messages for the queue counts.
+  `
+  ALTER TABLE messages ADD COLUMN send_at INTEGER;
+  CREATE INDEX messages_send_at ON messages(send_at) WHERE send_at IS NOT NULL;
+  `,
+  // 12: cluster-wide limits (issue 8 item 4; store/types/leases.ts): connection slots per
   // destination, named leases (webhook endpoints, periodic jobs), AUTH failures per address.
   // SQLite has one serve per file, so these rows matter for one node; the tables are the same as
   // PostgreSQL's so that both backends keep the same behaviour.

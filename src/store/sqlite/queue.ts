@@ -11,7 +11,8 @@
  *   event (issue 5: deferred with the attempt number and next attempt time, delivered, bounce,
  *   expired). An outcome that changes nothing (a lost lease, an already final recipient) writes no
  *   event, so there is exactly one `deferred` per attempt that deferred.
- * - dropMessage() writes a `dropped` event (reason `operator`) per recipient it drops.
+ * - dropMessage() writes a `dropped` event (reason `operator`) per recipient it drops;
+ *   cancelMessage() (issue 9) one with reason `cancelled` per recipient not yet attempted.
  * - A deferral only applies while the writer still holds the lease; a final outcome (delivered,
  *   bounced, expired) applies to any recipient not yet final, because it states what happened.
  * SQLite has one writer at a time, so a claim's SELECT then UPDATE in one IMMEDIATE transaction is
@@ -132,6 +133,25 @@ export function createQueueStore(db: Database.Database): QueueStore {
     countsByStateDomain: db.prepare(
       "SELECT state, COUNT(*) AS n FROM recipients WHERE domain = ? GROUP BY state",
     ),
+    // Issue 9: queued recipients of messages still scheduled (through the partial messages_send_at).
+    countScheduled: db.prepare(
+      `SELECT COUNT(*) AS n FROM messages m JOIN recipients r ON r.message_id = m.id
+       WHERE m.send_at > @now AND r.state = 'queued' AND r.attempts = 0
+         AND (@domain IS NULL OR r.domain = @domain)`,
+    ),
+    toCancel: db.prepare(
+      `SELECT r.id, r.address, m.account_id FROM recipients r JOIN messages m ON m.id = r.message_id
+       WHERE r.message_id = ? AND r.state IN ('queued', 'held') AND r.attempts = 0 ORDER BY r.id`,
+    ),
+    cancelOne: db.prepare(
+      `UPDATE recipients SET state = 'dropped', next_attempt_at = NULL, lease_owner = NULL,
+         lease_expires_at = NULL, unfinished = 0, last_reply = @reply, updated_at = @now
+       WHERE id = @id AND state IN ('queued', 'held') AND attempts = 0`,
+    ),
+    cancelAttempt: db.prepare(
+      `INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, reply)
+       VALUES (@id, @message, @now, 0, 'dropped', @reply)`,
+    ),
     countsByDestination: db.prepare(
       `SELECT domain, state, COUNT(*) AS n FROM recipients
        WHERE state NOT IN ${FINAL} GROUP BY domain, state ORDER BY domain`,
@@ -154,7 +174,8 @@ export function createQueueStore(db: Database.Database): QueueStore {
     ),
     releaseHeld: db.prepare(
       `UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
-         next_attempt_at = @now, unfinished = 0, updated_at = @now WHERE message_id = @id AND state = 'held'`,
+         next_attempt_at = MAX(@now, COALESCE((SELECT send_at FROM messages WHERE id = @id), 0)),
+         unfinished = 0, updated_at = @now WHERE message_id = @id AND state = 'held'`,
     ),
     eventSource: db.prepare(
       `SELECT r.message_id, r.address, r.attempts, m.account_id FROM recipients r
@@ -383,6 +404,28 @@ export function createQueueStore(db: Database.Database): QueueStore {
     return changes;
   });
 
+  const cancel = db.transaction((messageId: string, now: number): number => {
+    const reply = "dropped: cancelled before sending";
+    const cancelling = s.toCancel.all(messageId) as Row[];
+    for (const r of cancelling) {
+      s.cancelOne.run({ id: r.id, now, reply });
+      s.cancelAttempt.run({ id: r.id, message: messageId, now, reply });
+    }
+    events.insert(
+      cancelling.map((r) => ({
+        type: "dropped" as const,
+        messageId,
+        accountId: Number(r.account_id),
+        recipient: String(r.address),
+        at: now,
+        attempt: 0,
+        reply,
+        reason: "cancelled",
+      })),
+    );
+    return cancelling.length;
+  });
+
   const claimDue = relaxed((request: ClaimRequest): ClaimedRecipient[] => {
     // Idle polls stay readers: the write lock is taken only when something is due.
     if (!s.anyDue.get({ now: request.now })) return [];
@@ -429,12 +472,22 @@ export function createQueueStore(db: Database.Database): QueueStore {
         reply: String(r.reply),
       }));
     },
-    async queueCounts(filter: { readonly domain?: string } = {}): Promise<QueueCounts> {
+    async queueCounts(
+      filter: { readonly domain?: string; readonly now?: number } = {},
+    ): Promise<QueueCounts> {
       const byState: Partial<Record<RecipientState, number>> = {};
       const stateRows = (
         filter.domain ? s.countsByStateDomain.all(filter.domain) : s.countsByState.all()
       ) as Row[];
       for (const r of stateRows) byState[r.state as RecipientState] = Number(r.n);
+      const scheduled = Number(
+        (s.countScheduled.get({ now: filter.now ?? Date.now(), domain: filter.domain ?? null }) as Row).n,
+      );
+      if (scheduled > 0) {
+        byState.scheduled = scheduled;
+        byState.queued = (byState.queued ?? 0) - scheduled;
+        if (byState.queued <= 0) delete byState.queued;
+      }
       const backoff = new Map(
         (s.backoffs.all(Date.now()) as Row[]).map((r) => [String(r.domain), Number(r.until)]),
       );
@@ -466,6 +519,9 @@ export function createQueueStore(db: Database.Database): QueueStore {
     },
     async dropMessage(messageId: string, now: number, reason: string): Promise<number> {
       return drop.immediate(messageId, now, reason);
+    },
+    async cancelMessage(messageId: string, now: number): Promise<number> {
+      return cancel.immediate(messageId, now);
     },
     async setDestinationBackoff(
       backoff: DestinationBackoff | { readonly domain: string; readonly until: null },

@@ -176,11 +176,45 @@ export interface WebhookDelivery {
   readonly lastEventId: string | null;
 }
 
+/**
+ * Issue 9, GET /v1/stats: one account's events counted per time bucket. Served by the index
+ * events(account_id, at): only the events of the account in [since, until) are read.
+ */
+export interface EventCountQuery {
+  readonly accountId: number;
+  /** ms, inclusive. */
+  readonly since: number;
+  /** ms, exclusive. */
+  readonly until: number;
+  /** Bucket width in ms (3,600,000 or 86,400,000); buckets start at multiples of it (UTC). */
+  readonly bucketMs: number;
+  /** Only events of messages carrying this category (X-Petrel-Category). */
+  readonly category?: string;
+  /** Only events of recipients at this domain (lower-case, A-labels). */
+  readonly domain?: string;
+}
+
+/** How many events of one kind fell in one bucket. */
+export interface EventCount {
+  /** Start of the bucket (ms). */
+  readonly bucket: number;
+  readonly type: EventType;
+  /** bounce: the class (invalid-recipient, mailbox-full, …); null for other types. */
+  readonly bounceClass: string | null;
+  /** bounce: hard or soft; null for other types. */
+  readonly bounceHard: boolean | null;
+  /** dropped: the reason (suppressed, operator, cancelled, …); null for other types. */
+  readonly reason: string | null;
+  readonly count: number;
+}
+
 export interface EventStore {
   /** Appends events in one transaction of their own; returns their ids in order. */
   recordEvents(events: readonly NewEvent[]): Promise<string[]>;
   /** Events in id order (oldest first), or the newest `limit` (still oldest first) with `newest`. */
   listEvents(filter?: EventFilter): Promise<PetrelEvent[]>;
+  /** Counts per bucket, type, and (bounce) class and hardness or (dropped) reason; buckets ascending. */
+  countEvents(query: EventCountQuery): Promise<EventCount[]>;
 }
 
 export interface WebhookStore {

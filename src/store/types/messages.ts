@@ -12,7 +12,10 @@ export type RecipientState =
   | "bounced"
   | "expired"
   | "dropped"
-  | "held";
+  | "held"
+  // Issue 9, scheduled send: shown, never stored — a recipient stored `queued`, not yet
+  // attempted, of a message whose send_at is still ahead (its next_attempt_at is send_at).
+  | "scheduled";
 
 export interface NewMessage {
   /** Queue ID: unique and time-sortable. */
@@ -27,6 +30,11 @@ export interface NewMessage {
   readonly clientIp: string;
   readonly receivedAt: number;
   readonly expiresAt: number;
+  /**
+   * Issue 9, scheduled send: the recipients are first due then (ms; absent = at receivedAt).
+   * expiresAt counts from it.
+   */
+  readonly sendAt?: number | null;
   // Issue 5 (events): what the sender attached, returned in every event of the message.
   /** The X-Petrel-Metadata JSON object, as validated JSON text; absent = none. */
   readonly metadata?: string | null;
@@ -49,6 +57,8 @@ export interface MessageSummary {
   /** Number of recipients in each state. */
   readonly states: Partial<Record<RecipientState, number>>;
   readonly recipients: readonly string[];
+  /** Scheduled send: when the message was to be sent (ms), or null. */
+  readonly sendAt: number | null;
 }
 
 export interface RecipientDetail {
@@ -98,6 +108,7 @@ export interface MessageSearchRow {
   readonly size: number;
   readonly receivedAt: number;
   readonly expiresAt: number;
+  readonly sendAt: number | null;
   readonly metadata: Record<string, unknown> | null;
   readonly categories: readonly string[];
   readonly recipients: ReadonlyArray<{ readonly address: string; readonly state: RecipientState }>;
@@ -114,10 +125,24 @@ export interface IdempotencyRecord {
   readonly createdAt: number;
 }
 
+/** Issue 9, bulk queue actions: messages with a recipient matching every condition given. */
+export interface MessageIdFilter {
+  readonly accountId?: number;
+  /** A recipient at this domain (lower-case A-labels)… */
+  readonly domain?: string;
+  /** …in this state (the stored state; `delivering` for leased recipients). */
+  readonly state?: Exclude<RecipientState, "scheduled">;
+  /** Only ids greater than this (paging, ascending). */
+  readonly after?: string;
+  readonly limit: number;
+}
+
 export interface MessageStore {
   /** Commits every message of the batch in one durable transaction, or none of them. */
   enqueueMessages(messages: readonly NewMessage[]): Promise<void>;
   listMessages(filter?: MessageFilter): Promise<MessageSummary[]>;
+  /** Ids of messages matching `filter`, ascending (the bulk queue actions' selection). */
+  listMessageIds(filter: MessageIdFilter): Promise<string[]>;
   getMessage(id: string): Promise<MessageDetail | undefined>;
   getMessageContent(id: string): Promise<Buffer | undefined>;
   /** The HTTP API's search: a page of one account's messages, newest first (index scans only). */

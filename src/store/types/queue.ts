@@ -130,16 +130,25 @@ export interface QueueStore {
   giveBack(recipientIds: readonly number[], owner: string, now: number): Promise<number>;
   /** Every attempt for a message, oldest first. */
   listAttempts(messageId: string): Promise<DeliveryAttempt[]>;
-  /** Recipient counts by state and by destination domain (with any destination backoff). */
-  queueCounts(filter?: { readonly domain?: string }): Promise<QueueCounts>;
+  /**
+   * Recipient counts by state and by destination domain (with any destination backoff); byState
+   * counts queued recipients of messages whose send_at is after `now` as `scheduled`.
+   */
+  queueCounts(filter?: { readonly domain?: string; readonly now?: number }): Promise<QueueCounts>;
   /** Makes queued/deferred recipients due at `now` (one message, or all) and lifts their destinations' backoff. */
   retryNow(target: QueueTarget, now: number): Promise<number>;
   /** Holds a message's queued/deferred recipients (state `held`) until released. */
   holdMessage(messageId: string, now: number): Promise<number>;
-  /** Returns held recipients to the queue, due at `now`. */
+  /** Returns held recipients to the queue, due at `now` (or at the message's send_at, if later). */
   releaseMessage(messageId: string, now: number): Promise<number>;
   /** Drops every recipient not yet final (state `dropped`), recording `reason` as its attempt. */
   dropMessage(messageId: string, now: number, reason: string): Promise<number>;
+  /**
+   * Issue 9, cancel (POST /v1/messages/{id}/cancel): drops every recipient not yet attempted —
+   * queued or held, no attempt made, not leased — with a `dropped` event, reason `cancelled`, and
+   * an attempt record. Recipients already tried (deferred) or being tried are left as they are.
+   */
+  cancelMessage(messageId: string, now: number): Promise<number>;
   /** Makes a whole destination wait until `until` (claimDue skips it), or lifts that with until = null. */
   setDestinationBackoff(
     backoff: DestinationBackoff | { readonly domain: string; readonly until: null },
