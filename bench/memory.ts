@@ -5,9 +5,12 @@
  * SMTP to a fresh `petrel serve`; the server's peak RSS (VmHWM from /proc, tracked by the kernel,
  * so no peak is missed between samples) minus its idle RSS is printed beside the goal (≤ 2× the
  * message's size). Then, against another fresh server, ten such messages in flight at once
- * (goal: the peak stays under 1 GB).
+ * (goal: the peak stays under 1 GB). Last, issue 13's memory budget: 200 sessions sending 30 MB
+ * each at once to a server with smtp.limits.maxBufferedBytes 256 MB; the peak RSS above idle is
+ * printed beside the goal (≤ the budget + 300 MB), with how many got 250 and how many 452 4.3.1.
  *
- * Usage: npm run bench:memory -- [--attachment-mb 25] [--parallel 10] [--dkim]
+ * Usage: npm run bench:memory -- [--attachment-mb 25] [--parallel 10]
+ *          [--sessions 200] [--session-mb 30] [--budget-mb 256]
  */
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -19,6 +22,9 @@ const { values: args } = parseArgs({
   options: {
     "attachment-mb": { type: "string", default: "25" },
     parallel: { type: "string", default: "10" },
+    sessions: { type: "string", default: "200" },
+    "session-mb": { type: "string", default: "30" },
+    "budget-mb": { type: "string", default: "256" },
   },
 });
 const FROM = "bench@bench.example";
@@ -88,4 +94,54 @@ const many = await run(content, n);
 console.log(
   `${n} in flight:  peak RSS ${many.peakMb.toFixed(0)} MB (idle ${many.idleMb.toFixed(0)} MB), ` +
     `${((many.peakMb - many.idleMb) / n / sizeMb).toFixed(1)}× size each   (goal < 1024 MB)`,
+);
+
+/** Many sessions in DATA at once against a memory budget: peak RSS above idle, and every reply. */
+async function burst(sessions: number, messageMb: number, budgetMb: number) {
+  const dataDir = tempDataDir("petrel-bench-memory-");
+  await petrelOk(dataDir, ["senders", "add", FROM]);
+  const petrel = await startPetrel(dataDir, {
+    config: {
+      auth: { trustedNetworks: [{ network: "127.0.0.0/8", account: "default" }] },
+      smtp: {
+        limits: { maxBufferedBytes: budgetMb * MB, maxConnectionsPerIp: sessions + 10, maxLineLength: 0 },
+      },
+    },
+  });
+  try {
+    const port = petrel.ports.submission!;
+    await new Promise((r) => setTimeout(r, 500));
+    const idleMb = rss(petrel.child.pid!).rssMb;
+    const line = `${"m".repeat(998)}\r\n`;
+    // Just under the 30 MB default maxMessageSize (over it would be 552 5.3.4).
+    const body = line.repeat(Math.floor((messageMb * MB - 64 * 1024) / line.length));
+    const message = Buffer.from(`From: ${FROM}\r\nSubject: burst\r\n\r\n${body}`);
+    const replies = await Promise.all(
+      Array.from({ length: sessions }, async () => {
+        const session = await RawSmtpSession.open({ port });
+        try {
+          await session.command(`MAIL FROM:<${FROM}>`, 250);
+          await session.command("RCPT TO:<sink@example.com>", 250);
+          return await session.sendStuffed(message); // no line starts with a dot
+        } finally {
+          await session.quit();
+        }
+      }),
+    );
+    return { idleMb, peakMb: rss(petrel.child.pid!).hwmMb, replies };
+  } finally {
+    await petrel.stop();
+  }
+}
+
+const sessions = Number(args.sessions);
+const budgetMb = Number(args["budget-mb"]);
+const b = await burst(sessions, Number(args["session-mb"]), budgetMb);
+const accepted = b.replies.filter((r) => r.code === 250).length;
+const storage = b.replies.filter((r) => r.code === 452 && r.text.startsWith("4.3.1")).length;
+const other = b.replies.length - accepted - storage;
+console.log(
+  `${sessions} × ${args["session-mb"]} MB, budget ${budgetMb} MB: peak RSS ${b.peakMb.toFixed(0)} MB (idle ${b.idleMb.toFixed(0)} MB) → ` +
+    `${(b.peakMb - b.idleMb).toFixed(0)} MB above idle   (goal ≤ ${budgetMb + 300} MB); ${accepted} got 250, ` +
+    `${storage} got 452 4.3.1${other > 0 ? `, ${other} OTHER` : ""}`,
 );

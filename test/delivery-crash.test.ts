@@ -4,14 +4,19 @@
  * - a message whose delivery hangs the worker (the MX never answers its RCPT) and is killed three
  *   times is counted three times and held with a `held` event; the worker keeps delivering others;
  * - kill -9 the moment a bounce is committed: its DSN to the sender is already in the store, and
- *   is delivered after the restart.
+ *   is delivered after the restart;
+ * - the same for a late bounce learnt from an inbound report: kill -9 right after the bounce
+ *   listener's 250, and the DSN is in the store and delivered after the restart.
  * And in-process (deterministic): the DSN is part of the very commit that records the bounce.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
+import { VerpCodec } from "../src/bounces/verp.js";
 import { openSqliteStore } from "../src/store/sqlite/sqlite-store.js";
+import { SAMPLES } from "./support/bounce-samples.js";
 import { startRig } from "./support/delivery-rig.js";
 import { startDnsServer, type TestDnsServer } from "./support/dns-server.js";
 import { waitUntil } from "./support/events-rig.js";
@@ -153,6 +158,69 @@ describe("delivery: no poison loops, nothing lost (kill -9)", () => {
       const dsn = mx.messages.find((m) => m.from === "" && m.to.includes("app@sender.test"))!;
       assert.match(dsn.content.toString(), /Final-Recipient: rfc822; permfail@crash\.test/);
       assert.match(dsn.content.toString(), /550 5\.1\.1 No such user/);
+    } finally {
+      await petrel.stop("SIGKILL");
+      removeDataDir(dataDir);
+    }
+  });
+
+  it("still sends the DSN after kill -9 right after the bounce listener's 250 for a late bounce", async () => {
+    const dataDir = tempDataDir("petrel-report-kill-");
+    const withDsn = config({ bounces: { notifySender: true, verp: false } });
+    let petrel = await startPetrel(dataDir, { config: withDsn });
+    try {
+      assert.ok(petrel.ports.bounces, "the bounce listener runs");
+      await petrelOk(dataDir, ["senders", "add", "app@sender.test"]);
+      const id = await submit(petrel, "late@crash.test");
+      await waitUntil(() => mx.messages.some((m) => m.to.includes("late@crash.test")), "the delivery");
+      const db = new Database(join(dataDir, "petrel.db"), { readonly: true });
+      const recipient = db.prepare("SELECT id, state FROM recipients WHERE message_id = ?");
+      await waitUntil(
+        () => (recipient.get(id) as { state: string } | undefined)?.state === "delivered",
+        "delivered",
+      );
+      // The return path the receiver would answer: a token made with the node's VERP key.
+      const secret = db.prepare("SELECT value FROM node_secrets WHERE name = 'verp-key'").pluck().get();
+      const codec = new VerpCodec(Buffer.from(String(secret), "base64"));
+      const rcpt = codec.address(id, (recipient.get(id) as { id: number }).id, "bounces.sender.test");
+      const report = readFileSync(resolve(SAMPLES, "dsn/gmail-550-5.1.1-nosuchuser.eml"), "utf8")
+        .replace(/kijitora@(?:gmail\.com|example\.org)/g, "late@crash.test")
+        .replace(/\r?\n/g, "\r\n")
+        .replace(/^\./gm, "..");
+      const session = await RawSmtpSession.open({ port: petrel.ports.bounces });
+      assert.equal((await session.command("MAIL FROM:<>")).code, 250);
+      assert.equal((await session.command(`RCPT TO:<${rcpt}>`)).code, 250);
+      assert.equal((await session.command("DATA")).code, 354);
+      const accepted = await session.command(`${report.endsWith("\r\n") ? report : `${report}\r\n`}.`);
+      // The moment the report is acknowledged: nothing after the 250 may be needed.
+      petrel.child.kill("SIGKILL");
+      assert.equal(accepted.code, 250, accepted.text);
+      await petrel.stop("SIGKILL");
+      session.destroy();
+      assert.equal((recipient.get(id) as { state: string }).state, "bounced");
+      const dsns = db
+        .prepare(
+          "SELECT m.id FROM messages m JOIN recipients r ON r.message_id = m.id WHERE m.mail_from = '' AND r.address = ?",
+        )
+        .pluck()
+        .all("app@sender.test");
+      assert.equal(dsns.length, 1, "the DSN was committed with the bounce, before the 250");
+      db.close();
+      petrel = await startPetrel(dataDir, { config: withDsn });
+      await waitUntil(
+        () =>
+          mx.messages.some(
+            (m) =>
+              m.from === "" &&
+              m.to.includes("app@sender.test") &&
+              /late@crash\.test/.test(m.content.toString()),
+          ),
+        "the DSN at the sender's MX",
+      );
+      const dsn = mx.messages.find((m) => m.from === "" && /late@crash\.test/.test(m.content.toString()))!;
+      assert.match(dsn.content.toString(), /Final-Recipient: rfc822; late@crash\.test/);
+      assert.match(dsn.content.toString(), /Status: 5\.1\.1/);
+      assert.match(dsn.content.toString(), new RegExp(`X-Petrel-Queue-ID: ${id}`));
     } finally {
       await petrel.stop("SIGKILL");
       removeDataDir(dataDir);

@@ -8,12 +8,15 @@
  *   verifies as the receiving MX got it (nothing after signing changes it);
  * - Ed25519 beside RSA; a single sender is accepted unsigned;
  * - rotation: the old selector signs until `verify` sees the new record, then the new one;
- * - serve's periodic re-check logs and records a domain that stops matching.
+ * - serve's periodic re-check logs and records a domain that stops matching;
+ * - issue 13 item 7: a verified domain whose key cannot be loaded gets 451 4.3.0 at the end of a
+ *   real submission, an error log naming the domain, the refusal in /metrics, and nothing stored.
  */
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import Database from "better-sqlite3";
 import SMTPConnection from "nodemailer/lib/smtp-connection";
 import { stringify } from "yaml";
 import type { DnsRecordSpec } from "../src/dkim/records.js";
@@ -105,9 +108,12 @@ describe("sender domains and DKIM through petrel serve", () => {
     key = (await cliOk(dataDir, ["keys", "create", "--name", "dkim"])).trim();
     await addVerified(dataDir, "signed.example");
     await addVerified(dataDir, "both.example", { PETREL_DKIM__ED25519: "true" });
+    await addVerified(dataDir, "broken.example");
     await cliOk(dataDir, ["domains", "add", "pending.example"]);
     await cliOk(dataDir, ["senders", "add", "solo@single.example"]);
-    petrel = await startPetrel(dataDir, { config: domainConfig() });
+    petrel = await startPetrel(dataDir, {
+      config: domainConfig({ http: { metricsNetworks: ["127.0.0.1/32"] } }),
+    });
     store = openSqliteStore({ file: join(dataDir, "petrel.db") });
     ca = readFileSync(petrel.caFile);
   });
@@ -198,6 +204,45 @@ describe("sender domains and DKIM through petrel serve", () => {
       { result: "pass", domain: "both.example", selector: "petrel1-ed25519" },
     ];
     assert.deepEqual(await verifyBoth(dns, delivered), { dkimpy: expected, mailauth: expected });
+  });
+
+  it("answers 451 4.3.0 for a verified domain whose key cannot be loaded: logged, counted, nothing kept", async () => {
+    // The key as a damaged database or a bad restore would leave it: no longer a PEM key.
+    const db = new Database(join(dataDir, "petrel.db"));
+    try {
+      const changed = db
+        .prepare(
+          "UPDATE dkim_keys SET private_key = 'not a key' WHERE domain_id = (SELECT id FROM sender_domains WHERE domain = ?)",
+        )
+        .run("broken.example").changes;
+      assert.ok(changed > 0, "the domain has a key");
+    } finally {
+      db.close();
+    }
+    const metric = async (): Promise<number> => {
+      const response = await fetch(`http://127.0.0.1:${petrel.ports.http}/metrics`);
+      assert.equal(response.status, 200);
+      const line = /^petrel_dkim_signing_refused_total (\d+)$/m.exec(await response.text());
+      assert.ok(line, "the metric is exported");
+      return Number(line[1]);
+    };
+    const refusedBefore = await metric();
+    const storedBefore = (await store.listMessages({ limit: 100_000 })).length;
+    const reply = await send("app@broken.example", message("app@broken.example", "broken key"));
+    assert.match(reply, /^DATA: 451 4\.3\.0 /);
+    assert.equal(await metric(), refusedBefore + 1);
+    assert.equal((await store.listMessages({ limit: 100_000 })).length, storedBefore, "nothing kept");
+    const logged = petrel
+      .logRecords()
+      .filter(
+        (r) => r.level === 50 && r.domain === "broken.example" && /DKIM signing failed/.test(String(r.msg)),
+      );
+    assert.equal(logged.length, 1, "one error log naming the domain");
+    assert.match(String(logged[0]!.msg), /broken\.example: message refused with 451 4\.3\.0/);
+    assert.doesNotMatch(JSON.stringify(logged[0]), /not a key/, "the key is never logged");
+    // Another verified domain still signs.
+    const { stored } = await submit("app@signed.example", message("app@signed.example", "still signed"));
+    assert.match(stored.toString("latin1"), /^DKIM-Signature: .*d=signed\.example;/);
   });
 
   it("accepts a single sender without DNS, unsigned", async () => {

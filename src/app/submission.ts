@@ -43,6 +43,15 @@ export interface SubmissionDeps {
   readonly metrics?: AcceptCounter;
   /** X-Petrel-Idempotency-Key (issue 9); absent = the field is only removed. */
   readonly idempotency?: Idempotency;
+  /** Whether the node takes mail now (src/app/node-registry.ts); absent = always. */
+  readonly availability?: Availability;
+}
+
+export interface Availability {
+  /** A reply refusing a new session (store unreachable: 421 4.3.0; draining: 421 4.3.2), or undefined. */
+  refusal(): SmtpReply | undefined;
+  /** A commit failed: check the store now. */
+  suspect(): void;
 }
 
 export interface AcceptCounter {
@@ -69,6 +78,9 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
 
   return {
     async onConnect(session) {
+      // Issue 8 item 5: no greeting that could lead to a 250 the store cannot back.
+      const refusal = deps.availability?.refusal();
+      if (refusal) return { ok: false, reply: refusal };
       if (throttle.isLocked(session.remoteAddress)) return { ok: false, reply: LOCKED_OUT };
       const family = session.remoteAddress.includes(":") ? "ipv6" : "ipv4";
       const network = trusted.find((t) => t.list.check(session.remoteAddress, family));
@@ -160,6 +172,7 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
       }
       if (outcome.kind === "tempfail") {
         deps.metrics?.reject("smtp", "4.3.0");
+        deps.availability?.suspect();
         return { code: 451, enhanced: "4.3.0", text: "Temporary local problem, try again later" };
       }
       const { queueId } = outcome;

@@ -5,7 +5,9 @@
  * verifies and names a recipient that exists (anything else: 550 5.1.1), and nothing received is
  * ever forwarded: a report is parsed (RFC 3464 DSN, RFC 5965 ARF, or a bounce in prose),
  * interpreted for the recipient its token names, applied to the store (a late `bounce` with its
- * suppression, or a `spamreport` with its suppression) and dropped.
+ * suppression, or a `spamreport` with its suppression) and dropped. With bounces.notifySender,
+ * the DSN to the original sender is written in the report's own transaction (issue 11), so the
+ * 250 means both are committed.
  *
  * Invariants: a forged or unknown token changes nothing (refused at RCPT, before DATA); a report
  * that is not a bounce or a complaint (a delay warning, an auto-reply, garbage) is accepted with
@@ -20,10 +22,17 @@ import { verpCodec } from "../delivery/engine.js";
 import type { Logger } from "../log.js";
 import { BindError, SmtpServer } from "../smtp/server.js";
 import type { Envelope, SessionHooks, SmtpReply } from "../smtp/types.js";
-import type { BounceTarget, Store } from "../store/types.js";
+import type {
+  BounceTarget,
+  InboundReportRecord,
+  InboundReportResult,
+  NewMessage,
+  OutcomeNotification,
+  Store,
+} from "../store/types.js";
 import { type Classifier, createClassifier } from "./classify.js";
 import { type Finding, interpret } from "./interpret.js";
-import { createFailureNotifier, type FailedDelivery } from "./notify.js";
+import { dsnMessage, type FailedRecipient, type OriginalMessage } from "./notify.js";
 import { parseReport } from "./report.js";
 import type { VerpCodec } from "./verp.js";
 
@@ -34,13 +43,21 @@ interface Peer {
 
 export interface BounceListenerDeps {
   readonly config: Pick<PetrelConfig, "bounces" | "smtp" | "hostname" | "domains">;
-  readonly store: Pick<Store, "getBounceTarget" | "recordInboundReport">;
+  readonly store: Pick<Store, "getBounceTarget" | "recordInboundReport" | "getMessageContent">;
   readonly codec: VerpCodec;
   readonly classify: Classifier;
   readonly logger: Logger;
   readonly tls: { readonly key: string | Buffer; readonly cert: string | Buffer };
-  /** Called after a late bounce was recorded (bounces.notifySender). */
-  readonly onBounced?: (failed: readonly FailedDelivery[]) => Promise<void>;
+  /**
+   * Builds the DSN to the sender about late bounces (bounces.notifySender); it is committed with
+   * the bounces it reports (issue 11).
+   */
+  readonly notification?: (
+    original: OriginalMessage,
+    failed: readonly FailedRecipient[],
+  ) => NewMessage | null;
+  /** Issue 8: a refusal at connect while the store is unreachable or the node drains (421). */
+  readonly refusal?: () => SmtpReply | undefined;
 }
 
 export interface BounceListener {
@@ -61,6 +78,8 @@ export function createBounceHooks(deps: BounceListenerDeps): SessionHooks<Peer> 
 
   return {
     async onConnect() {
+      const refusal = deps.refusal?.();
+      if (refusal) return { ok: false, reply: refusal };
       return { ok: true, user: { kind: "mx" } };
     },
     async onAuth() {
@@ -101,7 +120,7 @@ export function createBounceHooks(deps: BounceListenerDeps): SessionHooks<Peer> 
         return { code: 250, enhanced: "2.0.0", text: "Ok: report ignored" };
       }
       const now = Date.now();
-      const bounced: FailedDelivery[] = [];
+      const applying: { target: BounceTarget; finding: Applicable }[] = [];
       for (const target of list) {
         let finding: Finding;
         try {
@@ -113,76 +132,135 @@ export function createBounceHooks(deps: BounceListenerDeps): SessionHooks<Peer> 
           );
           continue;
         }
-        const fields = {
-          queueId: target.messageId,
-          to: target.address,
-          ip: session.remoteAddress,
-          report: report.kind,
-          finding: finding.kind,
-        };
         if (finding.kind === "ignore") {
-          logger.info({ ...fields, reason: finding.reason }, "bounce report ignored");
-          continue;
-        }
-        try {
-          const result =
-            finding.kind === "bounce"
-              ? await store.recordInboundReport({
-                  kind: "bounce",
-                  messageId: target.messageId,
-                  recipientId: target.recipientId,
-                  at: now,
-                  reply: finding.diagnostic,
-                  enhancedCode: finding.status,
-                  remoteMta: finding.remoteMta,
-                  bounceClass: finding.classification.class,
-                  bounceHard: finding.classification.hard,
-                })
-              : await store.recordInboundReport({
-                  kind: "spamreport",
-                  messageId: target.messageId,
-                  recipientId: target.recipientId,
-                  at: now,
-                  feedbackType: finding.feedbackType,
-                  reply: `feedback-type=${finding.feedbackType}${finding.userAgent ? ` user-agent=${finding.userAgent}` : ""}`,
-                });
           logger.info(
             {
-              ...fields,
-              applied: result.applied,
-              suppressed: result.suppressed,
-              event: result.eventId,
-              ...(finding.kind === "bounce"
-                ? {
-                    bounceClass: finding.classification.class,
-                    hard: finding.classification.hard,
-                    dsn: finding.status,
-                  }
-                : { feedbackType: finding.feedbackType }),
+              ...logFields(target, session.remoteAddress, report.kind, finding.kind),
+              reason: finding.reason,
             },
-            result.applied ? `${finding.kind} recorded` : `${finding.kind} changed nothing: ${result.reason}`,
+            "bounce report ignored",
           );
-          if (result.applied && finding.kind === "bounce") {
-            bounced.push({
-              messageId: target.messageId,
-              address: target.address,
-              reply: finding.diagnostic,
-              status: finding.status,
-              remoteMta: finding.remoteMta,
-              at: now,
-            });
-          }
-        } catch (err) {
-          logger.error({ err, ...fields }, "could not record a bounce report");
-          return LOCAL_ERROR;
+          continue;
         }
+        applying.push({ target, finding });
       }
-      if (bounced.length > 0 && deps.onBounced) {
-        deps.onBounced(bounced).catch((err: unknown) => logger.error({ err }, "could not notify the sender"));
+      if (applying.length === 0) return { code: 250, enhanced: "2.0.0", text: "Ok: report received" };
+      const records = applying.map(({ target, finding }) => toRecord(target, finding, now));
+      let results: InboundReportResult[];
+      try {
+        // Issue 11: the DSNs to senders go into the report's own transaction, so kill -9 after the
+        // 250 can never keep the bounce and lose its notification.
+        const notifications = await notificationsFor(deps, applying, now);
+        results = await store.recordInboundReport(records, notifications);
+      } catch (err) {
+        logger.error(
+          { err, session: session.id, ip: session.remoteAddress, report: report.kind },
+          "could not record a bounce report",
+        );
+        return LOCAL_ERROR;
       }
+      applying.forEach(({ target, finding }, i) => {
+        const result = results[i]!;
+        logger.info(
+          {
+            ...logFields(target, session.remoteAddress, report.kind, finding.kind),
+            applied: result.applied,
+            suppressed: result.suppressed,
+            event: result.eventId,
+            ...(finding.kind === "bounce"
+              ? {
+                  bounceClass: finding.classification.class,
+                  hard: finding.classification.hard,
+                  dsn: finding.status,
+                }
+              : { feedbackType: finding.feedbackType }),
+          },
+          result.applied ? `${finding.kind} recorded` : `${finding.kind} changed nothing: ${result.reason}`,
+        );
+      });
       return { code: 250, enhanced: "2.0.0", text: "Ok: report received" };
     },
   };
+}
+
+type Applicable = Exclude<Finding, { kind: "ignore" }>;
+
+function logFields(target: BounceTarget, ip: string, report: string, finding: string) {
+  return { queueId: target.messageId, to: target.address, ip, report, finding };
+}
+
+function toRecord(target: BounceTarget, finding: Applicable, at: number): InboundReportRecord {
+  return finding.kind === "bounce"
+    ? {
+        kind: "bounce",
+        messageId: target.messageId,
+        recipientId: target.recipientId,
+        at,
+        reply: finding.diagnostic,
+        enhancedCode: finding.status,
+        remoteMta: finding.remoteMta,
+        bounceClass: finding.classification.class,
+        bounceHard: finding.classification.hard,
+      }
+    : {
+        kind: "spamreport",
+        messageId: target.messageId,
+        recipientId: target.recipientId,
+        at,
+        feedbackType: finding.feedbackType,
+        reply: `feedback-type=${finding.feedbackType}${finding.userAgent ? ` user-agent=${finding.userAgent}` : ""}`,
+      };
+}
+
+/**
+ * One DSN per message for the bounces of a report (bounces.notifySender), built before the
+ * transaction that applies them; the store queues each only if one of its bounces applied. Only
+ * recipients still `delivered` can bounce late, and a message from <> gets none (no loops).
+ */
+async function notificationsFor(
+  deps: BounceListenerDeps,
+  applying: readonly { target: BounceTarget; finding: Applicable }[],
+  at: number,
+): Promise<OutcomeNotification[]> {
+  const build = deps.notification;
+  if (!build) return [];
+  const byMessage = new Map<string, { target: BounceTarget; failed: FailedRecipient[]; ids: number[] }>();
+  for (const { target, finding } of applying) {
+    if (finding.kind !== "bounce" || target.state !== "delivered" || target.mailFrom === "") continue;
+    const group = byMessage.get(target.messageId) ?? { target, failed: [], ids: [] };
+    group.failed.push({
+      address: target.address,
+      reply: finding.diagnostic,
+      status: finding.status,
+      remoteMta: finding.remoteMta,
+      at,
+    });
+    group.ids.push(target.recipientId);
+    byMessage.set(target.messageId, group);
+  }
+  const out: OutcomeNotification[] = [];
+  for (const { target, failed, ids } of byMessage.values()) {
+    // A read failure throws: the report is answered 451 and sent again, nothing half-applied.
+    const content = await deps.store.getMessageContent(target.messageId);
+    if (!content) continue;
+    try {
+      const message = build(
+        {
+          id: target.messageId,
+          accountId: target.accountId,
+          mailFrom: target.mailFrom,
+          receivedAt: target.receivedAt,
+          content,
+        },
+        failed,
+      );
+      if (message) out.push({ message, recipientIds: ids });
+    } catch (err) {
+      // A DSN we cannot build must not keep the bounce from being recorded (as in the worker).
+      deps.logger.error({ err, queueId: target.messageId }, "could not build the DSN to the sender");
+    }
+  }
+  return out;
 }
 
 /**
@@ -237,6 +315,7 @@ export async function startBounces(
   store: Store,
   logger: Logger,
   tls: BounceListenerDeps["tls"],
+  refusal?: BounceListenerDeps["refusal"],
 ): Promise<BounceListener | undefined> {
   if (!config.bounces.listener.enabled) return undefined;
   return startBounceListener({
@@ -246,8 +325,10 @@ export async function startBounces(
     classify: createClassifier(config.bounces.rules),
     logger: logger.child({ component: "bounces" }),
     tls,
-    onBounced: config.bounces.notifySender
-      ? createFailureNotifier({ store, hostname: config.hostname, lifetimeMs: config.queue.maxLifetimeMs })
+    notification: config.bounces.notifySender
+      ? (original, failed) =>
+          dsnMessage({ hostname: config.hostname, lifetimeMs: config.queue.maxLifetimeMs }, original, failed)
       : undefined,
+    refusal,
   });
 }

@@ -8,8 +8,8 @@
  * notification carries the original's header section only (text/rfc822-headers), never its body.
  * Issue 11: the delivery worker builds the notification (dsnMessage) before it commits the
  * bounces and expiries it reports and hands it to Store.recordOutcomes, which queues it in that
- * same transaction: kill -9 can never keep the bounce and lose its DSN. (Bounces learnt from an
- * inbound report, src/bounces/listener.ts, still queue it after their commit: createFailureNotifier.)
+ * same transaction: kill -9 can never keep the bounce and lose its DSN. The bounce listener does the
+ * same for bounces learnt from an inbound report (src/bounces/listener.ts → Store.recordInboundReport).
  * Security: remote replies are untrusted: control characters and non-ASCII are replaced, lengths
  * capped, so a reply can never add a header field or a MIME part to the notification.
  */
@@ -155,42 +155,4 @@ function clean(text: string, max: number): string {
     .replace(/[^\x20-\x7e]+/g, " ")
     .trim()
     .slice(0, max);
-}
-
-/** A recipient that bounced or expired in a committed batch of outcomes. */
-export interface FailedDelivery extends FailedRecipient {
-  readonly messageId: string;
-}
-
-/**
- * The delivery engine's hook: groups failures by message, reads what the notification needs, and
- * enqueues one DSN per message. Errors are the caller's to log.
- */
-export function createFailureNotifier(
-  options: NotifierOptions & {
-    readonly store: Pick<Store, "enqueueMessages" | "getMessage" | "getMessageContent" | "getAccount">;
-  },
-): (failures: readonly FailedDelivery[]) => Promise<void> {
-  return async (failures) => {
-    const byMessage = new Map<string, FailedDelivery[]>();
-    for (const f of failures) byMessage.set(f.messageId, [...(byMessage.get(f.messageId) ?? []), f]);
-    for (const [messageId, failed] of byMessage) {
-      const detail = await options.store.getMessage(messageId);
-      const content = await options.store.getMessageContent(messageId);
-      if (!detail || !content || detail.mailFrom === "") continue;
-      const account = (await options.store.getAccount(detail.accountName))?.id;
-      if (account === undefined) continue;
-      await notifySender(
-        options,
-        {
-          id: messageId,
-          accountId: account,
-          mailFrom: detail.mailFrom,
-          receivedAt: detail.receivedAt,
-          content,
-        },
-        failed,
-      );
-    }
-  };
 }

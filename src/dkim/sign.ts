@@ -20,6 +20,7 @@
 
 import { createHash, createPrivateKey, type KeyObject, sign } from "node:crypto";
 import { domainToASCII } from "node:url";
+import { prepend } from "../message/headroom.js";
 import {
   type HeaderField,
   normalizeLineEnds,
@@ -112,7 +113,8 @@ export function createMessageSigner(
       prepared.map((s) => signatureField(s, { names, canonical, bodyHash, t })),
     );
     const prefix = Buffer.from(signatures.join(""), "latin1");
-    if (hasBodySeparator) return Buffer.concat([prefix, message]);
+    // Into the room in front of a received message when it has some (message/headroom.ts).
+    if (hasBodySeparator) return prepend([prefix], message);
     // Header fields only: end the last field and add the blank line. Same hashes (an absent body
     // and an empty one canonicalize alike), but mailauth's verifier, used by some receivers,
     // finds no header section without the blank line and reports no signature at all.

@@ -11,6 +11,7 @@
  */
 import addressparser from "nodemailer/lib/addressparser";
 import type { HeaderSenders } from "../policy/sender.js";
+import { prepend } from "./headroom.js";
 
 const CRLF = Buffer.from("\r\n");
 const HEADER_END = Buffer.from("\r\n\r\n");
@@ -221,7 +222,8 @@ export function addTraceFields(content: Buffer, section: HeaderSection, trace: T
   if (!hasField(section, "message-id")) lines.push(`Message-ID: <${trace.queueId}@${trace.hostname}>`);
   if (!hasField(section, "date")) lines.push(`Date: ${rfc5322Date(trace.date)}`);
   const prefix = Buffer.from(lines.join("\r\n"), "latin1");
-  return Buffer.concat([prefix, CRLF, content]);
+  // Into the room in front of a received message when it has some (headroom.ts): no copy of it.
+  return prepend([prefix, CRLF], content);
 }
 
 /** HELO names are client input; keep them to printable ASCII without parentheses. */

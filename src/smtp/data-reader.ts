@@ -17,9 +17,15 @@
  *    They never take part in finding the end mark.
  * Once the size or line limit is exceeded (or a NUL seen with "reject") the reader keeps scanning
  * for the end mark but stops holding content. Performance: scans with Buffer.indexOf and keeps zero-copy views of the
- * input chunks; the message is concatenated once at the end.
+ * input chunks; the message is joined once at the end, with room in front for the fields
+ * Petrel prepends (message/headroom.ts).
  * Security: the input is untrusted; memory held is bounded by maxSize plus one chunk.
  */
+
+import { withHeadroom } from "../message/headroom.js";
+
+/** Contents from this size on are joined with headroom (and move to the commit thread uncopied). */
+const HEADROOM_MIN_BYTES = 64 * 1024;
 
 const CR = 13;
 const LF = 10;
@@ -194,10 +200,31 @@ export class DataReader {
     this.smallStart = this.smallEnd = 0;
   }
 
-  /** The message content; call once, after feed() found the end mark. */
+  /** Lets go of what is held (the session ended mid-DATA); the reader keeps nothing more. */
+  dispose(): void {
+    this.discard = true;
+    this.parts = [];
+    this.held = 0;
+    this.small = null;
+    this.smallStart = this.smallEnd = 0;
+  }
+
+  /**
+   * The message content; call once, after feed() found the end mark. A large one is joined into
+   * a buffer with room in front for the header fields prepended later (message/headroom.ts).
+   */
   content(): Buffer {
     this.flushSmall();
-    const out = Buffer.concat(this.parts, this.held);
+    let out: Buffer;
+    if (this.held < HEADROOM_MIN_BYTES) out = Buffer.concat(this.parts, this.held);
+    else {
+      out = withHeadroom(this.held);
+      let at = 0;
+      for (const p of this.parts) {
+        p.copy(out, at);
+        at += p.length;
+      }
+    }
     this.parts = [];
     this.small = null;
     return out;

@@ -53,8 +53,6 @@ const READ_HIGH_WATER = 64 * 1024;
 const READ_LOW_WATER = 16 * 1024;
 /** Replies queued for a client that does not read them; past this its input is not read. */
 const WRITE_HIGH_WATER = 64 * 1024;
-/** Extra copies of a message while it is finished, counted in the memory budget. */
-const FINISH_COPIES = 3;
 /** How long a closed-by-us socket may wait for the peer's FIN before it is destroyed. */
 const LINGER_MS = 2000;
 
@@ -82,6 +80,9 @@ export class Session<User> {
   private waitingForReader = false;
   /** Waiting for bytes of the memory budget (the socket is paused meanwhile). */
   private waitingForBudget = false;
+  /** A finished transaction waiting for the budget to hold its contiguous copy (see finish()). */
+  private budgetWait: (() => void) | null = null;
+  private finishing: DataReader | null = null;
   private readonly budget: BudgetHolder;
   private handshakeStartedAt = 0;
   private lastInput: number;
@@ -107,11 +108,14 @@ export class Session<User> {
           if (!this.waitingForBudget || this.ended) return;
           this.waitingForBudget = false;
           this.lastInput = Date.now();
-          this.run();
+          const waiter = this.budgetWait;
+          this.budgetWait = null;
+          if (waiter) waiter();
+          else this.run();
         });
       },
       evict: () => {
-        this.data?.drop();
+        (this.data ?? this.finishing)?.drop();
         this.budget.wake();
       },
     };
@@ -390,6 +394,12 @@ export class Session<User> {
     this.mode = "ended";
     this.waitingForBudget = false;
     this.host.buffers.release(this.budget);
+    // What a transaction in DATA held goes back to the block pool (data-reader.ts).
+    this.data?.dispose();
+    this.finishing?.dispose();
+    const waiter = this.budgetWait;
+    this.budgetWait = null;
+    waiter?.(); // a finish waiting for the budget ends (the session has)
     this.host.sessionClosed(this);
   };
 
@@ -460,11 +470,20 @@ export class Session<User> {
     const head = this.input.head();
     if (head === undefined) return false;
     const reader = this.data!;
-    if (!reader.discarding) {
+    // Kept content takes its bytes from the memory budget until the DATA reply. A transaction
+    // given up by the budget (overBudget) takes each chunk only while it is read and dropped:
+    // every chunk read is memory until the garbage collector frees it, so such a session reads
+    // only when the budget has room, instead of at full speed beside the ones that hold bytes.
+    const metered = !reader.discarding || reader.overBudget;
+    if (metered) {
+      const n = head.buf.length - head.pos;
+      const wasOver = reader.overBudget;
       // Set first: a wake() may come from inside take() (after an eviction elsewhere).
       this.waitingForBudget = true;
-      const taken = this.host.buffers.take(this.budget, head.buf.length - head.pos);
-      if (taken || reader.discarding) this.waitingForBudget = false;
+      let taken = this.host.buffers.take(this.budget, n);
+      // Given up inside take(): wait again, now as a session that only drops what it reads.
+      if (!taken && !wasOver && reader.overBudget) taken = this.host.buffers.take(this.budget, n);
+      if (taken) this.waitingForBudget = false;
       else {
         // No budget left: read no more until another transaction releases some (or this one
         // is evicted); the idle timeout runs meanwhile.
@@ -476,6 +495,7 @@ export class Session<User> {
       }
     }
     const end = reader.feed(head.buf, head.pos);
+    if (reader.overBudget) this.host.buffers.release(this.budget);
     if (end === -1) {
       this.input.consume(head.buf.length - head.pos);
       return true;
@@ -483,11 +503,47 @@ export class Session<User> {
     this.input.consume(end - head.pos);
     this.data = null;
     this.mode = "command";
-    // Finishing a message copies it several times (join, header work, trace fields, signing,
-    // the copy to the commit thread): measured ~4× its size at peak with 30 MB messages, so
-    // three more sizes are counted until the DATA reply (less once those copies are gone).
-    if (!reader.discarding) this.host.buffers.charge(this.budget, FINISH_COPIES * reader.size);
-    return finishData(this, reader) ?? true;
+    if (reader.discarding) return finishData(this, reader) ?? true;
+    return this.finish(reader);
+  }
+
+  /**
+   * Finishing a message makes one contiguous copy of the blocks received (DataReader.content;
+   * trace fields and signatures go into room reserved before it, message/headroom.ts, and the
+   * copy moves to the commit thread without another, freed there once committed). That copy and
+   * the store's own while it writes are taken from the budget like the received bytes were,
+   * waiting for room if need be, so messages finishing at once cannot together overshoot it; a
+   * finish that the budget gives up answers 452 4.3.1.
+   */
+  private finish(reader: DataReader): boolean | Promise<void> {
+    // The joined copy, and the one the store makes while it writes it (better-sqlite3 binds a
+    // BLOB with SQLITE_TRANSIENT); never more than the budget leaves this holder, so a message
+    // that fitted while it was received is not refused for the finish alone.
+    const budget = this.host.buffers;
+    const n = Math.max(reader.size, Math.min(2 * reader.size, budget.limit - this.budget.held));
+    this.waitingForBudget = true;
+    if (budget.take(this.budget, n) || reader.overBudget) {
+      this.waitingForBudget = false;
+      return finishData(this, reader) ?? true;
+    }
+    this.finishing = reader;
+    return (async () => {
+      while (!this.ended && !reader.overBudget) {
+        await new Promise<void>((resolve) => {
+          this.budgetWait = resolve;
+        });
+        if (this.ended || reader.overBudget) break;
+        this.waitingForBudget = true;
+        if (this.host.buffers.take(this.budget, n)) {
+          this.waitingForBudget = false;
+          break;
+        }
+      }
+      this.finishing = null;
+      this.waitingForBudget = false;
+      if (this.ended) return;
+      await finishData(this, reader);
+    })();
   }
 
   private readonly lineLimit = (buf: Buffer, pos: number): number => {

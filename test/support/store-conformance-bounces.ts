@@ -5,9 +5,37 @@
  */
 import assert from "node:assert/strict";
 import { it } from "node:test";
-import type { NewMessage, RecipientOutcome, Store } from "../../src/store/types.js";
+import type {
+  InboundReportRecord,
+  InboundReportResult,
+  NewMessage,
+  RecipientOutcome,
+  Store,
+} from "../../src/store/types.js";
 
 type WithStore = (fn: (store: Store) => Promise<void>) => () => Promise<void>;
+
+/** One record in a transaction of its own; its result. */
+async function one(store: Store, record: InboundReportRecord): Promise<InboundReportResult> {
+  const [result] = await store.recordInboundReport([record]);
+  assert.ok(result);
+  return result;
+}
+
+/** A DSN-like message from <> to `to`. */
+function notice(id: string, accountId: number, to: string): NewMessage {
+  return {
+    id,
+    accountId,
+    apiKeyId: null,
+    mailFrom: "",
+    recipients: [to],
+    content: Buffer.from(`Subject: Undelivered Mail Returned to Sender\r\n\r\n${id}\r\n`),
+    clientIp: "127.0.0.1",
+    receivedAt: T0 + 6000,
+    expiresAt: T0 + 72 * 3600_000,
+  };
+}
 
 const T0 = 1_000_000;
 
@@ -167,7 +195,7 @@ export function bounceConformance(withStore: WithStore): void {
         bounceClass: "invalid-recipient",
         bounceHard: true,
       };
-      const first = await store.recordInboundReport(late);
+      const first = await one(store, late);
       assert.equal(first.applied, true);
       assert.equal(first.suppressed, true);
       const detail = (await store.getMessage("M1"))!;
@@ -177,12 +205,12 @@ export function bounceConformance(withStore: WithStore): void {
       assert.equal(events[0]!.id, first.eventId);
       assert.equal(events[0]!.mxHost, "gmail-smtp-in.l.google.com");
       assert.equal((await store.findSuppression(accountId, "a@one.test"))?.eventId, first.eventId);
-      const again = await store.recordInboundReport(late);
+      const again = await one(store, late);
       assert.deepEqual([again.applied, again.reason], [false, "recipient is bounced"]);
       // b is still being delivered: a report cannot overtake the delivery in flight.
-      const early = await store.recordInboundReport({ ...late, recipientId: b!.id });
+      const early = await one(store, { ...late, recipientId: b!.id });
       assert.equal(early.applied, false);
-      const unknown = await store.recordInboundReport({ ...late, recipientId: 999_999 });
+      const unknown = await one(store, { ...late, recipientId: 999_999 });
       assert.deepEqual([unknown.applied, unknown.reason], [false, "unknown recipient"]);
       assert.equal((await store.listEvents({ messageId: "M1", types: ["bounce"] })).length, 1);
     }),
@@ -202,9 +230,9 @@ export function bounceConformance(withStore: WithStore): void {
         feedbackType: "abuse",
         reply: "abuse report from Yahoo!-Mail-Feedback/2.0",
       };
-      const first = await store.recordInboundReport(report);
+      const first = await one(store, report);
       assert.deepEqual([first.applied, first.suppressed], [true, true]);
-      const second = await store.recordInboundReport(report);
+      const second = await one(store, report);
       assert.equal(second.applied, false);
       const events = await store.listEvents({ messageId: "M1", types: ["spamreport"] });
       assert.equal(events.length, 1);
@@ -212,6 +240,69 @@ export function bounceConformance(withStore: WithStore): void {
       const suppression = await store.findSuppression(accountId, "a@one.test");
       assert.deepEqual([suppression?.reason, suppression?.eventId], ["spamreport", first.eventId]);
       assert.equal((await store.getMessage("M1"))!.recipientDetails[0]!.state, "delivered");
+    }),
+  );
+
+  it(
+    "queues the DSN to the sender in the report's transaction, only for a bounce that applied",
+    withStore(async (store) => {
+      const accountId = await enqueue(store, "M1", ["a@one.test", "b@one.test", "c@one.test"]);
+      const [a, b, c] = await store.claimDue({ owner: "n1:1:a", now: T0, leaseMs: 1000, limit: 10 });
+      await store.recordOutcomes([
+        outcome(a!.id, "delivered", "250 ok", null),
+        outcome(b!.id, "delivered", "250 ok", null),
+      ]);
+      const target = await store.getBounceTarget("M1", a!.id);
+      assert.deepEqual([target?.mailFrom, target?.receivedAt], ["app@sender.test", T0]);
+      const bounce = (recipientId: number): InboundReportRecord => ({
+        kind: "bounce",
+        messageId: "M1",
+        recipientId,
+        at: T0 + 5000,
+        reply: "550 5.1.1 no such user",
+        enhancedCode: "5.1.1",
+        remoteMta: null,
+        bounceClass: "invalid-recipient",
+        bounceHard: false,
+      });
+      // Two recipients of one message in one report: one DSN about both.
+      const results = await store.recordInboundReport(
+        [bounce(a!.id), bounce(b!.id)],
+        [{ message: notice("DSN1", accountId, "app@sender.test"), recipientIds: [a!.id, b!.id] }],
+      );
+      assert.deepEqual(
+        results.map((r) => r.applied),
+        [true, true],
+      );
+      const dsn = await store.getMessage("DSN1");
+      assert.deepEqual([dsn?.mailFrom, dsn?.recipientDetails.map((r) => r.state)], ["", ["queued"]]);
+      assert.ok(
+        (await store.claimDue({ owner: "n1:1:b", now: T0 + 7000, leaseMs: 1000, limit: 10 })).some(
+          (r) => r.messageId === "DSN1",
+        ),
+        "the DSN is due",
+      );
+      // The same report again (and one for c, still being delivered): nothing applies, no DSN.
+      const again = await store.recordInboundReport(
+        [bounce(a!.id), bounce(c!.id)],
+        [{ message: notice("DSN2", accountId, "app@sender.test"), recipientIds: [a!.id, c!.id] }],
+      );
+      assert.deepEqual(
+        again.map((r) => r.applied),
+        [false, false],
+      );
+      assert.equal(await store.getMessage("DSN2"), undefined);
+      // One transaction: a DSN that cannot be written (its id is taken) undoes the bounce with it.
+      await store.recordOutcomes([outcome(c!.id, "delivered", "250 ok", null)]);
+      await assert.rejects(
+        store.recordInboundReport(
+          [bounce(c!.id)],
+          [{ message: notice("M1", accountId, "app@sender.test"), recipientIds: [c!.id] }],
+        ),
+      );
+      const after = (await store.getMessage("M1"))!;
+      assert.equal(after.recipientDetails.find((r) => r.address === "c@one.test")?.state, "delivered");
+      assert.equal((await store.listEvents({ messageId: "M1", types: ["bounce"] })).length, 2);
     }),
   );
 }

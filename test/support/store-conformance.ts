@@ -11,6 +11,7 @@ import { domainConformance } from "./store-conformance-domains.js";
 import { eventConformance } from "./store-conformance-events.js";
 import { leaseConformance } from "./store-conformance-leases.js";
 import { lookupConformance } from "./store-conformance-lookups.js";
+import { nodeConformance } from "./store-conformance-nodes.js";
 import { scheduleConformance } from "./store-conformance-schedule.js";
 import { shapingConformance } from "./store-conformance-shaping.js";
 import { statsConformance } from "./store-conformance-stats.js";
@@ -167,5 +168,8 @@ export function storeConformance(backend: string, openFresh: () => Promise<Store
     bounceConformance(withStore);
     lookupConformance(withStore);
     leaseConformance(withStore);
+
+    // Cluster nodes (issue 8 item 5): the registry behind `petrel nodes`.
+    nodeConformance(withStore);
   });
 }

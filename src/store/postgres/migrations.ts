@@ -342,4 +342,18 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX auth_failures_locked ON auth_failures(locked_until);
   `,
+  // 9: SQLite version 13: the node registry (issue 8 item 5, `petrel nodes`).
+  `
+  CREATE TABLE nodes (
+    id text PRIMARY KEY,
+    name text NOT NULL,
+    version text NOT NULL,
+    pid integer NOT NULL,
+    started_at bigint NOT NULL,
+    heartbeat_at bigint NOT NULL,
+    state text NOT NULL,
+    connections integer NOT NULL,
+    deliveries integer NOT NULL
+  );
+  `,
 ];

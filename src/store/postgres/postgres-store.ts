@@ -64,7 +64,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     ...createEventStore(pool),
     ...createWebhookStore(pool, relaxedPool),
     ...createSuppressionStore(pool),
-    ...createBounceStore(pool),
+    ...createBounceStore(pool, (at) => watermark.lower(at)),
     ...createNodeStore(pool),
     ...createThrottleStore(pool),
     ...createLookupVersionStore(pool),

@@ -13,6 +13,8 @@
  *   no-op) and suppresses the address; the recipient's delivery state does not change.
  * - Nothing here trusts the report for *which* recipient: the caller passes the recipient the
  *   token names, checked to exist and to belong to that message.
+ * - Issue 11: one report's records and the DSNs to senders they cause share one transaction; a
+ *   DSN is queued only when the bounce of one of its recipients applied.
  */
 import type Database from "better-sqlite3";
 import type {
@@ -20,9 +22,11 @@ import type {
   BounceTarget,
   InboundReportRecord,
   InboundReportResult,
+  OutcomeNotification,
   RecipientState,
 } from "../types.js";
 import { prepareEventWriter } from "./events.js";
+import { prepareEnqueue } from "./messages.js";
 import { prepareSuppressionWriter } from "./suppressions.js";
 
 type Row = Record<string, unknown>;
@@ -30,9 +34,10 @@ type Row = Record<string, unknown>;
 export function createBounceStore(db: Database.Database): BounceStore {
   const events = prepareEventWriter(db);
   const suppressions = prepareSuppressionWriter(db);
+  const enqueue = prepareEnqueue(db);
   const s = {
     target: db.prepare(
-      `SELECT r.id, r.message_id, r.address, r.state, r.attempts, m.account_id, m.mail_from
+      `SELECT r.id, r.message_id, r.address, r.state, r.attempts, m.account_id, m.mail_from, m.received_at
        FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = ? AND r.message_id = ?`,
     ),
     bounce: db.prepare(
@@ -58,11 +63,12 @@ export function createBounceStore(db: Database.Database): BounceStore {
       address: String(row.address),
       state: row.state as RecipientState,
       mailFrom: String(row.mail_from),
+      receivedAt: Number(row.received_at),
       attempts: Number(row.attempts),
     };
   }
 
-  const record = db.transaction((r: InboundReportRecord): InboundReportResult => {
+  const recordOne = (r: InboundReportRecord): InboundReportResult => {
     const t = target(r.messageId, r.recipientId);
     if (!t) return { applied: false, eventId: null, suppressed: false, reason: "unknown recipient" };
     const now = Date.now();
@@ -123,7 +129,21 @@ export function createBounceStore(db: Database.Database): BounceStore {
       detail: r.reply?.slice(0, 1000) ?? `feedback type ${r.feedbackType}`,
     });
     return { applied: true, eventId: eventId ?? null, suppressed, reason: "complaint" };
-  });
+  };
+
+  const record = db.transaction(
+    (records: readonly InboundReportRecord[], notifications: readonly OutcomeNotification[]) => {
+      const results = records.map(recordOne);
+      const bounced = new Set<number>();
+      records.forEach((r, i) => {
+        if (r.kind === "bounce" && results[i]!.applied) bounced.add(r.recipientId);
+      });
+      // After the bounce events: enqueue continues the event ids from the newest one written.
+      const due = notifications.filter((n) => n.recipientIds.some((id) => bounced.has(id)));
+      if (due.length > 0) enqueue(due.map((n) => n.message));
+      return results;
+    },
+  );
 
   return {
     async getBounceTarget(messageId: string, recipientId: number): Promise<BounceTarget | undefined> {
@@ -132,8 +152,12 @@ export function createBounceStore(db: Database.Database): BounceStore {
       const { attempts: _attempts, ...rest } = t;
       return rest;
     },
-    async recordInboundReport(r: InboundReportRecord): Promise<InboundReportResult> {
-      return record.immediate(r);
+    async recordInboundReport(
+      records: readonly InboundReportRecord[],
+      notifications: readonly OutcomeNotification[] = [],
+    ): Promise<InboundReportResult[]> {
+      if (records.length === 0) return [];
+      return record.immediate(records, notifications);
     },
   };
 }

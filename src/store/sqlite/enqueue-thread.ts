@@ -11,6 +11,7 @@
  */
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
+import { freeContent, ownsBuffer } from "../../message/headroom.js";
 import type { NewMessage } from "../types.js";
 import { configureConnection } from "./connection.js";
 import { prepareEnqueue } from "./messages.js";
@@ -72,7 +73,8 @@ export class EnqueueThread {
 /**
  * Large contents move to the commit thread instead of being copied (structured cloning would hold
  * a second copy of every byte until the batch commits): a content Buffer that alone owns its
- * ArrayBuffer (Buffer.concat's result for anything over 4 KiB) is transferred, and is empty on
+ * ArrayBuffer (Buffer.concat's result for anything over 4 KiB, or a received message with its
+ * headroom, message/headroom.ts) is transferred, and is empty on
  * this thread afterwards — callers of enqueueMessages() must not read the content after the call.
  * Small contents live in Node's shared Buffer pool and are cloned, as before.
  */
@@ -83,9 +85,8 @@ function transferableContents(messages: readonly NewMessage[]): ArrayBuffer[] {
     const c = m.content;
     if (
       c.byteLength >= TRANSFER_MIN_BYTES &&
-      c.byteOffset === 0 &&
       c.buffer instanceof ArrayBuffer &&
-      c.buffer.byteLength === c.byteLength &&
+      ((c.byteOffset === 0 && c.buffer.byteLength === c.byteLength) || ownsBuffer(c)) &&
       !list.includes(c.buffer)
     )
       list.push(c.buffer);
@@ -120,6 +121,9 @@ if (
       const e = err as { message?: string; code?: string };
       response = { seq: request.seq, error: { message: e.message ?? String(err), code: e.code } };
     }
+    // Committed (or refused): the contents' memory goes back now, not at a garbage collection
+    // this thread (which allocates little) would run only every several large messages.
+    for (const m of request.messages) freeContent(m.content);
     port.postMessage(response);
   });
 }

@@ -351,4 +351,19 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX auth_failures_locked ON auth_failures(locked_until);
   `,
+  // 13: the node registry (issue 8 item 5): one row per running `petrel serve`, refreshed by its
+  // heartbeat and deleted at a clean stop; a killed run's row stays until it is old (stale).
+  `
+  CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    connections INTEGER NOT NULL,
+    deliveries INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -1,8 +1,10 @@
 /**
  * Store part: asynchronous bounces and complaints (issue 5): the recipient a VERP token names,
- * and a late bounce or complaint applied to it (state, event and suppression in one transaction).
+ * and a late bounce or complaint applied to it (state, event and suppression in one transaction;
+ * issue 11: with the DSN to the sender that the bounce causes, in that same transaction).
  */
 import type { RecipientState } from "./messages.js";
+import type { OutcomeNotification } from "./queue.js";
 
 /** The recipient a VERP token names. */
 export interface BounceTarget {
@@ -13,6 +15,8 @@ export interface BounceTarget {
   readonly state: RecipientState;
   /** The message's envelope sender ("" for a null sender). */
   readonly mailFrom: string;
+  /** When the message was accepted (the DSN's Arrival-Date). */
+  readonly receivedAt: number;
 }
 
 /** A late bounce (a DSN after the remote accepted) or a complaint, for the recipient a token names. */
@@ -55,6 +59,15 @@ export interface InboundReportResult {
 export interface BounceStore {
   /** The recipient a VERP token names: it must exist and belong to that message. */
   getBounceTarget(messageId: string, recipientId: number): Promise<BounceTarget | undefined>;
-  /** Applies a late bounce or a complaint for one recipient: state, event and suppression in one transaction. */
-  recordInboundReport(record: InboundReportRecord): Promise<InboundReportResult>;
+  /**
+   * Applies what one inbound report says (a late bounce or a complaint per recipient its tokens
+   * name): states, events and suppressions in one transaction, with `notifications` (issue 11:
+   * the DSNs to senders about these bounces). A notification is queued only when the bounce of at
+   * least one of its `recipientIds` applied (a repeated report sends no second DSN), so a crash can
+   * never keep the bounce and lose its DSN. One result per record, in order.
+   */
+  recordInboundReport(
+    records: readonly InboundReportRecord[],
+    notifications?: readonly OutcomeNotification[],
+  ): Promise<InboundReportResult[]>;
 }
