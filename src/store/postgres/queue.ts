@@ -23,7 +23,9 @@
  * pool, connection.ts): losing the last of them to a database crash means one more delivery
  * attempt, never lost mail. Accepting mail (messages.ts) keeps synchronous_commit on.
  */
+import { accountQueueOf } from "../account-queue-rows.js";
 import type {
+  AccountQueue,
   ClaimedRecipient,
   ClaimRequest,
   DeliveryAttempt,
@@ -422,6 +424,18 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
           backoffUntil: backoff.get(d) ?? null,
         })),
       };
+    },
+
+    async accountQueue(accountId: number, limit: number): Promise<AccountQueue> {
+      const result = await pool.query(
+        `SELECT state, domain, count(*) AS n, min(id) AS oldest, min(received_at) AS oldest_at FROM (
+           SELECT ${RECIPIENT_STATE} AS state, r.domain, m.id, m.received_at
+           FROM messages m JOIN recipients r ON r.message_id = m.id LEFT JOIN queue q ON q.recipient_id = r.id
+           WHERE m.account_id = $1 AND r.state NOT IN ${FINAL} LIMIT $2) p
+         GROUP BY 1, 2`,
+        [accountId, limit + 1],
+      );
+      return accountQueueOf(result.rows, limit);
     },
 
     retryNow(target: QueueTarget, now: number): Promise<number> {

@@ -24,8 +24,11 @@
  * an outcome means at most one more delivery attempt, never lost mail. Accepting mail keeps its
  * fsync before every "250" (the spool), which is the promise made to clients.
  */
+
 import type Database from "better-sqlite3";
+import { accountQueueOf } from "../account-queue-rows.js";
 import {
+  type AccountQueue,
   type ClaimedRecipient,
   type ClaimRequest,
   type DeliveryAttempt,
@@ -128,6 +131,15 @@ export function createQueueStore(db: Database.Database): QueueStore {
       `SELECT a.at, a.duration_ms, a.status, a.mx_host, a.ip, a.port, a.source_ip, a.tls, a.reply,
               r.address FROM delivery_attempts a JOIN recipients r ON r.id = a.recipient_id
        WHERE a.message_id = ? ORDER BY a.id`,
+    ),
+    // Through recipients_due (state first): only pending recipients are read, then their
+    // messages, and at most @cap of them, so a huge backlog costs a bounded read.
+    accountQueue: db.prepare(
+      `SELECT state, domain, COUNT(*) AS n, MIN(id) AS oldest, MIN(received_at) AS oldest_at FROM (
+         SELECT r.state, r.domain, m.id, m.received_at FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.state IN ('queued', 'deferred', 'delivering', 'held') AND m.account_id = @account
+         LIMIT @cap)
+       GROUP BY state, domain`,
     ),
     countsByState: db.prepare("SELECT state, COUNT(*) AS n FROM recipients GROUP BY state"),
     countsByStateDomain: db.prepare(
@@ -507,6 +519,9 @@ export function createQueueStore(db: Database.Database): QueueStore {
           backoffUntil: backoff.get(domain) ?? null,
         })),
       };
+    },
+    async accountQueue(accountId: number, limit: number): Promise<AccountQueue> {
+      return accountQueueOf(s.accountQueue.all({ account: accountId, cap: limit + 1 }) as Row[], limit);
     },
     async retryNow(target: QueueTarget, now: number): Promise<number> {
       return retry.immediate(target, now);
