@@ -129,8 +129,11 @@ describe("scheduled send and cancel", () => {
     await waitUntil(() => deliveredTo("later@example.com").length === 1, "the scheduled message at the MX");
     const received = deliveredTo("later@example.com")[0]!;
     assert.ok(received.at >= sendAt, `delivered ${sendAt - received.at} ms before send_at`);
-    const events = await call("GET", `/v1/events?message=${id}&type=delivered`);
-    assert.equal(events.body.events.length, 1);
+    // The outcome commits just after the MX's 250 was read: wait for its event.
+    await waitUntil(
+      async () => (await call("GET", `/v1/events?message=${id}&type=delivered`)).body.events?.length === 1,
+      "the delivered event",
+    );
   });
 
   it("schedules over SMTP with X-Petrel-Send-At (removed before delivery); an invalid one is 550 5.6.0", async () => {
