@@ -432,7 +432,10 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
         if ("all" in target) {
           await client.query("DELETE FROM destination_backoff");
           const result = await client.query(
+            // Scheduled messages (issue 9) keep their send time, as in sqlite/queue.ts.
             `WITH q AS (UPDATE queue SET next_attempt_at = $1 WHERE lease_owner IS NULL AND next_attempt_at > $1
+               AND recipient_id NOT IN (SELECT r.id FROM messages m JOIN recipients r ON r.message_id = m.id
+                 WHERE m.send_at > $1 AND r.attempts = 0)
                RETURNING recipient_id)
              UPDATE recipients r SET next_attempt_at = $1, updated_at = $1 FROM q
              WHERE r.id = q.recipient_id AND r.state IN ('queued', 'deferred')`,

@@ -149,8 +149,11 @@ export function createQueueStore(db: Database.Database): QueueStore {
        WHERE message_id = @id AND state IN ('queued', 'deferred')`,
     ),
     retryAll: db.prepare(
+      // "Retry everything" is for mail that waits after failing: a scheduled message (issue 9)
+      // keeps its send time (a retry of that one message sends it now).
       `UPDATE recipients SET next_attempt_at = @now, updated_at = @now
-       WHERE state IN ('queued', 'deferred') AND next_attempt_at > @now`,
+       WHERE state IN ('queued', 'deferred') AND next_attempt_at > @now
+         AND NOT (attempts = 0 AND message_id IN (SELECT id FROM messages WHERE send_at > @now))`,
     ),
     unbackoffMessage: db.prepare(
       "DELETE FROM destination_backoff WHERE domain IN (SELECT domain FROM recipients WHERE message_id = ?)",

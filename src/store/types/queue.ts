@@ -135,7 +135,11 @@ export interface QueueStore {
    * counts queued recipients of messages whose send_at is after `now` as `scheduled`.
    */
   queueCounts(filter?: { readonly domain?: string; readonly now?: number }): Promise<QueueCounts>;
-  /** Makes queued/deferred recipients due at `now` (one message, or all) and lifts their destinations' backoff. */
+  /**
+   * Makes queued/deferred recipients due at `now` (one message, or all) and lifts their
+   * destinations' backoff. `all` leaves scheduled messages (send_at ahead, never attempted) to
+   * their send time; one message is made due whatever its send time.
+   */
   retryNow(target: QueueTarget, now: number): Promise<number>;
   /** Holds a message's queued/deferred recipients (state `held`) until released. */
   holdMessage(messageId: string, now: number): Promise<number>;
