@@ -227,6 +227,16 @@ export function scheduleConformance(withStore: WithStore): void {
       assert.deepEqual(await ids({ domain: "two.test", limit: 1 }), ["BULK1"]);
       assert.deepEqual(await ids({ domain: "two.test", limit: 1, after: "BULK1" }), ["BULK3"]);
       assert.deepEqual(await ids({ domain: "none.test", limit: 10 }), []);
+      // Bulk retry leaves scheduled messages out.
+      await enqueue(store, "BULK5", ["f@one.test"], SEND_AT);
+      assert.deepEqual(await ids({ domain: "one.test", state: "queued", accountId: def.id, limit: 10 }), [
+        "BULK1",
+        "BULK5",
+      ]);
+      assert.deepEqual(
+        await ids({ domain: "one.test", state: "queued", accountId: def.id, unscheduledAt: T0, limit: 10 }),
+        ["BULK1"],
+      );
     }),
   );
 }
