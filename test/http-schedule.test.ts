@@ -278,6 +278,8 @@ describe("scheduled send and cancel", () => {
     // Released before its send time, a scheduled message waits for it again.
     const shown = await call("GET", `/v1/messages/${ids[0]}`);
     assert.equal(shown.body.recipients[0].state, "scheduled", shown.text);
+    // A bulk retry is for mail waiting after failures: scheduled messages keep their send time.
+    assert.equal((await bulk("retry", { domain: "bulk.example" })).body.messages, 0);
 
     const cancelled = JSON.parse(
       await petrelOk(dataDir, ["queue", "cancel", "--domain", "bulk.example", "--state", "queued", "--json"]),
