@@ -15,10 +15,17 @@
  * and the lag from a recipient's delivery commit (its `delivered` event's timestamp) to the
  * arrival of that event at the receiver, p50/p99.
  *
+ * Cluster (issue 8): `--store postgres --nodes N` (or `--nodes 1,2,3`) runs the same load on N
+ * nodes sharing one fresh PostgreSQL database (bench/relay-cluster.ts), after the SQLite run of
+ * the same invocation, and prints them side by side, with CPU per message split into Petrel's
+ * processes and PostgreSQL's backends, and — for N ≥ 2 — the failover time of a node killed
+ * while delivering. Webhooks are off in this mode (on both stores, so the figures compare).
+ *
  * Usage: npm run bench:relay -- [--messages 20000] [--sessions 20] [--size 2048] [--sink-port P] [--json]
  *        [--profile DIR]   (a CPU profile of the server, written when it stops)
  *        [--in-process]    (delivery on the main event loop: delivery.thread false)
  *        [--webhook on|off]
+ *        [--store sqlite|postgres] [--nodes 1|2|3|1,2,3]
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -28,6 +35,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
 import { petrelOk, removeDataDir, startPetrel, tempDataDir } from "../test/support/petrel-process.js";
+import { type ClusterRunResult, type FailoverResult, failover, runCluster } from "./relay-cluster.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -41,6 +49,10 @@ const { values: args } = parseArgs({
     "in-process": { type: "boolean", default: false },
     /** A local webhook receiver for every event (on), or none (off). */
     webhook: { type: "string", default: "on" },
+    /** sqlite (default) or postgres: the SQLite run, then the cluster runs beside it. */
+    store: { type: "string", default: "sqlite" },
+    /** Nodes on PostgreSQL: one number or a comma list (1,2,3). */
+    nodes: { type: "string", default: "1" },
     json: { type: "boolean", default: false },
   },
 });
@@ -135,11 +147,111 @@ async function startSink(port: number): Promise<ChildProcess> {
 }
 
 async function main(): Promise<void> {
+  if (args.store === "postgres") return cluster();
+  if (args.store !== "sqlite") throw new Error(`--store sqlite|postgres, not ${args.store}`);
+  await single(args.webhook !== "off");
+}
+
+async function single(withWebhook: boolean): Promise<Awaited<ReturnType<typeof relayOnce>>> {
+  const result = await relayOnce(withWebhook);
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+  } else {
+    process.stdout.write(
+      `Petrel relay, ${MESSAGES} × ${SIZE} B, ${SESSIONS} sessions (smtp-source → petrel → smtp-sink):\n` +
+        `  accept rate      ${result.acceptRate} msg/s\n` +
+        `  end-to-end rate  ${result.endToEndRate} msg/s (${result.endToEndSeconds.toFixed(1)} s, first submit → last delivery committed)\n` +
+        `  time in queue    p50 ${result.inQueueP50Ms} ms, p99 ${result.inQueueP99Ms} ms\n` +
+        `  server CPU       ${result.cpuMsPerMessage} ms/message\n` +
+        `  peak RSS         ${result.peakRssMb} MB\n` +
+        ("webhookEvents" in result
+          ? `  webhook          ${result.webhookEventsPerSecond} events/s received (${result.webhookEvents} events, first submit → last event in ${result.webhookSeconds} s)\n` +
+            `  webhook lag      delivered → received p50 ${result.webhookLagP50Ms} ms, p99 ${result.webhookLagP99Ms} ms; accepted → received p50 ${result.webhookProcessedLagP50Ms} ms\n`
+          : ""),
+    );
+  }
+  return result;
+}
+
+/** SQLite, then PostgreSQL with each node count, the same load; then failover for N ≥ 2. */
+async function cluster(): Promise<void> {
+  const counts = args.nodes.split(",").map(Number);
+  if (counts.some((n) => !Number.isInteger(n) || n < 1 || n > 9))
+    throw new Error("--nodes 1..9 or a list 1,2,3");
+  const sqlite = await relayOnce(false);
+  const ownSink = args["sink-port"] === undefined;
+  const sinkPort = ownSink ? await freePort() : Number(args["sink-port"]);
+  const sink = ownSink ? await startSink(sinkPort) : undefined;
+  const runs: ClusterRunResult[] = [];
+  const failovers: FailoverResult[] = [];
+  try {
+    for (const nodes of counts)
+      runs.push(await runCluster({ nodes, messages: MESSAGES, sessions: SESSIONS, size: SIZE, sinkPort }));
+  } finally {
+    sink?.kill("SIGTERM");
+  }
+  for (const nodes of counts) if (nodes >= 2) failovers.push(await failover(nodes));
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify({ sqlite, postgres: runs, failover: failovers })}\n`);
+    return;
+  }
+  const row = (name: string, accept: number, e2e: number, p99: number, petrel: number, pgCpu: string) =>
+    `  ${name.padEnd(18)}${String(accept).padStart(8)}${String(e2e).padStart(10)}${String(p99).padStart(10)}${petrel.toFixed(2).padStart(10)}${pgCpu.padStart(10)}\n`;
+  process.stdout.write(
+    `Petrel relay, ${MESSAGES} × ${SIZE} B, ${SESSIONS} sessions in all, webhooks off (smtp-source → petrel → smtp-sink):\n` +
+      `  ${"store".padEnd(18)}${"accept/s".padStart(8)}${"e2e/s".padStart(10)}${"p99 ms".padStart(10)}${"Petrel ms".padStart(10)}${"PG ms".padStart(10)}  (CPU per message)\n` +
+      row(
+        "SQLite",
+        sqlite.acceptRate,
+        sqlite.endToEndRate,
+        sqlite.inQueueP99Ms,
+        sqlite.cpuMsPerMessage,
+        "-",
+      ) +
+      runs
+        .map((r) =>
+          row(
+            `PostgreSQL ${r.nodes} node${r.nodes > 1 ? "s" : ""}`,
+            r.acceptRate,
+            r.endToEndRate,
+            r.inQueueP99Ms,
+            r.petrelCpuMsPerMessage,
+            r.postgresCpuMsPerMessage.toFixed(2),
+          ),
+        )
+        .join("") +
+      runs
+        .filter((r) => r.nodes === 1)
+        .map(
+          (r) =>
+            `  one node on PostgreSQL: ${Math.round((100 * r.endToEndRate) / sqlite.endToEndRate)}% of the SQLite end-to-end rate (goal ≥ 70%)\n`,
+        )
+        .join("") +
+      runs
+        .filter((r) => r.notDelivered > 0)
+        .map((r) => `  ${r.nodes} nodes: ${r.notDelivered} NOT delivered\n`)
+        .join("") +
+      runs
+        .map(
+          (r) =>
+            `  ${r.nodes} node${r.nodes > 1 ? "s" : ""}: slowest recipient ${(r.inQueueMaxMs / 1000).toFixed(1)} s in queue, ${r.retried} needed more than one attempt\n`,
+        )
+        .join("") +
+      failovers
+        .map(
+          (f) =>
+            `  failover, ${f.nodes} nodes: the killed node's ${f.leasedByVictim} leased recipients delivered by the others ${(f.failoverMs / 1000).toFixed(1)} s after the kill (goal ≤ lease ${f.leaseMs / 1000} s + 5 s)\n`,
+        )
+        .join(""),
+  );
+}
+
+async function relayOnce(withWebhook: boolean) {
   const ownSink = args["sink-port"] === undefined;
   const sinkPort = ownSink ? await freePort() : Number(args["sink-port"]);
   const sink = ownSink ? await startSink(sinkPort) : undefined;
   const dataDir = tempDataDir("petrel-bench-relay-");
-  const receiver = args.webhook === "off" ? undefined : await startReceiver();
+  const receiver = withWebhook ? await startReceiver() : undefined;
   try {
     await petrelOk(dataDir, ["domains", "add", "bench.example"]);
     if (receiver) await petrelOk(dataDir, ["webhooks", "add", receiver.url]);
@@ -236,22 +348,7 @@ async function main(): Promise<void> {
       notDelivered: Number(notDelivered),
       ...(receiver ? webhookFigures(receiver, t0) : {}),
     };
-    if (args.json) {
-      process.stdout.write(`${JSON.stringify(result)}\n`);
-    } else {
-      process.stdout.write(
-        `Petrel relay, ${MESSAGES} × ${SIZE} B, ${SESSIONS} sessions (smtp-source → petrel → smtp-sink):\n` +
-          `  accept rate      ${result.acceptRate} msg/s\n` +
-          `  end-to-end rate  ${result.endToEndRate} msg/s (${result.endToEndSeconds.toFixed(1)} s, first submit → last delivery committed)\n` +
-          `  time in queue    p50 ${result.inQueueP50Ms} ms, p99 ${result.inQueueP99Ms} ms\n` +
-          `  server CPU       ${result.cpuMsPerMessage} ms/message\n` +
-          `  peak RSS         ${result.peakRssMb} MB\n` +
-          (receiver
-            ? `  webhook          ${result.webhookEventsPerSecond} events/s received (${result.webhookEvents} events, first submit → last event in ${result.webhookSeconds} s)\n` +
-              `  webhook lag      delivered → received p50 ${result.webhookLagP50Ms} ms, p99 ${result.webhookLagP99Ms} ms; accepted → received p50 ${result.webhookProcessedLagP50Ms} ms\n`
-            : ""),
-      );
-    }
+    return result;
   } finally {
     await receiver?.close();
     sink?.kill("SIGTERM");

@@ -19,7 +19,7 @@ import { WebhookDispatcher } from "../events/webhook-dispatcher.js";
 import { HttpMetrics } from "../http/metrics.js";
 import { httpTls, type RunningHttp, startHttp } from "../http/server.js";
 import type { Logger, LogStats } from "../log.js";
-import { AuthThrottle } from "../policy/auth-throttle.js";
+import { type AuthGuard, AuthThrottle } from "../policy/auth-throttle.js";
 import { Spool } from "../queue/spool.js";
 import { BindError, SmtpServer } from "../smtp/server.js";
 import type { ListenerSpec } from "../smtp/types.js";
@@ -28,7 +28,10 @@ import { openStore } from "../store/open.js";
 import type { Store } from "../store/types.js";
 import { loadCertificate } from "./certificate.js";
 import { Idempotency } from "./idempotency.js";
+import { jobTurns } from "./job-turns.js";
+import { NodeRegistry } from "./node-registry.js";
 import { lockDatabase } from "./serve-lock.js";
+import { SharedAuthThrottle } from "./shared-auth-throttle.js";
 import { createSubmissionHooks, type Submitter } from "./submission.js";
 
 export interface StartOptions {
@@ -50,6 +53,8 @@ export interface RunningPetrel {
   readonly bounces: BounceListener | undefined;
   /** The HTTP API (issue 9); undefined when http.enabled is false or its port could not be bound. */
   readonly http: RunningHttp | undefined;
+  /** This node's row in the node registry and the store's reachability (issue 8 item 5). */
+  readonly node: NodeRegistry;
   /** Stops accepting, lets DATA transactions finish within the grace period, closes the store. */
   close(): Promise<void>;
 }
@@ -120,11 +125,18 @@ async function startWithStore(
   }
   const certificate = await loadCertificate(config, logger);
   const spool = new Spool(store, { maxBatch: config.queue.maxBatch });
-  const throttle = new AuthThrottle({
+  const authRule = {
     maxFailures: config.auth.maxFailures,
     windowMs: config.auth.failureWindowMs,
     lockoutMs: config.auth.lockoutMs,
-  });
+  };
+  // Issue 8 item 4: on PostgreSQL an address's AUTH failures count across every node.
+  const shared =
+    store.kind === "postgres"
+      ? new SharedAuthThrottle({ store, rule: authRule, logger: logger.child({ component: "auth" }) })
+      : undefined;
+  shared?.start();
+  const throttle: AuthGuard = shared ?? new AuthThrottle(authRule);
 
   // "Last used" is bookkeeping, not worth an fsync per AUTH: coalesce and write every 30 s.
   const keyUses = new Map<number, number>();
@@ -165,6 +177,15 @@ async function startWithStore(
   });
   await metrics.start();
   const onKeyUsed = (id: number, at: number) => keyUses.set(id, at);
+  // Issue 8 item 5: the node's registry row; while the store is unreachable SMTP answers 421.
+  let delivery: DeliveryThread | undefined;
+  const node = new NodeRegistry({
+    store,
+    config,
+    logger,
+    connections: () => inbound?.() ?? 0,
+    deliveries: () => delivery?.inFlight() ?? 0,
+  });
   const idempotency = new Idempotency(store, (err) =>
     logger.error({ err }, "could not keep an idempotency key"),
   );
@@ -179,6 +200,7 @@ async function startWithStore(
     signing,
     metrics,
     idempotency,
+    availability: node,
   });
   const listeners: ListenerSpec[] = [];
   const { host } = config.smtp;
@@ -247,7 +269,13 @@ async function startWithStore(
   // ── Bounces (issue 5): the inbound listener for VERP return paths (bounces.listener) ──
   let bounces: BounceListener | undefined;
   try {
-    bounces = await startBounces(config, store, logger, { key: certificate.key, cert: certificate.cert });
+    bounces = await startBounces(
+      config,
+      store,
+      logger,
+      { key: certificate.key, cert: certificate.cert },
+      () => node.refusal(),
+    );
   } catch (err) {
     await smtp.close(0);
     throw err;
@@ -256,12 +284,13 @@ async function startWithStore(
 
   // ── Delivery (issue 3): workers claim due recipients with leases and deliver them ──
   // On its own thread with its own store connection (delivery.thread), or in-process.
-  let delivery: DeliveryThread | undefined;
   if (config.delivery.enabled) {
     try {
-      delivery = config.delivery.thread
-        ? await startDeliveryThread(config, logger)
-        : await startDelivery({ config, store, logger });
+      if (config.delivery.thread) delivery = await startDeliveryThread(config, logger);
+      else {
+        const engine = await startDelivery({ config, store, logger });
+        delivery = { stop: (graceMs) => engine.stop(graceMs), inFlight: () => engine.worker.held };
+      }
     } catch (err) {
       await smtp.close(0);
       throw err;
@@ -277,13 +306,17 @@ async function startWithStore(
       store,
       config: config.events.webhooks,
       logger: logger.child({ component: "webhooks" }),
+      node: config.hostname,
     });
     webhooks.start();
   }
-  const retention = startEventRetention(store, config.events, logger);
+  // Issue 8 item 4: periodic jobs take turns through the store, once per cluster.
+  const turns = jobTurns(store, config.hostname, logger);
+  const retention = startEventRetention(store, config.events, logger, turns);
   // ── end events and webhooks ──
   const rechecker = startDomainRechecker(domains, store, logger, {
     intervalMs: config.domains.recheckIntervalMs,
+    turns,
   });
   // ── HTTP API (issue 9): the same services and accept path; a taken port is one warning ──
   let ready = false;
@@ -302,7 +335,7 @@ async function startWithStore(
           onKeyUsed,
           metrics,
           ctx: { store, config },
-          notReady: () => (ready ? null : "starting"),
+          notReady: () => (ready ? node.notReady() : "starting"),
         },
         logger,
         httpTls(config, { key: certificate.key, cert: certificate.cert }),
@@ -322,8 +355,18 @@ async function startWithStore(
       );
     }
   }
-  ready = true;
   // ── end HTTP API ──
+  try {
+    await node.start();
+  } catch (err) {
+    await http?.close();
+    await smtp.close(0);
+    await delivery?.stop(0);
+    await webhooks?.stop(0);
+    await bounces?.close(0);
+    throw err;
+  }
+  ready = true;
 
   let closing: Promise<void> | undefined;
   return {
@@ -335,10 +378,14 @@ async function startWithStore(
     webhooks,
     bounces,
     http,
+    node,
     close() {
       closing ??= (async () => {
+        // Drain (issue 8 item 7): new sessions get 421 4.3.2 and the others see `draining`.
+        await node.drain();
         ready = false;
         clearInterval(housekeeping);
+        await shared?.stop();
         await http?.close();
         await rechecker.stop();
         await smtp.close(config.smtp.shutdownGraceMs);
@@ -350,6 +397,8 @@ async function startWithStore(
         await retention.stop();
         await webhooks?.stop(Math.min(config.smtp.shutdownGraceMs, config.events.webhooks.timeoutMs));
         await flushKeyUses();
+        // Gone from `petrel nodes`: its leases are given back and its sessions closed.
+        await node.stop();
         await store.close();
         logger.info("stopped");
       })();

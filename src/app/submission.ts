@@ -17,7 +17,7 @@ import { hasScope } from "../auth/scopes.js";
 import type { PetrelConfig, TrustedNetwork } from "../config/schema.js";
 import type { MessageSigning } from "../domains/signer.js";
 import type { Logger } from "../log.js";
-import type { AuthThrottle } from "../policy/auth-throttle.js";
+import type { AuthGuard } from "../policy/auth-throttle.js";
 import type { Verdict } from "../policy/verdict.js";
 import type { Spool } from "../queue/spool.js";
 import type { Envelope, HookVerdict, SessionHooks, SessionInfo, SmtpReply } from "../smtp/types.js";
@@ -31,7 +31,7 @@ export interface SubmissionDeps {
   readonly config: PetrelConfig;
   readonly store: Store;
   readonly spool: Spool;
-  readonly throttle: AuthThrottle;
+  readonly throttle: AuthGuard;
   /** Trusted networks with their account ids resolved at start. */
   readonly trusted: ReadonlyArray<TrustedNetwork & { readonly accountId: number }>;
   readonly logger: Logger;
@@ -43,6 +43,15 @@ export interface SubmissionDeps {
   readonly metrics?: AcceptCounter;
   /** X-Petrel-Idempotency-Key (issue 9); absent = the field is only removed. */
   readonly idempotency?: Idempotency;
+  /** Whether the node takes mail now (src/app/node-registry.ts); absent = always. */
+  readonly availability?: Availability;
+}
+
+export interface Availability {
+  /** A reply refusing a new session (store unreachable: 421 4.3.0; draining: 421 4.3.2), or undefined. */
+  refusal(): SmtpReply | undefined;
+  /** A commit failed: check the store now. */
+  suspect(): void;
 }
 
 export interface AcceptCounter {
@@ -69,6 +78,9 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
 
   return {
     async onConnect(session) {
+      // Issue 8 item 5: no greeting that could lead to a 250 the store cannot back.
+      const refusal = deps.availability?.refusal();
+      if (refusal) return { ok: false, reply: refusal };
       if (throttle.isLocked(session.remoteAddress)) return { ok: false, reply: LOCKED_OUT };
       const family = session.remoteAddress.includes(":") ? "ipv6" : "ipv4";
       const network = trusted.find((t) => t.list.check(session.remoteAddress, family));
@@ -88,7 +100,7 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
       // A lockout reaches sessions opened before it, at their next AUTH (issue 13 item 8); the
       // attempt counts, so guessing on keeps the address locked.
       if (throttle.isLocked(session.remoteAddress)) {
-        throttle.recordFailure(session.remoteAddress);
+        await throttle.recordFailure(session.remoteAddress);
         logger.warn({ session: session.id, ip: session.remoteAddress }, "auth refused: address locked out");
         return { ok: false, reply: LOCKED_OUT, close: true };
       }
@@ -105,7 +117,7 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
           user: { accountId: key.accountId, accountName: key.accountName, apiKeyId: key.id, label: key.name },
         };
       }
-      const locked = throttle.recordFailure(session.remoteAddress);
+      const locked = await throttle.recordFailure(session.remoteAddress);
       logger.warn(
         {
           session: session.id,
@@ -160,6 +172,7 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
       }
       if (outcome.kind === "tempfail") {
         deps.metrics?.reject("smtp", "4.3.0");
+        deps.availability?.suspect();
         return { code: 451, enhanced: "4.3.0", text: "Temporary local problem, try again later" };
       }
       const { queueId } = outcome;

@@ -41,6 +41,8 @@ export interface BounceListenerDeps {
   readonly tls: { readonly key: string | Buffer; readonly cert: string | Buffer };
   /** Called after a late bounce was recorded (bounces.notifySender). */
   readonly onBounced?: (failed: readonly FailedDelivery[]) => Promise<void>;
+  /** Issue 8: a refusal at connect while the store is unreachable or the node drains (421). */
+  readonly refusal?: () => SmtpReply | undefined;
 }
 
 export interface BounceListener {
@@ -61,6 +63,8 @@ export function createBounceHooks(deps: BounceListenerDeps): SessionHooks<Peer> 
 
   return {
     async onConnect() {
+      const refusal = deps.refusal?.();
+      if (refusal) return { ok: false, reply: refusal };
       return { ok: true, user: { kind: "mx" } };
     },
     async onAuth() {
@@ -237,6 +241,7 @@ export async function startBounces(
   store: Store,
   logger: Logger,
   tls: BounceListenerDeps["tls"],
+  refusal?: BounceListenerDeps["refusal"],
 ): Promise<BounceListener | undefined> {
   if (!config.bounces.listener.enabled) return undefined;
   return startBounceListener({
@@ -249,5 +254,6 @@ export async function startBounces(
     onBounced: config.bounces.notifySender
       ? createFailureNotifier({ store, hostname: config.hostname, lifetimeMs: config.queue.maxLifetimeMs })
       : undefined,
+    refusal,
   });
 }

@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError } from "commander";
 import { PetrelError } from "../errors.js";
+import { PETREL_VERSION } from "../version.js";
 import { registerAccounts } from "./commands/accounts.js";
 import { registerBackup } from "./commands/backup.js";
 import { registerBounces } from "./commands/bounces.js";
@@ -12,6 +13,7 @@ import { registerConfig } from "./commands/config.js";
 import { registerEvents } from "./commands/events.js";
 import { registerIdentities } from "./commands/identities.js";
 import { registerKeys } from "./commands/keys.js";
+import { registerNodes } from "./commands/nodes.js";
 import { registerQueue } from "./commands/queue.js";
 import { registerSend } from "./commands/send.js";
 import { registerServe } from "./commands/serve.js";
@@ -25,7 +27,7 @@ export function buildProgram(): Command {
     .description(
       "Petrel: a self-hosted SMTP smart host. Apps submit with an API key; Petrel spools, signs and delivers.",
     )
-    .version("0.1.0")
+    .version(PETREL_VERSION)
     .showHelpAfterError()
     .exitOverride();
   registerServe(program);
@@ -41,6 +43,7 @@ export function buildProgram(): Command {
   registerConfig(program);
   registerBounces(program);
   registerBackup(program);
+  registerNodes(program);
   return program;
 }
 

@@ -254,6 +254,15 @@ export const deliverySchema = z
     maxAddressesPerAttempt: positive.default(5),
     /** How long a claimed recipient is leased; renewed while work is pending, due again if not. */
     leaseMs: positive.default(120_000),
+    /**
+     * Cluster (PostgreSQL store, issue 8): how long a connection slot of a destination is leased
+     * (renewed every quarter of it while the connection is open). A dead node's slots free
+     * themselves within this time; a node that cannot renew stops sending on its connections
+     * before it runs out. docs/cluster.md.
+     */
+    slotLeaseMs: positive.min(1000).default(15_000),
+    /** Cluster: how long a destination whose slots are all held by other nodes waits before asking again. */
+    slotRetryMs: positive.default(250),
     /** How often an idle worker looks for due mail (a cheap indexed read while nothing is due). */
     pollIntervalMs: positive.default(25),
     /** Most recipients held in memory (claimed, waiting or being delivered) at once. */

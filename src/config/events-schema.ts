@@ -38,6 +38,12 @@ export const eventsSchema = z
         pollIntervalMs: z.number().int().positive().default(50),
         /** A POST without a response within this time counts as failed. */
         timeoutMs: z.number().int().positive().default(10_000),
+        /**
+         * Issue 8: one node at a time serves an endpoint, under a lease taken (and renewed before
+         * each POST) for this long; raised to twice timeoutMs if lower, so a POST always ends
+         * within its lease. A dead node's endpoints move to another node after at most this.
+         */
+        leaseMs: z.number().int().positive().default(30_000),
         /** Wait after the 1st, 2nd, … consecutive failure of an endpoint; the last entry repeats. */
         retrySchedule: z
           .array(z.number().int().positive())

@@ -232,6 +232,19 @@ export const configSchema = z
           .prefault({}),
       })
       .prefault({}),
+    /** This node among the others on one store (issue 8 item 5: `petrel nodes`, readyz, drain). */
+    cluster: z
+      .strictObject({
+        /** The name `petrel nodes` shows for this node; "" = the machine's host name. */
+        nodeName: z.string().default(""),
+        /** How often the node writes its heartbeat (and so checks that the store takes writes). */
+        heartbeatMs: z.number().int().min(100).default(5_000),
+        /** A node whose heartbeat is older than this is shown stale (presumed dead). */
+        staleAfterMs: z.number().int().min(100).default(20_000),
+        /** While the store is unreachable, how often the node tries it again. */
+        retryMs: z.number().int().min(50).default(1_000),
+      })
+      .prefault({}),
   })
   .prefault({});
 

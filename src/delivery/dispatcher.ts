@@ -16,7 +16,15 @@
  * and connections at once; clean deliveries raise them step by step; each change goes to
  * onThrottle() with the reply or delivery that caused it.
  *
+ * Cluster (issue 8 item 4, slots.ts): with `slots` (the PostgreSQL store), every connection
+ * also holds one of its destination's slots, shared by all nodes, taken before it is opened and
+ * given back when it closes; a destination whose slots are all held elsewhere waits slotRetryMs
+ * and asks again, its jobs waiting in its queue (the worker stops claiming for it meanwhile).
+ *
  * Invariants:
+ * - With slots, connections to a destination from all nodes together never exceed its cap
+ *   (the largest cap any node uses, when nodes are throttled differently); a connection whose
+ *   slot lease is no longer sure closes after the transaction in hand.
  * - Connections to a destination never exceed its cap (the throttled one while throttled: runners
  *   above it close after their message); connections in total never exceed the global cap
  *   (counted from the moment a connection is being opened until it is closed).
@@ -39,6 +47,7 @@ import type { DispatchJob, JobResult, ThrottleEvent, ThrottleSnapshot } from "./
 import type { MxOutcome } from "./mx.js";
 import { compileSites, type ShapingLimits, type SiteResolver } from "./providers.js";
 import type { ResolvedRoute } from "./routes.js";
+import type { ConnectionSlots, SlotHandle } from "./slots.js";
 import { local, type Reply, type SmtpSession } from "./smtp-client.js";
 import { SourcePool } from "./sources.js";
 import { answer, bySender, everyone, preflight } from "./transaction.js";
@@ -74,6 +83,8 @@ export interface DispatcherDeps {
   readonly onThrottle?: (event: ThrottleEvent) => void;
   /** Monotonic clock (ms) for rates, holds and idle timers; default performance.now. */
   readonly monotonic?: () => number;
+  /** Cluster-wide connection slots (PostgreSQL store); absent: this node's counts are the cap. */
+  readonly slots?: ConnectionSlots;
 }
 
 interface Pending {
@@ -97,6 +108,8 @@ interface Destination {
   failures: number;
   lastError: string;
   suspendedUntil: number;
+  /** Cluster: every slot was held elsewhere; no new connection before this time (monotonic). */
+  slotWaitUntil: number;
   /**
    * Recipient domains seen lately for this destination (a relay or a provider serves many), the
    * most recent MAX_DOMAINS: what claims skip and backoff is written for, kept bounded.
@@ -279,6 +292,7 @@ export class Dispatcher {
         failures: 0,
         lastError: "",
         suspendedUntil: 0,
+        slotWaitUntil: 0,
         domains: new Set(),
       };
       this.destinations.set(key, dest);
@@ -298,6 +312,10 @@ export class Dispatcher {
       while (dest.queue.length > 0) {
         const idle = dest.idle.length > 0;
         if (!idle && dest.active >= dest.shaping.cap) break;
+        if (!idle && dest.slotWaitUntil > this.clock()) {
+          this.wakeLater(dest, dest.slotWaitUntil - this.clock());
+          break;
+        }
         if (!idle && this.active >= globalCap) {
           starved = true;
           break;
@@ -363,8 +381,34 @@ export class Dispatcher {
       });
   }
 
-  /** One connection's life: connect for the first job, then reuse it for more. */
+  /** One connection's life: a cluster slot (if any), connect for the first job, then reuse it for more. */
   private async run(dest: Destination, current: { job: Pending }): Promise<void> {
+    const slots = this.deps.slots;
+    if (!slots) return this.connection(dest, current, undefined);
+    const slot = await slots.acquire(dest.key, dest.shaping.cap);
+    if (!slot || this.stopping) {
+      if (slot) slots.release(slot);
+      if (this.stopping) current.job.resolve({ kind: "released" });
+      else {
+        // Every slot is held (by other nodes): the job waits at the front, its token given back.
+        dest.queue.unshift(current.job);
+        dest.shaping.untake();
+        dest.slotWaitUntil = this.clock() + this.deps.config.slotRetryMs;
+      }
+      return;
+    }
+    try {
+      await this.connection(dest, current, slot);
+    } finally {
+      slots.release(slot);
+    }
+  }
+
+  private async connection(
+    dest: Destination,
+    current: { job: Pending },
+    slot: SlotHandle | undefined,
+  ): Promise<void> {
     const first = current.job;
     const started = performance.now();
     const opened = await openSession(this.connect, dest.route, first.job.domain, first.mx, dest.key);
@@ -411,7 +455,13 @@ export class Dispatcher {
         if (sent >= dest.shaping.limits.maxMessagesPerConnection || !session.usable || this.stopping) break;
         // Throttled to fewer connections: the ones above the cap close after their message.
         if (dest.active > dest.shaping.cap) break;
+        if (slot && !this.deps.slots!.valid(slot)) break;
         next = await this.nextJob(dest);
+        if (next && slot && !this.deps.slots!.valid(slot)) {
+          // The slot's lease lapsed while idle: the job goes back for a connection with a slot.
+          dest.queue.unshift(next);
+          next = undefined;
+        }
       }
     } finally {
       this.sessions.delete(session);

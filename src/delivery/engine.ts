@@ -18,11 +18,14 @@ import { DeliveryWorker } from "../queue/worker.js";
 import type { Store, ThrottleChangeRecord } from "../store/types.js";
 import { Dispatcher, type ThrottleEvent } from "./dispatcher.js";
 import { compileRoutes } from "./routes.js";
+import { StoreSlots } from "./slots.js";
 import { describeLimits } from "./throttle.js";
 
 export interface DeliveryEngine {
   readonly worker: DeliveryWorker;
   readonly dispatcher: Dispatcher;
+  /** Cluster-wide connection slots (PostgreSQL store only). */
+  readonly slots: StoreSlots | undefined;
   /** Stops claiming, finishes transactions in flight within graceMs, gives back leases. */
   stop(graceMs: number): Promise<void>;
 }
@@ -53,6 +56,19 @@ export async function startDelivery(options: EngineOptions): Promise<DeliveryEng
   const onError = (err: unknown) => log.warn({ err }, "could not update destination backoff");
   const bounces = config.bounces;
   const classify = createClassifier(bounces?.rules ?? []);
+  // Cluster (issue 8 item 4): on PostgreSQL every connection holds one of its destination's slots,
+  // shared by every node. SQLite has one serve per file: the dispatcher's own counts are the cap.
+  const slots =
+    store.kind === "postgres"
+      ? new StoreSlots({
+          store,
+          owner: `${config.hostname}:${process.pid}:${randomBytes(4).toString("hex")}`,
+          leaseMs: config.delivery.slotLeaseMs,
+          logger: log,
+          // The wall clock, not a test's clock: slot leases are shared with other processes.
+        })
+      : undefined;
+  slots?.start();
   const dispatcher = new Dispatcher({
     config: config.delivery,
     resolver,
@@ -61,6 +77,7 @@ export async function startDelivery(options: EngineOptions): Promise<DeliveryEng
     ca,
     now,
     random: options.random,
+    slots,
     onSuspend: (domains, until, failures, lastError) => {
       for (const domain of domains) {
         store.setDestinationBackoff({ domain, until, failures, lastError }).catch(onError);
@@ -119,9 +136,11 @@ export async function startDelivery(options: EngineOptions): Promise<DeliveryEng
   return {
     worker,
     dispatcher,
-    stop: (graceMs) => {
+    slots,
+    stop: async (graceMs) => {
       unsubscribe?.();
-      return worker.stop(graceMs);
+      await worker.stop(graceMs);
+      await slots?.stop();
     },
   };
 }

@@ -68,6 +68,11 @@ export class Shaping {
     return this.bucket.take(this.clock());
   }
 
+  /** Gives back a token taken for a message that did not go (no connection slot). */
+  untake(): void {
+    this.bucket.untake(this.clock());
+  }
+
   /** A throttle reply to `recipient`: the limits drop (unless settling or at the floors). */
   throttle(reply: Reply, recipient: string, wall: number): CausedChange | null {
     if (!this.settings.enabled) return null;

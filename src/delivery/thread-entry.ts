@@ -27,8 +27,13 @@ async function runThread(): Promise<void> {
     return;
   }
   port.postMessage({ type: "started" } satisfies FromThread);
+  const stats = setInterval(() => {
+    port.postMessage({ type: "stats", held: engine.worker.held } satisfies FromThread);
+  }, 1000);
+  stats.unref();
   port.on("message", (message: ToThread) => {
     if (message.type !== "stop") return;
+    clearInterval(stats);
     void (async () => {
       await engine.stop(message.graceMs);
       await store.close();

@@ -161,6 +161,13 @@ export class RateBucket {
     return Math.max(1, Math.ceil(((1 - this.tokens) * 60_000) / this.perMinute));
   }
 
+  /** Gives back one token taken by take() (the message did not go). */
+  untake(now: number): void {
+    if (this.perMinute <= 0) return;
+    this.refill(now);
+    this.tokens = Math.min(this.capacity, this.tokens + 1);
+  }
+
   /** No message taken lately: forgetting this bucket (a new one starts full) changes nothing. */
   full(now: number): boolean {
     if (this.perMinute <= 0) return true;

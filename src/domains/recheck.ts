@@ -7,9 +7,13 @@
  *
  * Due-ness is kept in the store (last_checked_at), so a restart neither re-checks everything at
  * once nor forgets a domain; a CLI `verify` in between counts as a check.
+ * Cluster (issue 8 item 4): with `turns`, a timer tick runs a pass only if no node has run one
+ * within the last ~tick (src/app/job-turns.ts), so the nodes do not look up the same domains
+ * together; runOnce() (tests, operators) always runs.
  * Invariants: one pass at a time; a failure of one domain's check never stops the others; the
  * timer is unref'd and stop() waits for a running pass.
  */
+import type { JobTurns } from "../app/job-turns.js";
 import type { Logger } from "../log.js";
 import type { Store } from "../store/types.js";
 import type { DomainsService } from "./service.js";
@@ -17,6 +21,8 @@ import type { DomainsService } from "./service.js";
 export interface RecheckOptions {
   readonly intervalMs: number;
   readonly now?: () => number;
+  /** Cluster: ticks take turns with the other nodes. */
+  readonly turns?: JobTurns;
 }
 
 export interface DomainRechecker {
@@ -62,8 +68,9 @@ export function startDomainRechecker(
     }
   }
 
-  function runOnce(): Promise<void> {
-    running ??= pass()
+  function runOnce(turn?: () => Promise<unknown>): Promise<void> {
+    running ??= (turn ? turn() : pass())
+      .then(() => undefined)
       .catch((err: unknown) => logger.error({ err }, "sender domain re-check failed"))
       .finally(() => {
         running = undefined;
@@ -72,11 +79,13 @@ export function startDomainRechecker(
   }
 
   const tick = Math.max(1, Math.min(options.intervalMs, MAX_TICK_MS));
-  const timer = options.intervalMs > 0 ? setInterval(() => void runOnce(), tick) : undefined;
+  const { turns } = options;
+  const onTick = () => void runOnce(turns ? () => turns.run("domains.recheck", tick * 0.9, pass) : undefined);
+  const timer = options.intervalMs > 0 ? setInterval(onTick, tick) : undefined;
   timer?.unref();
 
   return {
-    runOnce,
+    runOnce: () => runOnce(),
     async stop() {
       stopped = true;
       if (timer) clearInterval(timer);

@@ -12,10 +12,16 @@
  * - Retries: a failed POST (non-2xx, timeout, refused) waits by `retrySchedule` (with jitter);
  *   an endpoint with no success for `disableAfterMs` (72 h) since its first failure is disabled,
  *   logged at warn and recorded in the store (webhooks.disabled_*, a `disabled` delivery record).
+ * - One node at a time (issue 8 item 4): an endpoint is served under a lease in the store
+ *   ("webhook:<id>", Store.takeLease), taken before its cursor is read and renewed before each
+ *   POST; the lease outlasts a POST's timeout, so while this node lives no other node sends the
+ *   same batch. Only after a lease expiry (this node died or stalled between a POST and its
+ *   record) is a batch sent again, by the next holder, with the same event ids.
  * - Endpoints are read from the store at every poll, so `petrel webhooks add|remove|enable`
  *   apply to a running server without a restart.
  * Security: secrets are used to sign only, never logged; URLs are logged without query or userinfo.
  */
+import { randomBytes } from "node:crypto";
 import type { WebhooksConfig } from "../config/events-schema.js";
 import type { Logger } from "../log.js";
 import { retryDelay } from "../queue/backoff.js";
@@ -29,6 +35,8 @@ export interface WebhookDispatcherDeps {
   readonly logger: Logger;
   readonly now?: () => number;
   readonly random?: () => number;
+  /** This node's name, the prefix of the lease owner (default "petrel"). */
+  readonly node?: string;
 }
 
 export interface WebhookStats {
@@ -55,9 +63,15 @@ export class WebhookDispatcher {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
 
+  /** The lease owner: unique per process. */
+  readonly owner: string;
+  private readonly leaseMs: number;
+
   constructor(deps: WebhookDispatcherDeps) {
     this.deps = deps;
     this.now = deps.now ?? Date.now;
+    this.owner = `${deps.node ?? "petrel"}:${process.pid}:${randomBytes(4).toString("hex")}`;
+    this.leaseMs = Math.max(deps.config.leaseMs, 2 * deps.config.timeoutMs);
   }
 
   start(): void {
@@ -111,8 +125,22 @@ export class WebhookDispatcher {
     }
   }
 
-  /** Sends what is pending for one endpoint, batch after batch, until caught up or failing. */
+  /** Serves one endpoint under its lease, if no other node holds it. */
   private async serve(initial: WebhookWithSecret): Promise<void> {
+    const { store } = this.deps;
+    const lease = `webhook:${initial.id}`;
+    if (!(await store.takeLease(lease, this.owner, this.now(), this.leaseMs))) return;
+    try {
+      await this.sendPending(initial, lease);
+    } finally {
+      await store.releaseLease(lease, this.owner).catch((err: unknown) => {
+        this.deps.logger.warn({ err, webhook: initial.id }, "could not give back a webhook lease");
+      });
+    }
+  }
+
+  /** Sends what is pending for one endpoint, batch after batch, until caught up or failing. */
+  private async sendPending(initial: WebhookWithSecret, lease: string): Promise<void> {
     const { store, config, logger } = this.deps;
     // The tick's list may predate the end of this endpoint's previous run (which moved its cursor
     // and failure state): read it again now that no other run of it can be going on, or a batch
@@ -148,6 +176,9 @@ export class WebhookDispatcher {
         return;
       }
 
+      // Renewed before each POST: it now outlasts the POST's timeout. Lost (this node stalled past
+      // its expiry and another took over): stop; the other node sends from the stored cursor.
+      if (!(await store.takeLease(lease, this.owner, this.now(), this.leaseMs))) return;
       const body = JSON.stringify(batch.events);
       const at = this.now();
       const result = await postSigned(endpoint.url, endpoint.secret, body, {

@@ -9,7 +9,7 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import { hashApiKey } from "../auth/api-keys.js";
 import { hasScope, type Scope } from "../auth/scopes.js";
 import { PetrelError } from "../errors.js";
-import type { AuthThrottle } from "../policy/auth-throttle.js";
+import type { AuthGuard } from "../policy/auth-throttle.js";
 import type { ApiKey, Store } from "../store/types.js";
 
 declare module "fastify" {
@@ -21,7 +21,7 @@ declare module "fastify" {
 
 export interface AuthDeps {
   readonly store: Store;
-  readonly throttle: AuthThrottle;
+  readonly throttle: AuthGuard;
   readonly onKeyUsed: (keyId: number, at: number) => void;
 }
 
@@ -41,7 +41,7 @@ export async function authenticate(deps: AuthDeps, request: FastifyRequest): Pro
   }
   const key = await deps.store.findActiveApiKey(hashApiKey(token));
   if (!key) {
-    const locked = deps.throttle.recordFailure(ip);
+    const locked = await deps.throttle.recordFailure(ip);
     request.log.warn({ ip, locked }, "api auth failed");
     throw new PetrelError("unauthorized", "the API key is not valid (unknown or revoked)");
   }

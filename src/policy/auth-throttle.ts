@@ -9,7 +9,18 @@
  * refused attempt during a lockout, or within one window after it, locks again at once, so an
  * address that never stops guessing gets one guess per lockout at most, not maxFailures.
  * Memory per address is bounded (at most maxFailures timestamps).
+ *
+ * In a cluster (issue 8 item 4) src/app/shared-auth-throttle.ts keeps one of these per node as
+ * the fast local answer and adds the failures counted in the store by every node (adopt()).
  */
+
+/** What SMTP AUTH and the HTTP API ask: isLocked() is synchronous, the success path's only cost. */
+export interface AuthGuard {
+  isLocked(ip: string): boolean;
+  /** Records a failure (or a refused attempt); true when the address is now locked out. */
+  recordFailure(ip: string): boolean | Promise<boolean>;
+  sweep(): void;
+}
 export interface AuthThrottleOptions {
   readonly maxFailures: number;
   readonly windowMs: number;
@@ -23,7 +34,7 @@ interface Lockout {
   strikeUntil: number;
 }
 
-export class AuthThrottle {
+export class AuthThrottle implements AuthGuard {
   private readonly failures = new Map<string, number[]>();
   private readonly lockouts = new Map<string, Lockout>();
   private readonly options: AuthThrottleOptions;
@@ -59,6 +70,16 @@ export class AuthThrottle {
       return true;
     }
     return false;
+  }
+
+  /** Takes over a lockout decided elsewhere (another node's failures), unless one already lasts longer. */
+  adopt(ip: string, until: number, strikeUntil: number): void {
+    const lockout = this.lockouts.get(ip);
+    if (lockout && lockout.until >= until && lockout.strikeUntil >= strikeUntil) return;
+    this.lockouts.set(ip, {
+      until: Math.max(until, lockout?.until ?? 0),
+      strikeUntil: Math.max(strikeUntil, lockout?.strikeUntil ?? 0),
+    });
   }
 
   /** Drops stale entries; call now and then so the maps cannot grow without bound. */

@@ -104,6 +104,8 @@ export class DeliveryWorker {
   private wake: (() => void) | undefined;
   private loopDone: Promise<void> | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
+  /** Claims failed in a row (the store unreachable); logged once, then every 600th. */
+  private claimFailures = 0;
   /** Called after each commit of outcomes (tests and benchmarks wait on it). */
   onCommit: ((outcomes: readonly RecipientOutcome[]) => void) | undefined;
 
@@ -180,8 +182,16 @@ export class DeliveryWorker {
             limit,
             skipDomains: dispatcher.saturatedDomains(threshold),
           });
+          if (this.claimFailures > 0) {
+            this.deps.logger.info({ failures: this.claimFailures }, "claiming due mail again");
+            this.claimFailures = 0;
+          }
         } catch (err) {
-          this.deps.logger.error({ err }, "could not claim due mail");
+          // Store unreachable (issue 8): one error line, then one per 600 failures (about a
+          // minute), not one per poll; and a pause of at least 100 ms before the next try.
+          if (this.claimFailures++ % 600 === 0)
+            this.deps.logger.error({ err, failures: this.claimFailures }, "could not claim due mail");
+          await this.sleep(Math.max(config.pollIntervalMs, 100));
         }
         claimed = claimed.filter((r) => !this.inFlight.has(r.id));
         if (claimed.length > 0) {

@@ -98,7 +98,7 @@ function readFile(file: string): ListeningFile | undefined {
   }
 }
 
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0); // signal 0: only checks that the process exists
     return true;

@@ -16,6 +16,7 @@ import type { AccountStore } from "./types/accounts.js";
 import type { BounceStore } from "./types/bounces.js";
 import type { DomainStore } from "./types/domains.js";
 import type { EventStore, WebhookStore } from "./types/events.js";
+import type { LeaseStore } from "./types/leases.js";
 import type { LookupVersionStore } from "./types/lookups.js";
 import type { MessageStore } from "./types/messages.js";
 import type { NodeStore } from "./types/nodes.js";
@@ -28,6 +29,7 @@ export * from "./types/bounces.js";
 export * from "./types/domains.js";
 export * from "./types/errors.js";
 export * from "./types/events.js";
+export * from "./types/leases.js";
 export * from "./types/lookups.js";
 export * from "./types/messages.js";
 export * from "./types/nodes.js";
@@ -46,7 +48,8 @@ export interface Store
     BounceStore,
     NodeStore,
     ThrottleStore,
-    LookupVersionStore {
+    LookupVersionStore,
+    LeaseStore {
   readonly kind: "sqlite" | "postgres";
   close(): Promise<void>;
 }

@@ -101,8 +101,11 @@ export interface Cluster {
   readonly pg: TcpProxy | undefined;
   /** Where clients submit: HAProxy's front, else node 0's submission listener. */
   readonly entry: { readonly host: string; readonly port: number };
-  /** Runs `petrel <args>` against the cluster's database (directly, not through `pg`). */
-  cli(args: readonly string[]): Promise<CliResult>;
+  /**
+   * Runs `petrel <args> --data-dir <node's>` against the cluster's database (directly, not
+   * through `pg`); `node` (default 0) picks the data directory (for `petrel drain`).
+   */
+  cli(args: readonly string[], node?: number): Promise<CliResult>;
   /**
    * Submits one message from CLIENT_ADDRESS through `entry` (plaintext, trusted network) and
    * returns the reply to DATA (or the first refusal), with the queue id of a 250.
@@ -163,6 +166,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         merge(
           {
             hostname: `node${index + 1}.petrel.test`,
+            // Fast heartbeats: an outage is noticed, and a dead node shown stale, within seconds.
+            cluster: { nodeName: `node${index + 1}`, heartbeatMs: 300, staleAfterMs: 3000, retryMs: 200 },
             smtp: {
               host: nodeAddress(index),
               submission: { port: 0, proxyProtocol: options.haproxy === true },
@@ -232,7 +237,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     if (options.haproxy) {
       const started = await startHaproxy(
         join(dataDirs[0]!, "haproxy.cfg"),
-        nodes.map((n) => ({ address: n.address, port: n.submissionPort })),
+        nodes.map((n) => ({ address: n.address, port: n.submissionPort, httpPort: n.petrel.ports.http! })),
       );
       cleanups.push(() => started.stop());
       haproxy = { host: "127.0.0.1", port: started.port };
@@ -251,7 +256,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       haproxy,
       pg,
       entry,
-      cli: (args) => petrelCli(dataDirs[0]!, args, storeEnv),
+      cli: (args, node = 0) => petrelCli(dataDirs[node]!, args, storeEnv),
       async submit(to, submitOptions = {}) {
         const rcpts = typeof to === "string" ? [to] : to;
         const from = submitOptions.from ?? "app@sender.test";
@@ -306,7 +311,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
  */
 async function startHaproxy(
   cfgFile: string,
-  servers: ReadonlyArray<{ address: string; port: number }>,
+  servers: ReadonlyArray<HaproxyServer>,
 ): Promise<{ port: number; stop(): Promise<void> }> {
   const front: Server = createServer();
   await new Promise<void>((resolve) => front.listen({ host: "127.0.0.1", port: 0 }, resolve));
@@ -341,11 +346,21 @@ async function startHaproxy(
   };
 }
 
-/** The HAProxy configuration the tests run (docs/cluster.md shows it). */
-export function haproxyConfig(
-  bind: string,
-  servers: ReadonlyArray<{ address: string; port: number }>,
-): string {
+export interface HaproxyServer {
+  readonly address: string;
+  /** Its submission port (PROXY v2 expected). */
+  readonly port: number;
+  /** Its HTTP API port: the health check asks /readyz there. */
+  readonly httpPort: number;
+}
+
+/**
+ * The HAProxy configuration the tests run (docs/cluster.md shows it): round robin, PROXY v2 to
+ * the nodes from BALANCER, a health check on each node's /readyz (a node whose store is
+ * unreachable, or that drains, answers 503 and is taken out), and a refused connection
+ * redispatched to another node.
+ */
+export function haproxyConfig(bind: string, servers: ReadonlyArray<HaproxyServer>): string {
   return [
     "global",
     "  maxconn 4000",
@@ -361,7 +376,14 @@ export function haproxyConfig(
     "  default_backend petrel_submission",
     "backend petrel_submission",
     "  balance roundrobin",
-    ...servers.map((s, i) => `  server node${i + 1} ${s.address}:${s.port} send-proxy-v2 source ${BALANCER}`),
+    "  option httpchk",
+    "  http-check send meth GET uri /readyz",
+    "  http-check expect status 200",
+    "  default-server inter 1s fall 2 rise 2",
+    ...servers.map(
+      (s, i) =>
+        `  server node${i + 1} ${s.address}:${s.port} send-proxy-v2 source ${BALANCER} check port ${s.httpPort}`,
+    ),
     "",
   ].join("\n");
 }

@@ -127,6 +127,11 @@ export class RawSmtpSession {
     return expectCode === undefined ? this.next() : this.expect(expectCode);
   }
 
+  /** The next reply without sending anything (e.g. a server's unsolicited 421 at shutdown). */
+  readReply(): Promise<Reply> {
+    return this.next();
+  }
+
   async quit(): Promise<void> {
     if (this.closed) return;
     try {

@@ -9,7 +9,9 @@ import { bounceConformance } from "./store-conformance-bounces.js";
 import { deliveryConformance } from "./store-conformance-delivery.js";
 import { domainConformance } from "./store-conformance-domains.js";
 import { eventConformance } from "./store-conformance-events.js";
+import { leaseConformance } from "./store-conformance-leases.js";
 import { lookupConformance } from "./store-conformance-lookups.js";
+import { nodeConformance } from "./store-conformance-nodes.js";
 import { scheduleConformance } from "./store-conformance-schedule.js";
 import { shapingConformance } from "./store-conformance-shaping.js";
 import { statsConformance } from "./store-conformance-stats.js";
@@ -165,5 +167,9 @@ export function storeConformance(backend: string, openFresh: () => Promise<Store
     scheduleConformance(withStore);
     bounceConformance(withStore);
     lookupConformance(withStore);
+    leaseConformance(withStore);
+
+    // Cluster nodes (issue 8 item 5): the registry behind `petrel nodes`.
+    nodeConformance(withStore);
   });
 }

@@ -83,6 +83,8 @@ export interface TestMx {
   waitForHeld(count: number, timeoutMs?: number): Promise<void>;
   /** The content of each held transaction (latin1). */
   heldContents(): string[];
+  /** The client address of each held transaction (which node is delivering it, in cluster tests). */
+  heldFrom(): string[];
   /** Answers every held transaction (accepting it); holdAll decides about the ones to come. */
   release(): void;
   /** Resolves once `count` messages were accepted in all (rejects after timeoutMs). */
@@ -118,7 +120,7 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
   };
   const waiters: Array<{ count: number; resolve: () => void }> = [];
   // Held transactions by session id: their content, and `accept` to answer them.
-  const held = new Map<string, { content: Buffer; accept: () => void }>();
+  const held = new Map<string, { content: Buffer; from: string; accept: () => void }>();
   const heldWaiters: Array<{ count: number; resolve: () => void }> = [];
   const control = { holdAll: false };
   let server: SMTPServer;
@@ -216,7 +218,7 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
         if (kinds.includes("data-tempfail")) return callback(smtpError(451, "4.3.0 Try again later"));
         if (kinds.includes("data-permfail")) return callback(smtpError(554, "5.6.0 Message refused"));
         if (control.holdAll || kinds.includes("hold")) {
-          held.set(session.id, { content: Buffer.concat(chunks), accept });
+          held.set(session.id, { content: Buffer.concat(chunks), from: session.remoteAddress, accept });
           for (const w of heldWaiters.filter((x) => held.size >= x.count)) {
             heldWaiters.splice(heldWaiters.indexOf(w), 1);
             w.resolve();
@@ -271,6 +273,10 @@ export async function startTestMx(options: TestMxOptions = {}): Promise<TestMx> 
     heldContents() {
       return [...held.values()].map((h) => h.content.toString("latin1"));
     },
+    heldFrom() {
+      return [...held.values()].map((h) => h.from);
+    },
+
     release() {
       const transactions = [...held.values()];
       held.clear();

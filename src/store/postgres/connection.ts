@@ -64,6 +64,14 @@ export function createPool(options: PostgresConnectionOptions, durability: "dura
   // An idle client losing its connection (database restart) must not crash the process; the
   // pool drops it and the next query connects afresh.
   pool.on("error", () => {});
+  // A client checked out of the pool (a transaction between two statements, a query in flight)
+  // has no error listener of the pool's: a connection reset there emitted an unhandled 'error'
+  // and killed the process (found by test/cluster-outage.test.ts). The statements in flight
+  // still fail with the error, and transaction() drops the broken client; this only keeps the
+  // process alive so that it reconnects.
+  pool.on("connect", (client) => {
+    client.on("error", () => {});
+  });
   return pool;
 }
 

@@ -1,6 +1,6 @@
 /**
  * The lookup version (Store part LookupVersionStore; sqlite/lookups.ts is its twin): one row,
- * changed by the statement triggers of migration 5, so one round trip replaces the two to four a
+ * changed by the row triggers of migration 5, so one round trip replaces the two to four a
  * message's lookups would take.
  */
 import type { LookupVersionStore } from "../types.js";

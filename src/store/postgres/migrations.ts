@@ -316,4 +316,44 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE messages ADD COLUMN send_at bigint;
   CREATE INDEX messages_send_at ON messages(send_at) WHERE send_at IS NOT NULL;
   `,
+  // 8: SQLite version 12: cluster-wide limits (issue 8 item 4; store/types/leases.ts). The slot
+  // rows stay once created (given back = owner NULL, expires_at 0) so that acquiring is one
+  // UPDATE with SKIP LOCKED; their updates touch no indexed column, so they are HOT updates.
+  `
+  CREATE TABLE destination_slots (
+    destination text COLLATE "C" NOT NULL,
+    slot integer NOT NULL,
+    owner text,
+    expires_at bigint NOT NULL,
+    PRIMARY KEY (destination, slot)
+  );
+  CREATE TABLE leases (
+    name text COLLATE "C" PRIMARY KEY,
+    owner text NOT NULL,
+    expires_at bigint NOT NULL,
+    ran_at bigint NOT NULL DEFAULT 0
+  );
+  CREATE TABLE auth_failures (
+    ip text COLLATE "C" PRIMARY KEY,
+    window_start bigint NOT NULL,
+    failures integer NOT NULL,
+    locked_until bigint NOT NULL,
+    strike_until bigint NOT NULL
+  );
+  CREATE INDEX auth_failures_locked ON auth_failures(locked_until);
+  `,
+  // 9: SQLite version 13: the node registry (issue 8 item 5, `petrel nodes`).
+  `
+  CREATE TABLE nodes (
+    id text PRIMARY KEY,
+    name text NOT NULL,
+    version text NOT NULL,
+    pid integer NOT NULL,
+    started_at bigint NOT NULL,
+    heartbeat_at bigint NOT NULL,
+    state text NOT NULL,
+    connections integer NOT NULL,
+    deliveries integer NOT NULL
+  );
+  `,
 ];

@@ -14,6 +14,7 @@ import { ClaimWatermark } from "./claim-watermark.js";
 import { createPool, migrate, type Pool, type PostgresConnectionOptions } from "./connection.js";
 import { createDomainStore } from "./domains.js";
 import { createEventStore } from "./events.js";
+import { createLeaseStore } from "./leases.js";
 import { createLookupVersionStore } from "./lookups.js";
 import { createMessageStore } from "./messages.js";
 import { createNodeStore } from "./nodes.js";
@@ -67,5 +68,6 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     ...createNodeStore(pool),
     ...createThrottleStore(pool),
     ...createLookupVersionStore(pool),
+    ...createLeaseStore(relaxedPool),
   };
 }

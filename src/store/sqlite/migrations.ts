@@ -324,4 +324,46 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE messages ADD COLUMN send_at INTEGER;
   CREATE INDEX messages_send_at ON messages(send_at) WHERE send_at IS NOT NULL;
   `,
+  // 12: cluster-wide limits (issue 8 item 4; store/types/leases.ts): connection slots per
+  // destination, named leases (webhook endpoints, periodic jobs), AUTH failures per address.
+  // SQLite has one serve per file, so these rows matter for one node; the tables are the same as
+  // PostgreSQL's so that both backends keep the same behaviour.
+  `
+  CREATE TABLE destination_slots (
+    destination TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    owner TEXT,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (destination, slot)
+  ) WITHOUT ROWID;
+  CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    ran_at INTEGER NOT NULL DEFAULT 0
+  ) WITHOUT ROWID;
+  CREATE TABLE auth_failures (
+    ip TEXT PRIMARY KEY,
+    window_start INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    locked_until INTEGER NOT NULL,
+    strike_until INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX auth_failures_locked ON auth_failures(locked_until);
+  `,
+  // 13: the node registry (issue 8 item 5): one row per running `petrel serve`, refreshed by its
+  // heartbeat and deleted at a clean stop; a killed run's row stays until it is old (stale).
+  `
+  CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    connections INTEGER NOT NULL,
+    deliveries INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];

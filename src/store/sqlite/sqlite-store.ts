@@ -22,6 +22,7 @@ import { configureConnection, migrate } from "./connection.js";
 import { createDomainStore } from "./domains.js";
 import { EnqueueThread } from "./enqueue-thread.js";
 import { createEventStore } from "./events.js";
+import { createLeaseStore } from "./leases.js";
 import { createLookupVersionStore } from "./lookups.js";
 import { createMessageStore } from "./messages.js";
 import { createNodeStore } from "./nodes.js";
@@ -69,5 +70,6 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteStore {
     ...createNodeStore(db),
     ...createThrottleStore(db),
     ...createLookupVersionStore(db),
+    ...createLeaseStore(db),
   };
 }

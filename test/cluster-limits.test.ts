@@ -1,0 +1,119 @@
+/**
+ * Cluster-wide connection caps in process (issue 8 item 4): three delivery engines, each with
+ * its own PostgreSQL store (pools, listener) on one fresh database — three nodes but for the
+ * process — deliver to one real test MX, which counts the connections open at once. Without the
+ * shared slots each engine would open its own 4 (12 at once); with them the three together stay
+ * at the cap, and every slot is given back when they stop. The multi-process tests with HAProxy
+ * and a killed node are in cluster-*.test.ts.
+ */
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import pino from "pino";
+import { deliverySchema } from "../src/config/delivery-schema.js";
+import { type DeliveryEngine, startDelivery } from "../src/delivery/engine.js";
+import { newQueueId } from "../src/queue/spool.js";
+import { openPostgresStore, type PostgresStore } from "../src/store/postgres/postgres-store.js";
+import { startDnsServer } from "./support/dns-server.js";
+import { tempDataDir } from "./support/petrel-process.js";
+import { type FreshDatabase, freshPostgresDatabase } from "./support/postgres.js";
+import { startTestMx } from "./support/test-mx.js";
+import { waitFor } from "./support/wait.js";
+
+const databases: FreshDatabase[] = [];
+after(async () => {
+  for (const db of databases) await db.drop();
+});
+
+const CAP = 4;
+
+describe("cluster-wide connection caps (three engines, one database)", () => {
+  it("never has more than the destination's cap open at the receiver, over all nodes together", async () => {
+    const db = await freshPostgresDatabase("petrel_caps");
+    databases.push(db);
+    const mx = await startTestMx({ slowMs: 60 });
+    // Three recipient domains on one MX host: one destination ("mx:mx.shared.test") for all.
+    const zone = {
+      "mx.shared.test": { A: ["127.0.0.2"] },
+      ...Object.fromEntries(
+        ["a.test", "b.test", "c.test"].map((d) => [
+          d,
+          { MX: [{ preference: 10, exchange: "mx.shared.test" }] },
+        ]),
+      ),
+    };
+    const dns = await startDnsServer(zone);
+    const stores: PostgresStore[] = [];
+    const engines: DeliveryEngine[] = [];
+    try {
+      for (let n = 0; n < 3; n++) stores.push(await openPostgresStore({ url: db.url, poolSize: 4 }));
+      const config = deliverySchema.parse({
+        port: mx.port,
+        maxConnectionsPerDestination: CAP,
+        // Short connections: many slots taken and given back during the run.
+        maxMessagesPerConnection: 2,
+        idleTimeoutMs: 50,
+        pollIntervalMs: 10,
+        slotRetryMs: 20,
+        // Few recipients in memory per node, so that every node claims some of the work.
+        maxInFlight: 8,
+        retryJitter: 0,
+        connectTimeoutMs: 5000,
+        greetingTimeoutMs: 5000,
+      });
+      for (const [n, store] of stores.entries()) {
+        engines.push(
+          await startDelivery({
+            config: {
+              delivery: config,
+              dns: { servers: [dns.server], timeoutMs: 5000, tries: 2 },
+              hostname: `node${n}.test`,
+              dataDir: tempDataDir("petrel-caps-"),
+            },
+            store,
+            logger: pino({ level: "silent" }),
+          }),
+        );
+      }
+      const account = (await stores[0]!.getAccount("default"))!;
+      const now = Date.now();
+      const total = 90;
+      const batch = Array.from({ length: total }, (_, i) => {
+        const id = newQueueId();
+        return {
+          id,
+          accountId: account.id,
+          apiKeyId: null,
+          mailFrom: "app@sender.test",
+          recipients: [`slow+${i}@${["a", "b", "c"][i % 3]}.test`],
+          content: Buffer.from(`Subject: ${id}\r\n\r\nbody ${i}\r\n`),
+          clientIp: "127.0.0.1",
+          receivedAt: now,
+          expiresAt: now + 3600_000,
+        };
+      });
+      await stores[0]!.enqueueMessages(batch);
+      for (const e of engines) e.worker.poke();
+      await mx.waitForMessages(total, 60_000);
+      assert.ok(
+        mx.stats.peakConcurrent <= CAP,
+        `peak ${mx.stats.peakConcurrent} connections at the MX, cap ${CAP}`,
+      );
+      assert.ok(mx.stats.peakConcurrent >= 2, `the cap was used (peak ${mx.stats.peakConcurrent})`);
+      const slotStats = engines.map((e) => e.slots!.stats);
+      assert.ok(
+        slotStats.filter((s) => s.acquired > 0).length >= 2,
+        `more than one node delivered: ${JSON.stringify(slotStats)}`,
+      );
+      assert.equal(new Set(mx.messages.map((m) => m.to[0])).size, total, "every message arrived once");
+      await waitFor(async () => (await stores[0]!.listSlots(Date.now())).length === 0, {
+        what: "every slot given back once the connections closed",
+        timeoutMs: 10_000,
+      });
+    } finally {
+      for (const e of engines) await e.stop(1000);
+      for (const s of stores) await s.close();
+      await dns.close();
+      await mx.close();
+    }
+  });
+});
