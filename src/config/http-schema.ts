@@ -35,6 +35,8 @@ export const httpSchema = z
       .prefault({}),
     /** Networks that may read /metrics (CIDR); empty = anyone who can reach the port. */
     metricsNetworks: z.array(network).default([]),
+    /** Serve the web dashboard at / (sign in with an API key with admin or a read scope). */
+    dashboard: z.boolean().default(true),
     /** Most messages in one POST /v1/messages/batch. */
     maxBatch: z.number().int().positive().max(500).default(500),
   })

@@ -28,14 +28,26 @@ export interface AuthDeps {
 const BEARER = /^Bearer +([\x21-\x7e]{1,200})$/i;
 
 export async function authenticate(deps: AuthDeps, request: FastifyRequest): Promise<ApiKey> {
+  const header = request.headers.authorization;
+  const token = header === undefined ? undefined : BEARER.exec(header)?.[1];
+  return verifyApiKey(deps, request, token);
+}
+
+/**
+ * Checks a presented key (the Bearer token, or the dashboard's sign-in form) against the shared
+ * per-IP throttle: a locked-out address is refused before the lookup, a bad key counts a failure.
+ */
+export async function verifyApiKey(
+  deps: AuthDeps,
+  request: FastifyRequest,
+  token: string | undefined,
+): Promise<ApiKey> {
   const ip = request.ip;
   if (deps.throttle.isLocked(ip))
     throw new PetrelError(
       "rate-limited",
       "too many failed authentication attempts from this address; try later",
     );
-  const header = request.headers.authorization;
-  const token = header === undefined ? undefined : BEARER.exec(header)?.[1];
   if (token === undefined) {
     throw new PetrelError("unauthorized", "send an API key: Authorization: Bearer <key>");
   }

@@ -15,6 +15,7 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fast
 import type { PetrelConfig } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import type { RouteDeps } from "./common.js";
+import { registerDashboard } from "./dashboard/index.js";
 import { handleError, PROBLEM_PREFIX } from "./problems.js";
 import { registerDomainRoutes } from "./routes/domains.js";
 import { registerEventRoutes } from "./routes/events.js";
@@ -54,6 +55,8 @@ export async function buildHttpApp(deps: HttpDeps, tls?: HttpTls): Promise<Fasti
   const routes: Array<{ method: string; url: string }> = [];
   ROUTES.set(app, routes);
   app.addHook("onRoute", (route) => {
+    // Hidden routes (the dashboard's pages, the document itself) are not part of the API.
+    if ((route.schema as { hide?: boolean } | undefined)?.hide) return;
     for (const method of [route.method].flat())
       if (method !== "HEAD") routes.push({ method, url: route.url });
   });
@@ -104,6 +107,7 @@ export async function buildHttpApp(deps: HttpDeps, tls?: HttpTls): Promise<Fasti
   registerWebhookRoutes(app, routeDeps);
   registerHealthRoutes(app, routeDeps);
   app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  if (deps.config.http.dashboard) await registerDashboard(app, routeDeps);
   await app.ready();
   return app;
 }

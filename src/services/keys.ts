@@ -4,7 +4,7 @@
  * Security: the plaintext key exists only in the return value of createKey().
  */
 import { generateApiKey } from "../auth/api-keys.js";
-import { parseScopes } from "../auth/scopes.js";
+import { hasScope, parseScopes } from "../auth/scopes.js";
 import { PetrelError } from "../errors.js";
 import type { ApiKey } from "../store/types.js";
 import { conflicts, requireAccount, type ServiceContext } from "./context.js";
@@ -17,9 +17,26 @@ export interface CreatedKey {
 
 export async function createKey(
   ctx: ServiceContext,
-  input: { readonly name: string; readonly account: string; readonly scopes?: string | readonly string[] },
+  input: {
+    readonly name: string;
+    readonly account: string;
+    readonly scopes?: string | readonly string[];
+    /** The scopes of the key asking (API, dashboard): a key can grant only scopes it has. */
+    readonly grantor?: readonly string[];
+  },
 ): Promise<CreatedKey> {
   const scopes = parseScopes(input.scopes);
+  if (input.grantor) {
+    const beyond = scopes.filter((s) => !hasScope(input.grantor!, s));
+    if (beyond.length > 0)
+      throw new PetrelError(
+        "missing-scope",
+        `a key can grant only scopes it has; missing ${beyond.join(", ")}`,
+        {
+          extra: { scope: beyond[0] },
+        },
+      );
+  }
   if (input.name.trim() === "" || input.name.length > 200)
     throw new PetrelError("invalid-input", "a key name is 1 to 200 characters");
   const account = await requireAccount(ctx.store, input.account);

@@ -259,4 +259,56 @@ export function deliveryConformance(withStore: WithStore): void {
       );
     }),
   );
+
+  it(
+    "summarises one account's pending recipients: by state, the oldest message, the destinations",
+    withStore(async (store) => {
+      const other = await store.createAccount("queue-other");
+      await enqueue(store, "M1", ["a@one.test", "b@two.test"], T0);
+      await enqueue(store, "M2", ["c@one.test"], T0 + 10);
+      await store.enqueueMessages([
+        {
+          id: "M0",
+          accountId: other.id,
+          apiKeyId: null,
+          mailFrom: "x@other.test",
+          recipients: ["z@one.test"],
+          content: Buffer.from("Subject: other\r\n\r\nbody\r\n"),
+          clientIp: "127.0.0.1",
+          receivedAt: T0 - 10,
+          expiresAt: T0 + 3600_000,
+        },
+      ]);
+      assert.equal(await store.holdMessage("M2", T0), 1);
+      const claimed = await store.claimDue({ owner: "n:1:a", now: T0, leaseMs: 1000, limit: 10 });
+      const b = claimed.find((r) => r.address === "b@two.test")!;
+      await store.recordOutcomes([outcome(b.id, "n:1:a", "delivered", null, "250 ok")]);
+      const account = (await store.getAccount("default"))!;
+      const queue = await store.accountQueue(account.id, 100);
+      assert.equal(queue.complete, true);
+      assert.deepEqual(queue.byState, { delivering: 1, held: 1 });
+      assert.deepEqual(queue.oldest, { id: "M1", receivedAt: T0 }, "the other account's M0 is not counted");
+      assert.deepEqual(queue.destinations, [{ domain: "one.test", pending: 2 }]);
+      assert.deepEqual(await store.accountQueue(other.id, 100), {
+        byState: { delivering: 1 },
+        oldest: { id: "M0", receivedAt: T0 - 10 },
+        destinations: [{ domain: "one.test", pending: 1 }],
+        complete: true,
+      });
+      const capped = await store.accountQueue(account.id, 1);
+      assert.equal(capped.complete, false, "two pending recipients, a limit of one");
+      assert.equal(
+        Object.values(capped.byState).reduce((a, b) => a + b, 0),
+        2,
+        "limit + 1 read",
+      );
+      const empty = await store.createAccount("queue-empty");
+      assert.deepEqual(await store.accountQueue(empty.id, 100), {
+        byState: {},
+        oldest: null,
+        destinations: [],
+        complete: true,
+      });
+    }),
+  );
 }

@@ -4,8 +4,7 @@
  */
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
-import { hasScope, parseScopes, SCOPES } from "../../auth/scopes.js";
-import { PetrelError } from "../../errors.js";
+import { SCOPES } from "../../auth/scopes.js";
 import { createAccount, listAccounts } from "../../services/accounts.js";
 import { createKey, listKeys, revokeKey } from "../../services/keys.js";
 import { accountOf, guarded, type RouteDeps, typed } from "../common.js";
@@ -37,21 +36,11 @@ export function registerKeyRoutes(app: FastifyInstance, deps: RouteDeps): void {
       },
     },
     async (request, reply) => {
-      const caller = request.apiKey!;
-      const scopes = parseScopes(request.body.scopes);
-      const beyond = scopes.filter((s) => !hasScope(caller.scopes, s));
-      if (beyond.length > 0)
-        throw new PetrelError(
-          "missing-scope",
-          `a key can grant only scopes it has; missing ${beyond.join(", ")}`,
-          {
-            extra: { scope: beyond[0] },
-          },
-        );
       const { key, secret } = await createKey(deps.ctx, {
         name: request.body.name,
         account: accountOf(request),
-        scopes,
+        scopes: request.body.scopes,
+        grantor: request.apiKey!.scopes,
       });
       return reply.code(201).send({ ...key, key: secret });
     },

@@ -192,6 +192,7 @@ export function createMessageStore(pool: Pool, onDue: (at: number) => void = () 
          LEFT JOIN queue q ON q.recipient_id = r.id
          WHERE ($1::text IS NULL OR ${RECIPIENT_STATE} = $1) AND ($2::text IS NULL OR r.domain = $2)
            AND ($3::bigint IS NULL OR m.account_id = $3) AND r.message_id > $4
+           AND ($6::bigint IS NULL OR m.send_at IS NULL OR m.send_at <= $6)
          ORDER BY r.message_id LIMIT $5`,
         [
           filter.state ?? null,
@@ -199,6 +200,7 @@ export function createMessageStore(pool: Pool, onDue: (at: number) => void = () 
           filter.accountId ?? null,
           filter.after ?? "",
           filter.limit,
+          filter.unscheduledAt ?? null,
         ],
       );
       return rows.map((r) => String(r.message_id));

@@ -125,7 +125,11 @@ export function createEventReader(db: Database.Database) {
         params.recipient = filter.recipient;
       }
       if (filter.accountId !== undefined) {
-        where.push("e.account_id = @account");
+        // "+": never through events_account_at (made for count(), ordered by time): with it the
+        // planner reads every event of the account and sorts them, where the primary key in id
+        // order stops at `limit` (the newest event of an account, or the page after a cursor:
+        // 226 ms instead of 2 ms with 100,000 events, bench:dashboard).
+        where.push("+e.account_id = @account");
         params.account = filter.accountId;
       }
       if (filter.types !== undefined) {

@@ -102,6 +102,21 @@ export interface QueueCounts {
   }>;
 }
 
+/** One account's recipients not yet final (the dashboard's overview). */
+export interface AccountQueue {
+  /** Pending recipients by state (queued, deferred, delivering, held). */
+  readonly byState: Partial<Record<RecipientState, number>>;
+  /** The oldest message with a pending recipient, or null when none is pending. */
+  readonly oldest: { readonly id: string; readonly receivedAt: number } | null;
+  /** Pending recipients per destination domain, most first. */
+  readonly destinations: ReadonlyArray<{ readonly domain: string; readonly pending: number }>;
+  /**
+   * False when the account has more pending recipients than the limit asked: then the figures
+   * are of the first limit + 1 found (a lower bound), and `oldest` is the oldest among them.
+   */
+  readonly complete: boolean;
+}
+
 export type QueueTarget = { readonly messageId: string } | { readonly all: true };
 
 export interface QueueStore {
@@ -135,7 +150,16 @@ export interface QueueStore {
    * counts queued recipients of messages whose send_at is after `now` as `scheduled`.
    */
   queueCounts(filter?: { readonly domain?: string; readonly now?: number }): Promise<QueueCounts>;
-  /** Makes queued/deferred recipients due at `now` (one message, or all) and lifts their destinations' backoff. */
+  /**
+   * One account's pending recipients: counts by state, the oldest message, the destinations;
+   * reads at most limit + 1 recipients (a backlog bigger than that is reported incomplete).
+   */
+  accountQueue(accountId: number, limit: number): Promise<AccountQueue>;
+  /**
+   * Makes queued/deferred recipients due at `now` (one message, or all) and lifts their
+   * destinations' backoff. `all` leaves scheduled messages (send_at ahead, never attempted) to
+   * their send time; one message is made due whatever its send time.
+   */
   retryNow(target: QueueTarget, now: number): Promise<number>;
   /** Holds a message's queued/deferred recipients (state `held`) until released. */
   holdMessage(messageId: string, now: number): Promise<number>;
