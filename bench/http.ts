@@ -6,12 +6,14 @@
  *      connection, 2 KB) — the rate the API is compared with;
  *  (h) POST /v1/messages from 20 concurrent keep-alive clients, one 2 KB text message each
  *      request, timing request → 202;
- *  (B) POST /v1/messages/batch with 100 such messages per request, from 20 clients.
+ *  (B) POST /v1/messages/batch with 100 such messages per request, from 20 clients;
+ *  (m) POST /v1/messages/mime with the same message ready-made (no MailComposer), from 20
+ *      clients — not a goal of its own: it shows what composing the MIME costs.
  * For each: messages/s, p50/p99 latency (to 250 via a probe session for SMTP, to 202/200 for the
  * API, per request), the server's CPU ms per message (from /proc; the client shares the cores:
  * see the design notes). Goals printed beside the figures: (h) ≥ 80% of (b)'s rate, (B) ≥ 2×.
  *
- * Usage: npm run bench:http -- [--messages 10000] [--batch-messages 20000] [--clients 20] [--only b,h,B]
+ * Usage: npm run bench:http -- [--messages 10000] [--batch-messages 20000] [--clients 20] [--only b,h,B,m]
  */
 import { Agent, request } from "node:http";
 import { performance } from "node:perf_hooks";
@@ -19,6 +21,7 @@ import { parseArgs } from "node:util";
 import type { PetrelProcess } from "../test/support/petrel-process.js";
 import {
   BODY,
+  benchMessage,
   FROM,
   type ProcStats,
   percentile,
@@ -34,7 +37,7 @@ const { values: args } = parseArgs({
     "batch-messages": { type: "string", default: "20000" },
     "batch-size": { type: "string", default: "100" },
     clients: { type: "string", default: "20" },
-    only: { type: "string", default: "b,h,B" },
+    only: { type: "string", default: "b,h,B,m" },
   },
 });
 const MESSAGES = Number(args.messages);
@@ -224,9 +227,29 @@ async function loadBatch(smtp: Result | undefined): Promise<Result> {
   );
 }
 
+async function loadMime(smtp: Result | undefined): Promise<Result> {
+  const bodies = Array.from({ length: MESSAGES }, (_, n) =>
+    JSON.stringify({ from: FROM, to: ["sink@example.com"], raw: benchMessage(n).toString() }),
+  );
+  const run = await measured("mime", (petrel, key) =>
+    httpLoad(petrel.ports.http!, key, "/v1/messages/mime", MESSAGES, (n) => bodies[n]!, 202),
+  );
+  const rate = MESSAGES / run.seconds;
+  return report(
+    `(m) POST /v1/messages/mime, ${CLIENTS} clients`,
+    MESSAGES,
+    run.seconds,
+    run.before,
+    run.after,
+    run.value,
+    smtp ? `→ ${((100 * rate) / smtp.rate).toFixed(0)}% of SMTP (b) (no goal: MIME ready-made)` : "",
+  );
+}
+
 console.log(
   `bench:http — 2 KB text messages, durable commits (SQLite WAL, synchronous=FULL); client and server share the cores`,
 );
 const smtp = ONLY.has("b") ? await loadSmtp() : undefined;
 if (ONLY.has("h")) await loadHttp(smtp);
 if (ONLY.has("B")) await loadBatch(smtp);
+if (ONLY.has("m")) await loadMime(smtp);

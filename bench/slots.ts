@@ -34,6 +34,8 @@ interface Figures {
   maxHeld: number;
   /** One renew statement for 200 held slots (µs, median). */
   renew200Us: number;
+  /** One ask refused (every slot held): what a full destination costs per slotRetryMs (µs, median). */
+  refusedUs: number;
 }
 
 function pct(sorted: number[], p: number): number {
@@ -117,6 +119,20 @@ async function measure(stores: Store[]): Promise<Figures> {
       if (slot !== null) mine.push({ destination, slot });
     }
   }
+  const refusals: number[] = [];
+  for (let i = 0; i < 200; i++) {
+    const f0 = performance.now();
+    const s = await one.acquireSlot({
+      destination: "mx:renew0",
+      cap: 4,
+      owner: "other",
+      now: Date.now(),
+      leaseMs: LEASE,
+    });
+    refusals.push(performance.now() - f0);
+    if (s !== null) throw new Error("a full destination gave a slot");
+  }
+  refusals.sort((a, b) => a - b);
   const renews: number[] = [];
   for (let i = 0; i < 50; i++) {
     const r0 = performance.now();
@@ -131,6 +147,7 @@ async function measure(stores: Store[]): Promise<Figures> {
     contendedMedianUs: pct(contended, 0.5),
     maxHeld,
     renew200Us: pct(renews, 0.5),
+    refusedUs: pct(refusals, 0.5),
   };
 }
 
@@ -142,6 +159,9 @@ function print(name: string, nodes: number, f: Figures): void {
   );
   console.log(
     `  ${nodes} node${nodes === 1 ? "" : "s"} × 8 loops, 20 destinations, cap 4: ${f.contendedPerSecond} cycles/s, median ${f.contendedMedianUs} µs; most held at once ${f.maxHeld} (must be ≤ 4)`,
+  );
+  console.log(
+    `  refused ask (every slot held elsewhere; repeated every slotRetryMs): median ${f.refusedUs} µs`,
   );
   console.log(
     `  renew 200 held slots (one statement per node every slotLeaseMs/4): median ${f.renew200Us} µs`,

@@ -4,11 +4,15 @@
  * process — deliver to one real test MX, which counts the connections open at once. Without the
  * shared slots each engine would open its own 4 (12 at once); with them the three together stay
  * at the cap, and every slot is given back when they stop. The multi-process tests with HAProxy
- * and a killed node are in cluster-*.test.ts.
+ * and a killed node are in cluster-limits-nodes.test.ts. Also here: periodic jobs take one turn
+ * per interval across nodes, and the shared AUTH throttle still counts locally when the store
+ * cannot be reached.
  */
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import pino from "pino";
+import { jobTurns } from "../src/app/job-turns.js";
+import { SharedAuthThrottle } from "../src/app/shared-auth-throttle.js";
 import { deliverySchema } from "../src/config/delivery-schema.js";
 import { type DeliveryEngine, startDelivery } from "../src/delivery/engine.js";
 import { newQueueId } from "../src/queue/spool.js";
@@ -115,5 +119,55 @@ describe("cluster-wide connection caps (three engines, one database)", () => {
       await dns.close();
       await mx.close();
     }
+  });
+});
+
+describe("periodic jobs and AUTH failures across stores", () => {
+  it("runs a periodic job on one node per interval, whichever asks first", async () => {
+    const db = await freshPostgresDatabase("petrel_jobs");
+    databases.push(db);
+    const stores = await Promise.all([0, 1, 2].map(() => openPostgresStore({ url: db.url, poolSize: 2 })));
+    try {
+      const log = pino({ level: "silent" });
+      const turns = stores.map((s, n) => jobTurns(s, `node${n}`, log));
+      let runs = 0;
+      let release: () => void = () => {};
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const job = async () => {
+        runs++;
+        await gate;
+      };
+      const first = turns.map((t) => t.run("retention", 3600_000, job));
+      // Everyone has asked (the one running waits at the gate) before it ends.
+      await waitFor(() => runs === 1, { what: "one node running the job" });
+      const second = await Promise.all(turns.map((t) => t.run("retention", 3600_000, job)));
+      release();
+      const ran = await Promise.all(first);
+      assert.equal(ran.filter(Boolean).length, 1, "one of three ran it");
+      assert.deepEqual(second, [false, false, false], "nobody while it runs, nor within the interval");
+      assert.equal(runs, 1);
+      assert.equal(await turns[2]!.run("retention", 0, job), true, "its interval over: the next turn");
+    } finally {
+      for (const s of stores) await s.close();
+    }
+  });
+
+  it("still locks an address out after its local failures when the store cannot be reached", async () => {
+    const db = await freshPostgresDatabase("petrel_auth");
+    databases.push(db);
+    const store = await openPostgresStore({ url: db.url, poolSize: 2 });
+    const throttle = new SharedAuthThrottle({
+      store,
+      rule: { maxFailures: 3, windowMs: 60_000, lockoutMs: 60_000 },
+      logger: pino({ level: "silent" }),
+    });
+    assert.equal(await throttle.recordFailure("192.0.2.1"), false);
+    await store.close(); // every query fails from here on
+    assert.equal(await throttle.recordFailure("192.0.2.1"), false);
+    assert.equal(await throttle.recordFailure("192.0.2.1"), true, "the third failure locks, counted here");
+    assert.equal(throttle.isLocked("192.0.2.1"), true);
+    assert.equal(throttle.isLocked("192.0.2.2"), false);
   });
 });

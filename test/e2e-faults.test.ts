@@ -72,6 +72,11 @@ describe("a full data disk", () => {
       const first = await session.send(message(1, 1000));
       assert.equal(first.code, 250, first.text);
 
+      // Three more sessions, greeted before the disk fills (once a commit has failed, the node's
+      // store check refuses new sessions at connect: below).
+      const sessions = await Promise.all(
+        [3, 4, 5].map(() => RawSmtpSession.open({ port: petrel!.ports.submission! })),
+      );
       const filler = fillDisk(fs.path);
       // 4 MB cannot fit in the WAL the small commits left behind: the file must grow, and cannot.
       const big = message(2, 4 * 1024 * 1024);
@@ -85,10 +90,9 @@ describe("a full data disk", () => {
       const failedId = String(failure.queueId);
       // Three at once, which the spool commits together: the batch fails, and each gets 451.
       const others = await Promise.all(
-        [3, 4, 5].map(async (n) => {
-          const s = await RawSmtpSession.open({ port: petrel!.ports.submission! });
+        sessions.map(async (s, i) => {
           try {
-            return await s.send(message(n, 2 * 1024 * 1024));
+            return await s.send(message(i + 3, 2 * 1024 * 1024));
           } finally {
             await s.quit();
           }
@@ -98,12 +102,34 @@ describe("a full data disk", () => {
         others.map((r) => `${r.code} ${r.text}`),
         Array(3).fill("451 4.3.0 Temporary local problem, try again later"),
       );
+      // A new session now: refused at connect (the store check failed too) or at DATA; never 250.
+      const late = await RawSmtpSession.open({ port: petrel.ports.submission! }).then(
+        async (s) => {
+          try {
+            const r = await s.send(message(6, 2 * 1024 * 1024));
+            return `${r.code} ${r.text}`;
+          } finally {
+            await s.quit();
+          }
+        },
+        (err: Error) => err.message,
+      );
+      assert.match(late, /421 4\.3\.0 .*message store unreachable|451 4\.3\.0 Temporary local problem/);
 
       // The session is still usable, and the same message goes through once there is room.
       filler.free();
       const again = await session.send(big);
       assert.equal(again.code, 250, again.text);
       await session.quit();
+      // New sessions are greeted again without a restart, once the store check passes.
+      await waitFor(
+        async () => {
+          const s = await RawSmtpSession.open({ port: petrel!.ports.submission! }).catch(() => undefined);
+          await s?.quit();
+          return s !== undefined;
+        },
+        { what: "a new session greeted with 220 after the disk has room", timeoutMs: 15_000 },
+      );
       assert.equal(await petrel.stop(), 0);
 
       const { ids, integrity } = await inspect(dataDir);

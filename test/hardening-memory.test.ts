@@ -126,6 +126,41 @@ describe("memory budget", () => {
   });
 });
 
+describe("a message that fits the budget alone", () => {
+  const dataDir = tempDataDir();
+  let petrel: PetrelProcess;
+  before(async () => {
+    await petrelOk(dataDir, ["senders", "add", "big@memory.example"]);
+    petrel = await startPetrel(dataDir, {
+      config: {
+        auth: { trustedNetworks: [{ network: "127.0.0.1/32", account: "default" }] },
+        smtp: { limits: { maxBufferedBytes: 8 * MB, maxLineLength: 0 } },
+      },
+    });
+  });
+  after(async () => {
+    await petrel?.stop();
+    removeDataDir(dataDir);
+  });
+
+  it("is accepted though finishing it would count twice its size more than the budget has", async () => {
+    // 6 MB received fits 8 MB; the finish's copies (12 MB) cannot, and need not: nothing else waits.
+    const line = `${"m".repeat(998)}\r\n`;
+    const content = Buffer.from(
+      `From: big@memory.example\r\n\r\n${line.repeat(Math.floor((6 * MB) / line.length))}`,
+    );
+    const session = await RawSmtpSession.open({ port: petrel.ports.submission! });
+    try {
+      await session.command("MAIL FROM:<big@memory.example>", 250);
+      await session.command("RCPT TO:<user@example.com>", 250);
+      const reply = await session.sendStuffed(content);
+      assert.equal(reply.code, 250, `${reply.code} ${reply.text}`);
+    } finally {
+      await session.quit();
+    }
+  });
+});
+
 describe("clients that do not read their replies", () => {
   const dataDir = tempDataDir();
   let petrel: PetrelProcess;

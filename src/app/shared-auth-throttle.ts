@@ -36,6 +36,8 @@ export class SharedAuthThrottle implements AuthGuard {
   private readonly refusedWrites = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private syncing: Promise<void> | undefined;
+  /** A store outage is logged once per 10 s by sync(), not every second. */
+  private warnedAt = Number.NEGATIVE_INFINITY;
 
   constructor(options: SharedAuthThrottleOptions) {
     this.options = options;
@@ -86,7 +88,10 @@ export class SharedAuthThrottle implements AuthGuard {
         this.local.adopt(l.ip, l.lockedUntil, l.strikeUntil);
       }
     } catch (err) {
-      this.options.logger.warn({ err }, "could not read the cluster's AUTH lockouts");
+      if (this.now() - this.warnedAt >= 10_000) {
+        this.warnedAt = this.now();
+        this.options.logger.warn({ err }, "could not read the cluster's AUTH lockouts");
+      }
     }
   }
 

@@ -11,22 +11,41 @@ function padEnd(cell: string, width: number): string {
   return cell + " ".repeat(Math.max(0, width - stringWidth(cell)));
 }
 
+/**
+ * The lines of an aligned table (headers first). Widths are found with loops, never
+ * Math.max(...spread): that throws a RangeError past about 100k rows (`queue list` of a big queue).
+ */
+export function tableLines(
+  headers: readonly string[],
+  rows: ReadonlyArray<ReadonlyArray<string | number>>,
+): string[] {
+  const cells: string[][] = [headers.slice()];
+  for (const r of rows) cells.push(r.map((c) => printable(String(c))));
+  const widths = headers.map(() => 0);
+  for (const row of cells) {
+    for (let i = 0; i < widths.length; i++) widths[i] = Math.max(widths[i]!, stringWidth(row[i] ?? ""));
+  }
+  return cells.map((row) =>
+    row.map((cell, i) => (i === row.length - 1 ? cell : padEnd(cell, widths[i]!))).join("  "),
+  );
+}
+
 export function printTable(
   headers: readonly string[],
   rows: ReadonlyArray<ReadonlyArray<string | number>>,
 ): void {
-  const cells = [headers, ...rows.map((r) => r.map((c) => printable(String(c))))];
-  const widths = headers.map((_, i) => Math.max(...cells.map((row) => stringWidth(row[i] ?? ""))));
-  for (const row of cells) {
-    process.stdout.write(
-      `${row.map((cell, i) => (i === row.length - 1 ? cell : padEnd(cell, widths[i]!))).join("  ")}\n`,
-    );
+  const lines = tableLines(headers, rows);
+  // A thousand lines per write: one write per line costs a syscall each on a pipe.
+  for (let i = 0; i < lines.length; i += 1000) {
+    process.stdout.write(`${lines.slice(i, i + 1000).join("\n")}\n`);
   }
 }
 
 /** "Label:  value" lines with the values aligned; a null value prints as "-". */
 export function printFields(fields: ReadonlyArray<readonly [string, string | number | null]>): void {
-  const width = Math.max(...fields.map(([label]) => stringWidth(label))) + 2;
+  let width = 0;
+  for (const [label] of fields) width = Math.max(width, stringWidth(label));
+  width += 2;
   for (const [label, value] of fields) {
     process.stdout.write(`${padEnd(`${label}:`, width)}${value === null ? "-" : printable(String(value))}\n`);
   }

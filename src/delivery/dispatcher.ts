@@ -225,7 +225,8 @@ export class Dispatcher {
     const out: string[] = [];
     for (const dest of this.destinations.values()) {
       if (dest.queue.length >= threshold(dest.route) || dest.suspendedUntil > this.deps.now()) {
-        out.push(...dest.domains);
+        // A loop, not push(...spread): a provider rule can hold more domains than a call's arguments.
+        for (const domain of dest.domains) out.push(domain);
       }
     }
     return out;

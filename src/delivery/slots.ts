@@ -17,6 +17,8 @@
 import type { Logger } from "../log.js";
 import type { HeldSlot, LeaseStore } from "../store/types.js";
 
+const WARN_EVERY_MS = 10_000;
+
 export interface SlotHandle extends HeldSlot {
   /** The lease's end as this node last wrote it (wall clock). */
   validUntil: number;
@@ -45,6 +47,10 @@ export class StoreSlots implements ConnectionSlots {
   private readonly held = new Map<string, SlotHandle>();
   private timer: NodeJS.Timeout | undefined;
   private renewing: Promise<void> | undefined;
+  /** Give-backs in flight, waited for by stop() (before the store closes). */
+  private readonly releasing = new Set<Promise<unknown>>();
+  /** When "could not take a slot" was last logged: once per WARN_EVERY_MS, not per destination per retry. */
+  private warnedAt = Number.NEGATIVE_INFINITY;
   /** Acquire and release round trips, for the benchmark and /metrics-style looks. */
   readonly stats = { acquired: 0, refused: 0, errors: 0, released: 0, lost: 0 };
 
@@ -80,7 +86,10 @@ export class StoreSlots implements ConnectionSlots {
       return handle;
     } catch (err) {
       this.stats.errors++;
-      logger.warn({ err, destination }, "could not take a connection slot; trying again shortly");
+      if (this.now() - this.warnedAt >= WARN_EVERY_MS) {
+        this.warnedAt = this.now();
+        logger.warn({ err, destination }, "could not take a connection slot; trying again shortly");
+      }
       return null;
     }
   }
@@ -91,11 +100,13 @@ export class StoreSlots implements ConnectionSlots {
     this.stats.released++;
     const { store, owner, logger } = this.options;
     // A release that fails only makes the slot wait for its expiry.
-    store
+    const done: Promise<unknown> = store
       .releaseSlots(owner, [{ destination: handle.destination, slot: handle.slot }])
       .catch((err: unknown) =>
         logger.warn({ err, destination: handle.destination }, "could not give back a slot"),
-      );
+      )
+      .finally(() => this.releasing.delete(done));
+    this.releasing.add(done);
   }
 
   valid(handle: SlotHandle): boolean {
@@ -106,6 +117,7 @@ export class StoreSlots implements ConnectionSlots {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     await this.renewing;
+    await Promise.all(this.releasing);
     this.held.clear();
     await this.options.store.releaseSlots(this.options.owner).catch(() => {});
   }

@@ -105,14 +105,24 @@ export class WebhookDispatcher {
 
   private async tick(): Promise<void> {
     let due: WebhookWithSecret[];
+    let newest: string;
     try {
       due = await this.deps.store.dueWebhooks(this.now());
+      // One read per tick tells which endpoints have anything after their cursor: only those
+      // take their lease (a write), so idle endpoints cost the cluster no writes.
+      newest =
+        due.length === 0 ? "" : ((await this.deps.store.listEvents({ limit: 1, newest: true }))[0]?.id ?? "");
     } catch (err) {
       this.deps.logger.error({ err }, "could not read webhooks");
       return;
     }
     for (const webhook of due) {
       if (this.inFlight.has(webhook.id) || !this.running) continue;
+      if (webhook.cursor >= newest) continue;
+      const wait = this.waiting.get(webhook.id);
+      // A batch not yet full nor due, and nothing newer since it was read: nothing to do yet.
+      if (wait && wait.cursor === webhook.cursor && this.now() < wait.dueAt && newest <= wait.scannedTo)
+        continue;
       const run = this.serve(webhook)
         .catch((err: unknown) =>
           this.deps.logger.error(

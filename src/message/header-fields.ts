@@ -31,7 +31,7 @@ export function foldField(text: string, limit: number, preferred = PREFERRED): s
     }
     const folded = foldLine(line, limit, Math.min(preferred, limit));
     if (folded === null) return null;
-    out.push(...folded);
+    for (const line of folded) out.push(line);
   }
   return out.join("\r\n");
 }

@@ -158,7 +158,7 @@ function entity(ctx: Context, start: number, end: number, depth: number, default
     // RFC 2046 §5.2.1: an encapsulated message is never encoded; its own parts are fixed instead.
     const saved = ctx.out.length;
     entity({ ...ctx, encodeHeaders: false }, bodyStart, end, depth + 1, "text/plain");
-    body.push(...ctx.out.splice(saved));
+    pushAll(body, ctx.out.splice(saved));
   } else if (ctx.limit > 0 && hasLongLine(buf, bodyStart, end, ctx.limit)) {
     newEncoding = reencodeLeaf(ctx, body, bodyStart, end, mediaType, cte);
   } else if (bodyStart < end) {
@@ -202,9 +202,14 @@ function entity(ctx: Context, start: number, end: number, depth: number, default
     ctx.out.push(buf.subarray(start, end));
     return;
   }
-  ctx.out.push(...header);
+  pushAll(ctx.out, header);
   if (bodyStart > headerEnd) ctx.out.push(CRLF);
-  ctx.out.push(...body);
+  pushAll(ctx.out, body);
+}
+
+/** target.push(...items) without the spread: a message of many parts must not overflow the stack. */
+function pushAll(target: Buffer[], items: readonly Buffer[]): void {
+  for (const item of items) target.push(item);
 }
 
 function isIdentity(cte: string): boolean {
@@ -312,7 +317,7 @@ function multipart(
 function entityInto(ctx: Context, body: Buffer[], start: number, end: number, depth: number, type: string) {
   const saved = ctx.out.length;
   entity({ ...ctx, encodeHeaders: false }, start, end, depth, type);
-  body.push(...ctx.out.splice(saved));
+  pushAll(body, ctx.out.splice(saved));
 }
 
 /**

@@ -5,7 +5,8 @@
  * unless --account is given. Each matching message gets the same store call as the per-message
  * action, so the rules (and the dropped events of delete and cancel) are those of
  * src/services/queue.ts; the action applies to the whole message, as the per-message one does.
- * Returns how many messages matched and how many recipients the action changed.
+ * A bulk retry leaves scheduled messages to their send time, as `retry --all` does. Returns how
+ * many messages matched and how many recipients the action changed.
  */
 import { canonicalDomain } from "../address.js";
 import { PetrelError } from "../errors.js";
@@ -82,6 +83,9 @@ export async function bulkQueueAction(
       ...(domain === undefined ? {} : { domain }),
       ...(state === undefined ? {} : { state }),
       ...(after === undefined ? {} : { after }),
+      // A bulk retry is for mail waiting after failures: scheduled messages keep their send time
+      // (as with retry --all); retry one by its ID to send it now.
+      ...(action === "retry" ? { unscheduledAt: now } : {}),
       limit: PAGE,
     });
     for (const id of ids) {

@@ -520,7 +520,7 @@ export class Session<User> {
     // BLOB with SQLITE_TRANSIENT); never more than the budget leaves this holder, so a message
     // that fitted while it was received is not refused for the finish alone.
     const budget = this.host.buffers;
-    const n = Math.max(reader.size, Math.min(2 * reader.size, budget.limit - this.budget.held));
+    const n = Math.min(2 * reader.size, Math.max(0, budget.limit - this.budget.held));
     this.waitingForBudget = true;
     if (budget.take(this.budget, n) || reader.overBudget) {
       this.waitingForBudget = false;

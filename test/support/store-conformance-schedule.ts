@@ -72,6 +72,44 @@ export function scheduleConformance(withStore: WithStore): void {
   );
 
   it(
+    "retry of everything leaves a scheduled message to its send time; a retry of it sends it now",
+    withStore(async (store) => {
+      await enqueue(store, "SCH3", ["a@one.test"], SEND_AT);
+      await enqueue(store, "LATE", ["b@two.test"]);
+      // LATE deferred an hour: "retry all" makes it due, not SCH3.
+      const [late] = await claim(store, T0);
+      await store.recordOutcomes([
+        {
+          recipientId: late!.id,
+          owner: "n1:1:a",
+          state: "deferred",
+          nextAttemptAt: T0 + 3_600_000,
+          attempt: {
+            at: T0,
+            durationMs: 1,
+            mxHost: null,
+            ip: null,
+            port: null,
+            sourceIp: null,
+            tls: null,
+            reply: "451 4.4.1 later",
+          },
+        },
+      ]);
+      assert.equal(await store.retryNow({ all: true }, T0 + 10), 1);
+      assert.deepEqual(
+        (await claim(store, T0 + 20, "n1:1:b")).map((r) => r.address),
+        ["b@two.test"],
+      );
+      assert.equal(await store.retryNow({ messageId: "SCH3" }, T0 + 30), 1);
+      assert.deepEqual(
+        (await claim(store, T0 + 40, "n1:1:c")).map((r) => r.address),
+        ["a@one.test"],
+      );
+    }),
+  );
+
+  it(
     "releases a held scheduled message to wait for its send time, not to go at once",
     withStore(async (store) => {
       await enqueue(store, "SCH2", ["a@one.test"], SEND_AT);
@@ -189,6 +227,16 @@ export function scheduleConformance(withStore: WithStore): void {
       assert.deepEqual(await ids({ domain: "two.test", limit: 1 }), ["BULK1"]);
       assert.deepEqual(await ids({ domain: "two.test", limit: 1, after: "BULK1" }), ["BULK3"]);
       assert.deepEqual(await ids({ domain: "none.test", limit: 10 }), []);
+      // Bulk retry leaves scheduled messages out.
+      await enqueue(store, "BULK5", ["f@one.test"], SEND_AT);
+      assert.deepEqual(await ids({ domain: "one.test", state: "queued", accountId: def.id, limit: 10 }), [
+        "BULK1",
+        "BULK5",
+      ]);
+      assert.deepEqual(
+        await ids({ domain: "one.test", state: "queued", accountId: def.id, unscheduledAt: T0, limit: 10 }),
+        ["BULK1"],
+      );
     }),
   );
 }

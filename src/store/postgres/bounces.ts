@@ -15,7 +15,7 @@ import type {
 } from "../types.js";
 import { type Client, type Pool, transaction } from "./connection.js";
 import { writeEvents } from "./events.js";
-import { insertMessages } from "./messages.js";
+import { earliest, insertMessages } from "./messages.js";
 import { RECIPIENT_STATE } from "./queue.js";
 import { insertSuppressions } from "./suppressions.js";
 
@@ -72,9 +72,7 @@ export function createBounceStore(pool: Pool, onDue: (at: number) => void = () =
         }
         const due = notifications.filter((n) => n.recipientIds.some((id) => bounced.has(id)));
         if (due.length > 0) {
-          let earliest = Number.POSITIVE_INFINITY;
-          for (const n of due) earliest = Math.min(earliest, n.message.receivedAt);
-          onDue(earliest);
+          onDue(earliest(due, (n) => n.message.receivedAt));
           // Last: insertMessages writes its events under the event lock and sends the wake-up.
           await insertMessages(
             client,

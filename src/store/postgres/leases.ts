@@ -7,20 +7,30 @@
  *
  * Slots: a destination's rows 0..cap-1 are created once and then only updated. Acquiring is one
  * UPDATE of the lowest free row chosen with FOR UPDATE SKIP LOCKED, so two nodes asking at once
- * take different rows without waiting for each other; only when no row qualifies are the missing
- * rows inserted (ON CONFLICT DO NOTHING) and the UPDATE tried once more (three statements for a
- * refusal, one for a slot taken in the steady state).
+ * take different rows without waiting for each other; only when rows below the cap are missing
+ * are they inserted (ON CONFLICT DO NOTHING) and the UPDATE tried once more. One statement takes a
+ * slot, and one refuses, in the steady state.
  */
 import type { AuthFailureRule, AuthLockout, HeldSlot, LeaseStore, SlotLease, SlotRequest } from "../types.js";
 import type { Pool, Row } from "./connection.js";
 
+/*
+ * Takes the lowest free row, and counts the rows below the cap in the same round trip: a refusal
+ * (every row held) is then this one statement, which matters because a node whose destination is
+ * full asks again every slotRetryMs.
+ */
 const ACQUIRE = `
-  UPDATE destination_slots SET owner = $3, expires_at = $4
-  WHERE destination = $1 AND slot = (
+  WITH pick AS (
     SELECT slot FROM destination_slots
     WHERE destination = $1 AND slot < $2 AND expires_at <= $5
-    ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED)
-  RETURNING slot`;
+    ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED
+  ), taken AS (
+    UPDATE destination_slots SET owner = $3, expires_at = $4
+    WHERE destination = $1 AND slot = (SELECT slot FROM pick)
+    RETURNING slot
+  )
+  SELECT (SELECT slot FROM taken) AS slot,
+    (SELECT count(*) FROM destination_slots WHERE destination = $1 AND slot < $2) AS existing`;
 
 const ENSURE = `
   INSERT INTO destination_slots (destination, slot, owner, expires_at)
@@ -57,14 +67,16 @@ export function createLeaseStore(relaxedPool: Pool): LeaseStore {
     async acquireSlot(r: SlotRequest): Promise<number | null> {
       if (r.cap <= 0) return null;
       const values = [r.destination, r.cap, r.owner, r.now + r.leaseMs, r.now];
-      const first = await pool.query(ACQUIRE, values);
-      if (first.rows[0]) return Number(first.rows[0].slot);
-      // No free row: maybe the rows below the cap do not exist yet (a new destination, a cap
-      // raised). Asked again even when this insert added none: a concurrent asker may have just
-      // created them (its insert committed before ours returned, on the primary key's lock).
+      const first = (await pool.query(ACQUIRE, values)).rows[0]!;
+      if (first.slot !== null) return Number(first.slot);
+      // Every row below the cap exists and is held (or being taken): refused.
+      if (Number(first.existing) >= r.cap) return null;
+      // Some rows do not exist yet (a new destination, a cap raised, rows pruned). Asked again
+      // even when this insert added none: a concurrent asker may have just created them (its
+      // insert committed before ours returned, on the primary key's lock).
       await pool.query(ENSURE, [r.destination, r.cap]);
-      const second = await pool.query(ACQUIRE, values);
-      return second.rows[0] ? Number(second.rows[0].slot) : null;
+      const second = (await pool.query(ACQUIRE, values)).rows[0]!;
+      return second.slot !== null ? Number(second.slot) : null;
     },
 
     async renewSlots(owner: string, slots: readonly HeldSlot[], until: number): Promise<HeldSlot[]> {

@@ -31,6 +31,16 @@ import { RECIPIENT_NEXT, RECIPIENT_STATE } from "./queue.js";
 const MESSAGE_SELECT = `SELECT m.id, a.name AS account_name, m.mail_from, m.size, m.received_at, m.send_at
   FROM messages m JOIN accounts a ON a.id = m.account_id`;
 
+/**
+ * The smallest of `at` over `items`; a loop, because Math.min(...spread) throws a RangeError past
+ * about 100k arguments (a batch of messages times their recipients can be that many).
+ */
+export function earliest<T>(items: readonly T[], at: (item: T) => number): number {
+  let min = Number.POSITIVE_INFINITY;
+  for (const item of items) min = Math.min(min, at(item));
+  return min;
+}
+
 /** Inserts a batch in the caller's transaction: everything of enqueueMessages() but the commit. */
 export async function insertMessages(client: Client, messages: readonly NewMessage[]): Promise<void> {
   await client.query(
@@ -120,7 +130,11 @@ export async function insertMessages(client: Client, messages: readonly NewMessa
   // Last, under the event lock (events.ts), then the wake-up.
   await writeEvents(client, events);
   const due = rows.filter((r) => r.dropped === null);
-  if (due.length > 0) await notifyDue(client, Math.min(...due.map((r) => r.due)));
+  if (due.length > 0)
+    await notifyDue(
+      client,
+      earliest(due, (r) => r.due),
+    );
 }
 
 /** `onDue` hears of the earliest due time of each batch before it commits (claim-watermark.ts). */
@@ -152,7 +166,7 @@ export function createMessageStore(pool: Pool, onDue: (at: number) => void = () 
   return {
     async enqueueMessages(messages: readonly NewMessage[]): Promise<void> {
       if (messages.length === 0) return;
-      onDue(Math.min(...messages.map((m) => m.receivedAt)));
+      onDue(earliest(messages, (m) => m.receivedAt));
       await transaction(pool, (client) => insertMessages(client, messages));
     },
 
@@ -178,6 +192,7 @@ export function createMessageStore(pool: Pool, onDue: (at: number) => void = () 
          LEFT JOIN queue q ON q.recipient_id = r.id
          WHERE ($1::text IS NULL OR ${RECIPIENT_STATE} = $1) AND ($2::text IS NULL OR r.domain = $2)
            AND ($3::bigint IS NULL OR m.account_id = $3) AND r.message_id > $4
+           AND ($6::bigint IS NULL OR m.send_at IS NULL OR m.send_at <= $6)
          ORDER BY r.message_id LIMIT $5`,
         [
           filter.state ?? null,
@@ -185,6 +200,7 @@ export function createMessageStore(pool: Pool, onDue: (at: number) => void = () 
           filter.accountId ?? null,
           filter.after ?? "",
           filter.limit,
+          filter.unscheduledAt ?? null,
         ],
       );
       return rows.map((r) => String(r.message_id));

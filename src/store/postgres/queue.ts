@@ -43,8 +43,9 @@ import type {
 import type { ClaimWatermark } from "./claim-watermark.js";
 import { type Client, type Pool, type Row, transaction } from "./connection.js";
 import { writeEvents } from "./events.js";
-import { insertMessages } from "./messages.js";
+import { earliest, insertMessages } from "./messages.js";
 import { notifyDue } from "./notify.js";
+import { createQueueCancel } from "./queue-cancel.js";
 import { insertSuppressions } from "./suppressions.js";
 import { countUnfinished } from "./unfinished.js";
 
@@ -327,7 +328,7 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
         // Issue 11: the DSNs in the transaction of the bounces and expiries they report.
         const due = notifications.filter((n) => n.recipientIds.some((id) => moved.has(id)));
         if (due.length > 0) {
-          dueAt(Math.min(...due.map((n) => n.message.receivedAt)));
+          dueAt(earliest(due, (n) => n.message.receivedAt));
           await insertMessages(
             client,
             due.map((n) => n.message),
@@ -445,7 +446,10 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
         if ("all" in target) {
           await client.query("DELETE FROM destination_backoff");
           const result = await client.query(
+            // Scheduled messages (issue 9) keep their send time, as in sqlite/queue.ts.
             `WITH q AS (UPDATE queue SET next_attempt_at = $1 WHERE lease_owner IS NULL AND next_attempt_at > $1
+               AND recipient_id NOT IN (SELECT r.id FROM messages m JOIN recipients r ON r.message_id = m.id
+                 WHERE m.send_at > $1 AND r.attempts = 0)
                RETURNING recipient_id)
              UPDATE recipients r SET next_attempt_at = $1, updated_at = $1 FROM q
              WHERE r.id = q.recipient_id AND r.state IN ('queued', 'deferred')`,
@@ -504,47 +508,8 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
       });
     },
 
-    // Issue 9: drops the recipients not yet attempted (queued or held, no attempt, not leased).
-    cancelMessage(messageId: string, now: number): Promise<number> {
-      const reply = "dropped: cancelled before sending";
-      return transaction(pool, async (client) => {
-        // The queue rows first, in id order (as dropMessage): a claim holding one makes us wait
-        // for its lease to be written, and then the leased recipient is left alone.
-        await client.query(
-          `SELECT 1 FROM queue WHERE recipient_id IN (SELECT id FROM recipients WHERE message_id = $1)
-           ORDER BY recipient_id FOR UPDATE`,
-          [messageId],
-        );
-        const { rows } = await client.query(
-          `WITH r AS (
-             UPDATE recipients r SET state = 'dropped', next_attempt_at = NULL, last_reply = $3, updated_at = $2
-             WHERE r.message_id = $1 AND r.state IN ('queued', 'held') AND r.attempts = 0
-               AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.recipient_id = r.id AND q.lease_owner IS NOT NULL)
-             RETURNING r.id, r.message_id, r.address),
-           gone AS (DELETE FROM queue q USING r WHERE q.recipient_id = r.id RETURNING 1),
-           a AS (INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, reply)
-             SELECT id, message_id, $2, 0, 'dropped', $3 FROM r RETURNING 1)
-           SELECT r.id, r.address, m.account_id FROM r JOIN messages m ON m.id = r.message_id
-           ORDER BY r.id`,
-          [messageId, now, reply],
-        );
-        await writeEvents(
-          client,
-          rows.map((r) => ({
-            type: "dropped" as const,
-            messageId,
-            accountId: Number(r.account_id),
-            recipient: String(r.address),
-            at: now,
-            attempt: 0,
-            reply,
-            reason: "cancelled",
-          })),
-          now,
-        );
-        return rows.length;
-      });
-    },
+    // Issue 9: queue-cancel.ts.
+    ...createQueueCancel(pool),
 
     dropMessage(messageId: string, now: number, reason: string): Promise<number> {
       return transaction(pool, async (client) => {

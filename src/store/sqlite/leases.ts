@@ -5,6 +5,10 @@
  * PostgreSQL's, so the conformance suite holds both to the same rules. `serve` on SQLite counts
  * connections and AUTH failures in memory (one node) and uses these rows for webhook endpoints and
  * periodic jobs only.
+ *
+ * Durability: every write here commits with synchronous=NORMAL (no fsync of its own, as the
+ * queue's delivery writes: sqlite/queue.ts): a power loss can undo the last ones, which frees a
+ * lease or forgets a failure early, never loses mail.
  */
 import type Database from "better-sqlite3";
 import type { AuthFailureRule, AuthLockout, HeldSlot, LeaseStore, SlotLease, SlotRequest } from "../types.js";
@@ -76,35 +80,59 @@ export function createLeaseStore(db: Database.Database): LeaseStore {
     ),
   };
 
-  const acquire = db.transaction((r: SlotRequest): number | null => {
-    const held = new Set(s.held.all(r.destination, r.cap, r.now) as number[]);
-    for (let slot = 0; slot < r.cap; slot++) {
-      if (held.has(slot)) continue;
-      s.take.run(r.destination, slot, r.owner, r.now + r.leaseMs);
-      return slot;
-    }
-    return null;
-  });
-  const renew = db.transaction((owner: string, slots: readonly HeldSlot[], until: number) =>
-    slots.filter((h) => s.renew.run(until, h.destination, h.slot, owner).changes > 0),
+  /** Runs a write without its own fsync (see Durability), then restores FULL. */
+  function relaxed<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
+    return (...args: A): R => {
+      db.pragma("synchronous = NORMAL");
+      try {
+        return fn(...args);
+      } finally {
+        db.pragma("synchronous = FULL");
+      }
+    };
+  }
+
+  const acquire = relaxed(
+    db.transaction((r: SlotRequest): number | null => {
+      const held = new Set(s.held.all(r.destination, r.cap, r.now) as number[]);
+      for (let slot = 0; slot < r.cap; slot++) {
+        if (held.has(slot)) continue;
+        s.take.run(r.destination, slot, r.owner, r.now + r.leaseMs);
+        return slot;
+      }
+      return null;
+    }).immediate,
   );
-  const release = db.transaction((owner: string, slots: readonly HeldSlot[]) => {
-    let n = 0;
-    for (const h of slots) n += s.release.run(h.destination, h.slot, owner).changes;
-    return n;
-  });
+  const renew = relaxed(
+    db.transaction((owner: string, slots: readonly HeldSlot[], until: number) =>
+      slots.filter((h) => s.renew.run(until, h.destination, h.slot, owner).changes > 0),
+    ).immediate,
+  );
+  const release = relaxed(
+    db.transaction((owner: string, slots: readonly HeldSlot[]) => {
+      let n = 0;
+      for (const h of slots) n += s.release.run(h.destination, h.slot, owner).changes;
+      return n;
+    }).immediate,
+  );
+  const run = relaxed(
+    (statement: Database.Statement, ...params: unknown[]) => statement.run(...params).changes,
+  );
+  const get = relaxed((statement: Database.Statement, params: Record<string, unknown>) =>
+    statement.get(params),
+  );
 
   return {
     async acquireSlot(r: SlotRequest): Promise<number | null> {
       if (r.cap <= 0) return null;
-      return acquire.immediate(r);
+      return acquire(r);
     },
     async renewSlots(owner: string, slots: readonly HeldSlot[], until: number): Promise<HeldSlot[]> {
-      return renew.immediate(owner, slots, until).map((h) => ({ destination: h.destination, slot: h.slot }));
+      return renew(owner, slots, until).map((h) => ({ destination: h.destination, slot: h.slot }));
     },
     async releaseSlots(owner: string, slots?: readonly HeldSlot[]): Promise<number> {
-      if (slots === undefined) return s.releaseAll.run(owner).changes;
-      return release.immediate(owner, slots);
+      if (slots === undefined) return run(s.releaseAll, owner);
+      return release(owner, slots);
     },
     async listSlots(now: number): Promise<SlotLease[]> {
       return (s.list.all(now) as Row[]).map((row) => ({
@@ -115,13 +143,13 @@ export function createLeaseStore(db: Database.Database): LeaseStore {
       }));
     },
     async pruneSlots(before: number): Promise<number> {
-      return s.pruneSlots.run(before).changes;
+      return run(s.pruneSlots, before);
     },
     async takeLease(name: string, owner: string, now: number, leaseMs: number): Promise<boolean> {
-      return s.takeLease.get({ name, owner, until: now + leaseMs, now }) !== undefined;
+      return get(s.takeLease, { name, owner, until: now + leaseMs, now }) !== undefined;
     },
     async releaseLease(name: string, owner: string): Promise<boolean> {
-      return s.releaseLease.run(name, owner).changes > 0;
+      return run(s.releaseLease, name, owner) > 0;
     },
     async claimJob(
       name: string,
@@ -131,24 +159,18 @@ export function createLeaseStore(db: Database.Database): LeaseStore {
       everyMs: number,
     ): Promise<boolean> {
       return (
-        s.claimJob.get({ name, owner, until: now + leaseMs, now, ranBefore: now - everyMs }) !== undefined
+        get(s.claimJob, { name, owner, until: now + leaseMs, now, ranBefore: now - everyMs }) !== undefined
       );
     },
     async recordAuthFailure(ip: string, now: number, rule: AuthFailureRule): Promise<AuthLockout> {
-      const row = s.failure.get({
-        ip,
-        now,
-        max: rule.maxFailures,
-        window: rule.windowMs,
-        lockout: rule.lockoutMs,
-      }) as Row;
-      return toLockout(row);
+      const params = { ip, now, max: rule.maxFailures, window: rule.windowMs, lockout: rule.lockoutMs };
+      return toLockout(get(s.failure, params) as Row);
     },
     async authLockouts(now: number): Promise<AuthLockout[]> {
       return (s.lockouts.all(now) as Row[]).map(toLockout);
     },
     async pruneAuthFailures(before: number): Promise<number> {
-      return s.pruneFailures.run({ before }).changes;
+      return run(s.pruneFailures, { before });
     },
   };
 }

@@ -158,6 +158,7 @@ export function createMessageStore(db: Database.Database, thread?: EnqueueThread
           `SELECT DISTINCT r.message_id FROM recipients r JOIN messages m ON m.id = r.message_id
            WHERE (@state IS NULL OR r.state = @state) AND (@domain IS NULL OR r.domain = @domain)
              AND (@account IS NULL OR m.account_id = @account) AND r.message_id > @after
+             AND (@unscheduled IS NULL OR m.send_at IS NULL OR m.send_at <= @unscheduled)
            ORDER BY r.message_id LIMIT @limit`,
         )
         .pluck()
@@ -166,6 +167,7 @@ export function createMessageStore(db: Database.Database, thread?: EnqueueThread
           domain: filter.domain ?? null,
           account: filter.accountId ?? null,
           after: filter.after ?? "",
+          unscheduled: filter.unscheduledAt ?? null,
           limit: filter.limit,
         }) as string[];
     },

@@ -12,7 +12,7 @@
  *   expired). An outcome that changes nothing (a lost lease, an already final recipient) writes no
  *   event, so there is exactly one `deferred` per attempt that deferred.
  * - dropMessage() writes a `dropped` event (reason `operator`) per recipient it drops;
- *   cancelMessage() (issue 9) one with reason `cancelled` per recipient not yet attempted.
+ *   cancelMessage() (issue 9, queue-cancel.ts) one with reason `cancelled` per recipient not yet attempted.
  * - A deferral only applies while the writer still holds the lease; a final outcome (delivered,
  *   bounced, expired) applies to any recipient not yet final, because it states what happened.
  * SQLite has one writer at a time, so a claim's SELECT then UPDATE in one IMMEDIATE transaction is
@@ -45,6 +45,7 @@ import {
 } from "../types.js";
 import { prepareEventWriter } from "./events.js";
 import { prepareEnqueue } from "./messages.js";
+import { createQueueCancel } from "./queue-cancel.js";
 import { prepareSuppressionWriter } from "./suppressions.js";
 
 type Row = Record<string, unknown>;
@@ -151,19 +152,6 @@ export function createQueueStore(db: Database.Database): QueueStore {
        WHERE m.send_at > @now AND r.state = 'queued' AND r.attempts = 0
          AND (@domain IS NULL OR r.domain = @domain)`,
     ),
-    toCancel: db.prepare(
-      `SELECT r.id, r.address, m.account_id FROM recipients r JOIN messages m ON m.id = r.message_id
-       WHERE r.message_id = ? AND r.state IN ('queued', 'held') AND r.attempts = 0 ORDER BY r.id`,
-    ),
-    cancelOne: db.prepare(
-      `UPDATE recipients SET state = 'dropped', next_attempt_at = NULL, lease_owner = NULL,
-         lease_expires_at = NULL, unfinished = 0, last_reply = @reply, updated_at = @now
-       WHERE id = @id AND state IN ('queued', 'held') AND attempts = 0`,
-    ),
-    cancelAttempt: db.prepare(
-      `INSERT INTO delivery_attempts (recipient_id, message_id, at, duration_ms, status, reply)
-       VALUES (@id, @message, @now, 0, 'dropped', @reply)`,
-    ),
     countsByDestination: db.prepare(
       `SELECT domain, state, COUNT(*) AS n FROM recipients
        WHERE state NOT IN ${FINAL} GROUP BY domain, state ORDER BY domain`,
@@ -173,8 +161,11 @@ export function createQueueStore(db: Database.Database): QueueStore {
        WHERE message_id = @id AND state IN ('queued', 'deferred')`,
     ),
     retryAll: db.prepare(
+      // "Retry everything" is for mail that waits after failing: a scheduled message (issue 9)
+      // keeps its send time (a retry of that one message sends it now).
       `UPDATE recipients SET next_attempt_at = @now, updated_at = @now
-       WHERE state IN ('queued', 'deferred') AND next_attempt_at > @now`,
+       WHERE state IN ('queued', 'deferred') AND next_attempt_at > @now
+         AND NOT (attempts = 0 AND message_id IN (SELECT id FROM messages WHERE send_at > @now))`,
     ),
     unbackoffMessage: db.prepare(
       "DELETE FROM destination_backoff WHERE domain IN (SELECT domain FROM recipients WHERE message_id = ?)",
@@ -416,28 +407,6 @@ export function createQueueStore(db: Database.Database): QueueStore {
     return changes;
   });
 
-  const cancel = db.transaction((messageId: string, now: number): number => {
-    const reply = "dropped: cancelled before sending";
-    const cancelling = s.toCancel.all(messageId) as Row[];
-    for (const r of cancelling) {
-      s.cancelOne.run({ id: r.id, now, reply });
-      s.cancelAttempt.run({ id: r.id, message: messageId, now, reply });
-    }
-    events.insert(
-      cancelling.map((r) => ({
-        type: "dropped" as const,
-        messageId,
-        accountId: Number(r.account_id),
-        recipient: String(r.address),
-        at: now,
-        attempt: 0,
-        reply,
-        reason: "cancelled",
-      })),
-    );
-    return cancelling.length;
-  });
-
   const claimDue = relaxed((request: ClaimRequest): ClaimedRecipient[] => {
     // Idle polls stay readers: the write lock is taken only when something is due.
     if (!s.anyDue.get({ now: request.now })) return [];
@@ -535,9 +504,8 @@ export function createQueueStore(db: Database.Database): QueueStore {
     async dropMessage(messageId: string, now: number, reason: string): Promise<number> {
       return drop.immediate(messageId, now, reason);
     },
-    async cancelMessage(messageId: string, now: number): Promise<number> {
-      return cancel.immediate(messageId, now);
-    },
+    // Issue 9: queue-cancel.ts.
+    ...createQueueCancel(db),
     async setDestinationBackoff(
       backoff: DestinationBackoff | { readonly domain: string; readonly until: null },
     ): Promise<void> {

@@ -134,6 +134,8 @@ export interface MessageIdFilter {
   readonly state?: Exclude<RecipientState, "scheduled">;
   /** Only ids greater than this (paging, ascending). */
   readonly after?: string;
+  /** Leave out messages still scheduled at this time (send_at after it). */
+  readonly unscheduledAt?: number;
   readonly limit: number;
 }
 

@@ -155,7 +155,11 @@ export interface QueueStore {
    * reads at most limit + 1 recipients (a backlog bigger than that is reported incomplete).
    */
   accountQueue(accountId: number, limit: number): Promise<AccountQueue>;
-  /** Makes queued/deferred recipients due at `now` (one message, or all) and lifts their destinations' backoff. */
+  /**
+   * Makes queued/deferred recipients due at `now` (one message, or all) and lifts their
+   * destinations' backoff. `all` leaves scheduled messages (send_at ahead, never attempted) to
+   * their send time; one message is made due whatever its send time.
+   */
   retryNow(target: QueueTarget, now: number): Promise<number>;
   /** Holds a message's queued/deferred recipients (state `held`) until released. */
   holdMessage(messageId: string, now: number): Promise<number>;
