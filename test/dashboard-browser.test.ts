@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type Browser, chromium, type Page } from "playwright-core";
 import type { DnsRecordSpec } from "../src/dkim/records.js";
+import { immediateDeliveryTo } from "./support/delivery-config.js";
 import { startDnsServer, type TestDnsServer } from "./support/dns-server.js";
 import { publishRecords } from "./support/domain-zone.js";
 import { waitUntil } from "./support/events-rig.js";
@@ -88,15 +89,7 @@ describe("dashboard in a browser", { skip: existsSync(CHROMIUM) ? false : `no ${
         dns: { servers: [dns.server], timeoutMs: 2000, tries: 2 },
         events: { webhooks: { allowPrivateTargets: true, batchWindowMs: 50, pollIntervalMs: 50 } },
         domains: { spf: { ips: ["127.0.0.1"] }, recheckIntervalMs: 0 },
-        delivery: {
-          enabled: true,
-          thread: true,
-          port: mx.port,
-          pollIntervalMs: 20,
-          idleTimeoutMs: 500,
-          retryJitter: 0,
-          retrySchedule: [3_600_000],
-        },
+        delivery: immediateDeliveryTo(mx.port),
       },
     });
     base = `http://127.0.0.1:${petrel.ports.http}`;

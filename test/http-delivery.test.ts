@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { DnsRecordSpec } from "../src/dkim/records.js";
+import { immediateDeliveryTo } from "./support/delivery-config.js";
 import { dkimpyVerify } from "./support/dkim-verifiers.js";
 import { startDnsServer, type TestDnsServer } from "./support/dns-server.js";
 import { publishRecords } from "./support/domain-zone.js";
@@ -94,15 +95,7 @@ describe("HTTP API end to end with delivery", () => {
         sending: { requireVerifiedDomains: true },
         events: { webhooks: { allowPrivateTargets: true, batchWindowMs: 100, pollIntervalMs: 50 } },
         domains: { spf: { ips: ["127.0.0.1"] }, recheckIntervalMs: 0 },
-        delivery: {
-          enabled: true,
-          thread: true,
-          port: mx.port,
-          pollIntervalMs: 20,
-          idleTimeoutMs: 500,
-          retryJitter: 0,
-          retrySchedule: [3_600_000],
-        },
+        delivery: immediateDeliveryTo(mx.port),
       },
     });
     base = `http://127.0.0.1:${petrel.ports.http}`;

@@ -12,6 +12,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { immediateDeliveryTo } from "./support/delivery-config.js";
 import { startDnsServer, type TestDnsServer } from "./support/dns-server.js";
 import { waitUntil } from "./support/events-rig.js";
 import {
@@ -84,15 +85,7 @@ describe("scheduled send and cancel", () => {
     petrel = await startPetrel(dataDir, {
       config: {
         dns: { servers: [dns.server], timeoutMs: 2000, tries: 2 },
-        delivery: {
-          enabled: true,
-          thread: true,
-          port: mx.port,
-          pollIntervalMs: 20,
-          idleTimeoutMs: 500,
-          retryJitter: 0,
-          retrySchedule: [3_600_000],
-        },
+        delivery: immediateDeliveryTo(mx.port),
       },
     });
     base = `http://127.0.0.1:${petrel.ports.http}`;
