@@ -121,6 +121,9 @@ describe("PostgreSQL store, several nodes", () => {
           mine.push(...got.map((r) => r.id));
         }
       };
+      // Both pools connected before the race: a slow first connect (under load) let node a claim
+      // all 200 before b's first query ran, failing "both nodes got work" without any bug.
+      await Promise.all([a.lookupVersion(), b.lookupVersion(), a.lookupVersion()]);
       const [fromA, fromB, fromA2] = await Promise.all([
         claims(a, "a:1:x"),
         claims(b, "b:1:y"),
