@@ -192,6 +192,28 @@ describe("memory budget", () => {
     assert.equal(budget.evicted, 1);
   });
 
+  it("a release that leaves every holder waiting breaks the deadlock (no lost wake-up)", () => {
+    // A session given up mid-DATA holds nothing between chunks, but its small need fits, so a
+    // take() by a holder does not evict; when that session finishes and releases, every holder
+    // still waits with a need that does not fit: the release itself must give one up, since no
+    // take() will come again (this hung hardening-memory once: "no reply within 120000 ms").
+    const budget = new BufferBudget(100);
+    const older = holder();
+    const younger = holder();
+    const givenUp = holder();
+    assert.equal(budget.take(older, 45), true);
+    assert.equal(budget.take(younger, 45), true);
+    assert.equal(budget.take(givenUp, 10), true);
+    assert.equal(budget.take(older, 40), false, "waits");
+    assert.equal(budget.take(younger, 40), false, "waits; givenUp still holds, nobody is evicted");
+    assert.equal(older.evicted || younger.evicted, false);
+    budget.release(givenUp); // its DATA ended: nobody but waiters hold bytes now
+    assert.equal(younger.evicted, true, "the younger holder is given up by the release");
+    assert.equal(older.evicted, false);
+    assert.ok(older.woken >= 1, "the older one is woken: 40 now fits");
+    assert.equal(budget.take(older, 40), true);
+  });
+
   it("no limit: counts nothing", () => {
     const budget = new BufferBudget(0);
     const a = holder();

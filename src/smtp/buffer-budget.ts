@@ -76,7 +76,10 @@ export class BufferBudget {
     holder.held = 0;
     this.holders.delete(holder);
     this.waiting.delete(holder);
-    this.wakeWaiters();
+    // Not just wakeWaiters(): the holder that left may have been the last one not waiting, and
+    // no take() may ever come again to notice that every remaining holder now waits for bytes
+    // that cannot come (a lost wake-up: those sessions would hang until their idle timeout).
+    this.breakDeadlock();
   }
 
   /** Every holder of bytes waits for more (one that holds nothing cannot release anything). */

@@ -522,11 +522,13 @@ export class Session<User> {
     const budget = this.host.buffers;
     const n = Math.min(2 * reader.size, Math.max(0, budget.limit - this.budget.held));
     this.waitingForBudget = true;
+    // Set before the take: the take may give this very transaction up (evict() drops it).
+    this.finishing = reader;
     if (budget.take(this.budget, n) || reader.overBudget) {
+      this.finishing = null;
       this.waitingForBudget = false;
       return finishData(this, reader) ?? true;
     }
-    this.finishing = reader;
     return (async () => {
       while (!this.ended && !reader.overBudget) {
         await new Promise<void>((resolve) => {
