@@ -193,21 +193,21 @@ describe("memory budget", () => {
   });
 
   it("a release that leaves every holder waiting breaks the deadlock (no lost wake-up)", () => {
-    // A session given up mid-DATA holds nothing between chunks, but its small need fits, so a
-    // take() by a holder does not evict; when that session finishes and releases, every holder
-    // still waits with a need that does not fit: the release itself must give one up, since no
-    // take() will come again (this hung hardening-memory once: "no reply within 120000 ms").
+    // While one holder is not waiting (here `other`, still receiving or committing), a take()
+    // that cannot be met does not evict: that holder may release. When it does, every remaining
+    // holder waits with a need that does not fit, and no take() will come again: the release
+    // itself must give one up (this hung hardening-memory once: "no reply within 120000 ms").
     const budget = new BufferBudget(100);
     const older = holder();
     const younger = holder();
-    const givenUp = holder();
+    const other = holder();
     assert.equal(budget.take(older, 45), true);
     assert.equal(budget.take(younger, 45), true);
-    assert.equal(budget.take(givenUp, 10), true);
+    assert.equal(budget.take(other, 10), true);
     assert.equal(budget.take(older, 40), false, "waits");
-    assert.equal(budget.take(younger, 40), false, "waits; givenUp still holds, nobody is evicted");
+    assert.equal(budget.take(younger, 40), false, "waits; other still holds, nobody is evicted");
     assert.equal(older.evicted || younger.evicted, false);
-    budget.release(givenUp); // its DATA ended: nobody but waiters hold bytes now
+    budget.release(other); // its DATA ended: nobody but waiters hold bytes now
     assert.equal(younger.evicted, true, "the younger holder is given up by the release");
     assert.equal(older.evicted, false);
     assert.ok(older.woken >= 1, "the older one is woken: 40 now fits");
