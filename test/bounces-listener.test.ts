@@ -20,7 +20,6 @@ import { after, before, describe, it } from "node:test";
 import { stringify } from "yaml";
 import { parseReport } from "../src/bounces/report.js";
 import { VerpCodec } from "../src/bounces/verp.js";
-import { openSqliteStore } from "../src/store/sqlite/sqlite-store.js";
 import type { PetrelEvent, Store } from "../src/store/types.js";
 import { SAMPLES } from "./support/bounce-samples.js";
 import { startDnsServer, type TestDnsServer } from "./support/dns-server.js";
@@ -36,6 +35,7 @@ import {
 } from "./support/petrel-process.js";
 import { RawSmtpSession } from "./support/raw-smtp.js";
 import { startTestMx, type TestMx } from "./support/test-mx.js";
+import { openTestStore } from "./support/test-store.js";
 
 const DOMAIN = "app.example";
 const VERP = /^b\+([0-9a-z]{26})-([0-9a-z]+)-([0-9a-z]{16})@bounces\.app\.example$/;
@@ -139,7 +139,7 @@ describe("VERP return paths and the bounce listener", () => {
     await cliOk(["senders", "add", "solo@single.example"]);
     petrel = await startPetrel(dataDir, { config: config() });
     assert.ok(petrel.ports.bounces, "the bounce listener runs");
-    store = openSqliteStore({ file: join(dataDir, "petrel.db") });
+    store = await openTestStore(dataDir);
   });
 
   after(async () => {

@@ -9,15 +9,16 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import nodemailer from "nodemailer";
-import { openSqliteStore } from "../src/store/sqlite/sqlite-store.js";
 import {
   type PetrelProcess,
   petrelCli,
   petrelOk,
   readCa,
+  removeDataDir,
   startPetrel,
   tempDataDir,
 } from "./support/petrel-process.js";
+import { openTestStore } from "./support/test-store.js";
 
 const QUEUED = /^250 2\.0\.0 Ok: queued as ([0-9A-Z]{26})$/;
 
@@ -64,10 +65,11 @@ describe("end to end with real clients", () => {
 
   after(async () => {
     await petrel?.stop();
+    removeDataDir(dataDir);
   });
 
   async function storedContent(queueId: string): Promise<Buffer> {
-    const store = openSqliteStore({ file: join(dataDir, "petrel.db") });
+    const store = await openTestStore(dataDir);
     try {
       const content = await store.getMessageContent(queueId);
       assert.ok(content, `message ${queueId} is in the queue`);

@@ -16,11 +16,9 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import Database from "better-sqlite3";
 import SMTPConnection from "nodemailer/lib/smtp-connection";
 import { stringify } from "yaml";
 import type { DnsRecordSpec } from "../src/dkim/records.js";
-import { openSqliteStore } from "../src/store/sqlite/sqlite-store.js";
 import type { Store } from "../src/store/types.js";
 import { verifyBoth } from "./support/dkim-verifiers.js";
 import { startDnsServer, type TestDnsServer } from "./support/dns-server.js";
@@ -29,11 +27,13 @@ import {
   type PetrelProcess,
   petrelCli,
   petrelOk,
+  removeDataDir,
   startPetrel,
   tempDataDir,
   testConfig,
 } from "./support/petrel-process.js";
 import { startTestMx, type TestMx } from "./support/test-mx.js";
+import { openTestSql, openTestStore } from "./support/test-store.js";
 
 let dns: TestDnsServer;
 let mx: TestMx;
@@ -114,13 +114,14 @@ describe("sender domains and DKIM through petrel serve", () => {
     petrel = await startPetrel(dataDir, {
       config: domainConfig({ http: { metricsNetworks: ["127.0.0.1/32"] } }),
     });
-    store = openSqliteStore({ file: join(dataDir, "petrel.db") });
+    store = await openTestStore(dataDir);
     ca = readFileSync(petrel.caFile);
   });
 
   after(async () => {
     await store.close();
     await petrel.stop();
+    removeDataDir(dataDir);
   });
 
   /** One message over STARTTLS with AUTH (Nodemailer's client): "250 …", or "<command>: <reply>". */
@@ -208,16 +209,15 @@ describe("sender domains and DKIM through petrel serve", () => {
 
   it("answers 451 4.3.0 for a verified domain whose key cannot be loaded: logged, counted, nothing kept", async () => {
     // The key as a damaged database or a bad restore would leave it: no longer a PEM key.
-    const db = new Database(join(dataDir, "petrel.db"));
+    const db = await openTestSql(dataDir);
     try {
-      const changed = db
-        .prepare(
-          "UPDATE dkim_keys SET private_key = 'not a key' WHERE domain_id = (SELECT id FROM sender_domains WHERE domain = ?)",
-        )
-        .run("broken.example").changes;
+      const changed = await db.run(
+        "UPDATE dkim_keys SET private_key = 'not a key' WHERE domain_id = (SELECT id FROM sender_domains WHERE domain = ?)",
+        ["broken.example"],
+      );
       assert.ok(changed > 0, "the domain has a key");
     } finally {
-      db.close();
+      await db.close();
     }
     const metric = async (): Promise<number> => {
       const response = await fetch(`http://127.0.0.1:${petrel.ports.http}/metrics`);
@@ -324,6 +324,7 @@ describe("periodic re-check in petrel serve", () => {
       assert.match(list, /recheck\.example\s+default\s+failing\s+petrel1\s+\d{4}-/);
     } finally {
       await petrel.stop();
+      removeDataDir(dataDir);
     }
   });
 });

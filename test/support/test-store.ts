@@ -13,6 +13,8 @@ import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
+import Database from "better-sqlite3";
+import pg from "pg";
 import { openPostgresStore } from "../../src/store/postgres/postgres-store.js";
 import { openSqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import type { Store } from "../../src/store/types.js";
@@ -56,6 +58,42 @@ export async function openTestStore(dataDir: string): Promise<Store> {
   return url
     ? openPostgresStore({ url, poolSize: 2 })
     : openSqliteStore({ file: join(dataDir, "petrel.db") });
+}
+
+/**
+ * Plain SQL on the store of `dataDir`, for tests that do what the Store API deliberately cannot
+ * (damage a row as a bad restore would). Placeholders are `?` on both backends (numbered for
+ * PostgreSQL here); the statement itself must be valid on both.
+ */
+export interface TestSql {
+  /** Runs a statement; returns the number of rows it changed. */
+  run(sql: string, params?: readonly unknown[]): Promise<number>;
+  all<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<T[]>;
+  close(): Promise<void>;
+}
+
+export async function openTestSql(dataDir: string): Promise<TestSql> {
+  const url = postgresUrlFor(dataDir);
+  if (!url) {
+    const db = new Database(join(dataDir, "petrel.db"));
+    return {
+      run: async (sql, params = []) => db.prepare(sql).run(...params).changes,
+      all: async <T>(sql: string, params: readonly unknown[] = []) => db.prepare(sql).all(...params) as T[],
+      close: async () => void db.close(),
+    };
+  }
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const numbered = (sql: string) => {
+    let n = 0;
+    return sql.replace(/\?/g, () => `$${++n}`);
+  };
+  return {
+    run: async (sql, params = []) => (await client.query(numbered(sql), [...params])).rowCount ?? 0,
+    all: async <T>(sql: string, params: readonly unknown[] = []) =>
+      (await client.query(numbered(sql), [...params])).rows as T[],
+    close: () => client.end(),
+  };
 }
 
 /** Drops the data directory's database, if it has one. */
