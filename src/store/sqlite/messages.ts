@@ -142,9 +142,17 @@ export function createMessageStore(db: Database.Database, thread?: EnqueueThread
               .prepare(
                 `${MESSAGE_SELECT} WHERE m.id IN (SELECT message_id FROM recipients
                    WHERE (@state IS NULL OR state = @state) AND (@domain IS NULL OR domain = @domain))
+                   AND (@scheduled IS NULL OR m.send_at > @scheduled)
+                   AND (@unscheduled IS NULL OR m.send_at IS NULL OR m.send_at <= @unscheduled)
                  ORDER BY m.id LIMIT @limit`,
               )
-              .all({ state: filter.state ?? null, domain: filter.domain?.toLowerCase() ?? null, limit })
+              .all({
+                state: filter.state ?? null,
+                domain: filter.domain?.toLowerCase() ?? null,
+                scheduled: filter.scheduledAt ?? null,
+                unscheduled: filter.unscheduledAt ?? null,
+                limit,
+              })
           : db.prepare(`${MESSAGE_SELECT} ORDER BY m.id LIMIT ?`).all(limit)
       ) as Row[];
       return rows.map((row) => toSummary(row, recipientsOf(String(row.id))));
