@@ -19,55 +19,59 @@ import {
 const plain = (key: string) => `AUTH PLAIN ${Buffer.from(`\0apikey\0${key}`).toString("base64")}`;
 const LOCKED = "421 4.7.0 Too many failed authentication attempts, try again later";
 
-describe("AUTH lockout and open sessions", () => {
-  const dataDir = tempDataDir();
-  let petrel: PetrelProcess;
-  let key: string;
+// Issue 12: with smtp.workers > 1 the sessions run in several processes; the lockout must hold.
+for (const workers of [1, 2])
+  describe(`AUTH lockout and open sessions (smtp.workers ${workers})`, () => {
+    const dataDir = tempDataDir();
+    let petrel: PetrelProcess;
+    let key: string;
 
-  before(async () => {
-    key = (await petrelOk(dataDir, ["keys", "create", "--name", "lockout"])).trim();
-    petrel = await startPetrel(dataDir, { config: { auth: { maxFailures: 3, lockoutMs: 60_000 } } });
-  });
-  after(async () => {
-    await petrel?.stop();
-    removeDataDir(dataDir);
-  });
+    before(async () => {
+      key = (await petrelOk(dataDir, ["keys", "create", "--name", "lockout"])).trim();
+      petrel = await startPetrel(dataDir, {
+        config: { smtp: { workers }, auth: { maxFailures: 3, lockoutMs: 60_000 } },
+      });
+    });
+    after(async () => {
+      await petrel?.stop();
+      removeDataDir(dataDir);
+    });
 
-  async function ready(): Promise<SmtpTestClient> {
-    const c = await SmtpTestClient.connect(petrel.ports.submission!, { localAddress: "127.0.0.9" });
-    await c.expect(/^220 /);
-    c.send("EHLO client.test");
-    await c.expect(/^250 STARTTLS$/m);
-    c.send("STARTTLS");
-    await c.expect(/^220 /);
-    await c.startTls({ ca: readCa(petrel), servername: "localhost" });
-    c.send("EHLO client.test");
-    await c.expect(/^250 AUTH PLAIN LOGIN$/m);
-    return c;
-  }
+    async function ready(): Promise<SmtpTestClient> {
+      const c = await SmtpTestClient.connect(petrel.ports.submission!, { localAddress: "127.0.0.9" });
+      await c.expect(/^220 /);
+      c.send("EHLO client.test");
+      await c.expect(/^250 STARTTLS$/m);
+      c.send("STARTTLS");
+      await c.expect(/^220 /);
+      await c.startTls({ ca: readCa(petrel), servername: "localhost" });
+      c.send("EHLO client.test");
+      await c.expect(/^250 AUTH PLAIN LOGIN$/m);
+      return c;
+    }
 
-  it("refuses every open session of the locked-out address at its next AUTH", async () => {
-    const [guesser, second, third] = [await ready(), await ready(), await ready()];
-    guesser.send(plain("pt_wrong1"));
-    await guesser.expect("535 5.7.8 Authentication credentials invalid");
-    guesser.send(plain("pt_wrong2"));
-    await guesser.expect("535 5.7.8 Authentication credentials invalid");
-    guesser.send(plain("pt_wrong3"));
-    await guesser.expect(LOCKED);
-    await guesser.expectClosed();
-    // Opened before the lockout: no fresh guesses, not even the right key gets through now.
-    second.send(plain(key));
-    await second.expect(LOCKED);
-    await second.expectClosed();
-    third.send(plain("pt_wrong4"));
-    await third.expect(LOCKED);
-    await third.expectClosed();
-    const refusedLines = () =>
-      petrel.logRecords().filter((r) => r.msg === "auth refused: address locked out");
-    const deadline = Date.now() + 5000;
-    while (refusedLines().length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    const refused = refusedLines();
-    assert.equal(refused.length, 2);
-    assert.ok(refused.every((r) => r.ip === "127.0.0.9"));
+    it("refuses every open session of the locked-out address at its next AUTH", async () => {
+      const [guesser, second, third] = [await ready(), await ready(), await ready()];
+      guesser.send(plain("pt_wrong1"));
+      await guesser.expect("535 5.7.8 Authentication credentials invalid");
+      guesser.send(plain("pt_wrong2"));
+      await guesser.expect("535 5.7.8 Authentication credentials invalid");
+      guesser.send(plain("pt_wrong3"));
+      await guesser.expect(LOCKED);
+      await guesser.expectClosed();
+      // Opened before the lockout: no fresh guesses, not even the right key gets through now.
+      second.send(plain(key));
+      await second.expect(LOCKED);
+      await second.expectClosed();
+      third.send(plain("pt_wrong4"));
+      await third.expect(LOCKED);
+      await third.expectClosed();
+      const refusedLines = () =>
+        petrel.logRecords().filter((r) => r.msg === "auth refused: address locked out");
+      const deadline = Date.now() + 5000;
+      while (refusedLines().length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const refused = refusedLines();
+      assert.equal(refused.length, 2);
+      assert.ok(refused.every((r) => r.ip === "127.0.0.9"));
+    });
   });
-});

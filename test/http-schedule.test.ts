@@ -115,8 +115,29 @@ describe("scheduled send and cancel", () => {
       // Expiry counts from send_at (queue.maxLifetimeMs, 72 h).
       assert.equal(shown.body.expiresAt, Math.round(sendAt) + 72 * 3600_000);
       const listed = JSON.parse(await petrelOk(dataDir, ["queue", "list", "--json"]));
-      if (Date.now() < sendAt)
+      const scheduledOnly = JSON.parse(
+        await petrelOk(dataDir, ["queue", "list", "--state", "scheduled", "--json"]),
+      );
+      const search = await call("GET", "/v1/messages?state=scheduled");
+      const queuedSearch = await call("GET", "/v1/messages?state=queued");
+      if (Date.now() < sendAt) {
         assert.equal(listed.counts.byState.scheduled, 1, JSON.stringify(listed.counts));
+        const destination = listed.counts.byDestination.find(
+          (d: { domain: string }) => d.domain === "example.com",
+        );
+        assert.equal(destination?.states.queued, undefined, JSON.stringify(listed.counts.byDestination));
+        assert.equal(destination?.states.scheduled, 1, JSON.stringify(listed.counts.byDestination));
+        assert.deepEqual(
+          scheduledOnly.messages.map((m: { id: string }) => m.id),
+          [id],
+        );
+        assert.equal(search.status, 200, search.text);
+        assert.deepEqual(
+          search.body.messages.map((m: { id: string }) => m.id),
+          [id],
+        );
+        assert.ok(!queuedSearch.body.messages.some((m: { id: string }) => m.id === id), queuedSearch.text);
+      }
     }
 
     await waitUntil(() => deliveredTo("later@example.com").length === 1, "the scheduled message at the MX");

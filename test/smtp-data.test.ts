@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { ownsBuffer } from "../src/message/headroom.js";
 import { DataReader } from "../src/smtp/data-reader.js";
 import { type Fixture, startFixture } from "./smtp-fixture.js";
 import { type DialogueStep, runDialogue, SmtpTestClient } from "./support/dialogue.js";
@@ -95,6 +96,39 @@ describe("DataReader", () => {
     assert.equal(big.content, "");
     const long = feedChunks(splitAt("123\r\n123456\r\n.\r\n", 8), 100, 5)!;
     assert.equal(long.reader.lineTooLong, true);
+  });
+
+  it("holds a large content in one buffer with headroom, the same bytes at every chunking", () => {
+    // Lines of every kind past HEADROOM_MIN_BYTES (64 KiB): long runs, short ones, stuffed dots.
+    let body = "";
+    for (let i = 0; body.length < 300_000; i++)
+      body += i % 7 === 0 ? `..${i}\r\n` : `${"x".repeat(i % 900)}\r\n`;
+    const stream = `${body}.\r\n`;
+    const want = reference(stream)!.content;
+    for (const size of [1, 97, 4096, 65_536, stream.length]) {
+      const chunks: Buffer[] = [];
+      for (let at = 0; at < stream.length; at += size)
+        chunks.push(Buffer.from(stream.slice(at, at + size), "latin1"));
+      const reader = new DataReader(1e9, 0);
+      let end = -1;
+      for (const c of chunks) {
+        end = reader.feed(c, 0);
+        if (end !== -1) break;
+      }
+      assert.ok(end !== -1);
+      assert.equal(reader.contentCopies, false, "no join at the end");
+      const content = reader.content();
+      assert.ok(ownsBuffer(content), "one buffer, with room in front");
+      assert.equal(content.toString("latin1"), want, `chunks of ${size}`);
+    }
+    // Bare LFs written as CRLF outgrow the reservation made for maxSize: moved once, same bytes.
+    const lfs = `${"\n".repeat(200_000)}\r\n.\r\n`;
+    const reader = new DataReader(250_000, 0);
+    assert.notEqual(reader.feed(Buffer.from(lfs, "latin1"), 0), -1);
+    const content = reader.content();
+    assert.equal(content.length, 400_002);
+    assert.equal(content.toString("latin1"), reference(lfs)!.content);
+    assert.ok(ownsBuffer(content));
   });
 });
 

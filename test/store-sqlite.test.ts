@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { withHeadroom } from "../src/message/headroom.js";
+import { CONTENT_PART_BYTES } from "../src/store/sqlite/messages.js";
 import { openSqliteStore } from "../src/store/sqlite/sqlite-store.js";
 import type { NewMessage } from "../src/store/types.js";
 import { tempDataDir } from "./support/petrel-process.js";
@@ -27,6 +29,11 @@ describe("sqlite enqueue thread: large contents move, not copy", () => {
       const original = randomBytes(1024 * 1024);
       const large = Buffer.concat([original]); // owns its ArrayBuffer, as Buffer.concat's results do
       const small = Buffer.from("Subject: small\r\n\r\nhi\r\n"); // in Node's shared pool: cloned
+      // A received message (a view after its headroom) whose last part is short, and one of one part.
+      const oddBytes = randomBytes(3 * CONTENT_PART_BYTES + 7);
+      const odd = withHeadroom(oddBytes.length);
+      oddBytes.copy(odd);
+      const onePart = randomBytes(CONTENT_PART_BYTES);
       const message = (id: string, content: Buffer): NewMessage => ({
         id,
         accountId: account.id,
@@ -43,12 +50,16 @@ describe("sqlite enqueue thread: large contents move, not copy", () => {
         message("01BIG1", large),
         message("01BIG2", large),
         message("01SMALL", small),
+        message("01ODD", odd),
+        message("01ONE", Buffer.concat([onePart])),
       ]);
       assert.equal(large.byteLength, 0, "the large content was transferred, not cloned");
       assert.equal(small.toString(), "Subject: small\r\n\r\nhi\r\n", "a pooled content is left alone");
       assert.ok((await store.getMessageContent("01BIG1"))!.equals(original));
       assert.ok((await store.getMessageContent("01BIG2"))!.equals(original));
       assert.ok((await store.getMessageContent("01SMALL"))!.equals(small));
+      assert.ok((await store.getMessageContent("01ODD"))!.equals(oddBytes), "reassembled from its parts");
+      assert.ok((await store.getMessageContent("01ONE"))!.equals(onePart));
     } finally {
       await store.close();
     }

@@ -6,7 +6,7 @@
 import { type BounceListener, startBounces } from "../bounces/listener.js";
 import { inDataDir } from "../config/load.js";
 import type { PetrelConfig } from "../config/schema.js";
-import { compileNetworks, compileTrustedNetworks } from "../config/schema.js";
+import { compileNetworks, compileTrustedNetworks, smtpWorkerCount } from "../config/schema.js";
 import { startDelivery } from "../delivery/engine.js";
 import { type DeliveryThread, startDeliveryThread } from "../delivery/thread.js";
 import { createResolver } from "../dns/resolver.js";
@@ -246,6 +246,8 @@ async function startWithStore(
     hooks,
     logger,
     proxyProtocol: { trusted: compileNetworks(config.smtp.proxyProtocol.trustedNetworks) },
+    // Issue 12 item 1: sessions on several event loops; hooks and commit stay here.
+    workers: smtpWorkerCount(config),
   });
   try {
     await smtp.listen();

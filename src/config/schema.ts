@@ -5,7 +5,7 @@
  * Unknown keys are errors (strict objects): a typo must fail at start, not be ignored.
  */
 import { BlockList, isIP } from "node:net";
-import { hostname, totalmem } from "node:os";
+import { availableParallelism, hostname, totalmem } from "node:os";
 import { z } from "zod";
 import { bouncesSchema, suppressionSchema } from "./bounces-schema.js";
 import { deliverySchema, dnsSchema } from "./delivery-schema.js";
@@ -139,6 +139,13 @@ export const configSchema = z
         allowInsecureAuth: z.boolean().default(false),
         /** How long SIGTERM waits for transactions in DATA before answering 421 4.3.2. */
         shutdownGraceMs: z.number().int().min(0).default(30_000),
+        /**
+         * Processes that run the SMTP sessions (TLS, AUTH, DATA) of the submission listeners,
+         * each on its own event loop; the main process accepts, applies the caps and commits.
+         * 1 = everything in the main process; 0 = one per available core. Default 1: measured on
+         * a 2-core host, see docs/architecture.md §1a.
+         */
+        workers: z.number().int().min(0).max(64).default(1),
       })
       .prefault({}),
     auth: z
@@ -280,3 +287,8 @@ export function compileNetworks(networks: readonly string[]): (ip: string) => bo
 
 /** Paths whose values are secrets, masked by `petrel config`; `*` stands for every array entry. */
 export const SECRET_PATHS: readonly string[] = ["delivery.routes.*.auth.pass"];
+
+/** smtp.workers resolved: 0 means one session process per core the host makes available. */
+export function smtpWorkerCount(config: Pick<PetrelConfig, "smtp">): number {
+  return config.smtp.workers === 0 ? availableParallelism() : config.smtp.workers;
+}

@@ -4,8 +4,8 @@
  * not one more per prepended field (issue 13 item 3: a 30 MB message was held ~4× while it was
  * finished, because each prepend was a Buffer.concat of the whole message).
  *
- * The SMTP DataReader joins what it received into a buffer with HEADROOM spare bytes in front
- * (withHeadroom); prepend() writes a prefix into those bytes and returns a view that starts
+ * The SMTP DataReader copies a large message, as it arrives, into a buffer with HEADROOM spare
+ * bytes in front (GrowingContent; withHeadroom for a content whose size is known); prepend() writes a prefix into those bytes and returns a view that starts
  * earlier, without copying the message. Anything else (a buffer from elsewhere, room used up, a
  * view that is not the current head) gets Buffer.concat as before, so the result is always the
  * same bytes.
@@ -43,6 +43,77 @@ export function withHeadroom(size: number): Buffer {
 export function freeContent(content: Uint8Array): void {
   const buffer = content.buffer as ArrayBuffer & { resizable?: boolean; resize?: (n: number) => void };
   if (buffer.resizable === true && content.byteLength > 0) buffer.resize?.(0);
+}
+
+/**
+ * A content received in pieces, copied once into one buffer that grows in place (with HEADROOM
+ * free in front), instead of keeping the pieces and joining them at the end: the join held the
+ * message twice at its peak (issue 12's memory goal). The buffer is resizable: V8 reserves
+ * `expectedMax` of address space up front and commits pages only as it grows, so growing never
+ * moves the bytes, and pages not written yet are not resident. A content that outgrows the
+ * reservation (only bare line ends written as CRLF can make it longer than the SMTP size limit)
+ * moves once to a larger one.
+ */
+export class GrowingContent {
+  private buffer: ArrayBuffer & { resize(n: number): void; readonly maxByteLength: number };
+  /** Length-tracking view of the whole buffer (follows every resize). */
+  private bytes: Uint8Array;
+  /** Bytes of content written after the headroom. */
+  length = 0;
+
+  constructor(expectedMax: number) {
+    this.buffer = resizable(HEADROOM + INITIAL_BYTES, HEADROOM + Math.max(expectedMax, INITIAL_BYTES));
+    this.bytes = new Uint8Array(this.buffer);
+  }
+
+  /** Appends src[from, to). */
+  append(src: Uint8Array, from: number, to: number): void {
+    const n = to - from;
+    const need = HEADROOM + this.length + n;
+    if (need > this.buffer.byteLength) this.grow(need);
+    if (n === 1) this.bytes[HEADROOM + this.length] = src[from]!;
+    else this.bytes.set(src.subarray(from, to), HEADROOM + this.length);
+    this.length += n;
+  }
+
+  /** The content, as made by withHeadroom(); the builder must not be used afterwards. */
+  finish(): Buffer {
+    const end = HEADROOM + this.length;
+    // Shrinking gives back the pages committed beyond the content at once.
+    this.buffer.resize(end);
+    heads.set(this.buffer, { head: HEADROOM, end });
+    return Buffer.from(this.buffer, HEADROOM, this.length);
+  }
+
+  /** Lets go of the memory now (a content given up), not at the next garbage collection. */
+  discard(): void {
+    this.buffer.resize(0);
+    this.length = 0;
+  }
+
+  private grow(need: number): void {
+    // Doubling keeps the number of resizes (each a system call) logarithmic in the size.
+    if (need <= this.buffer.maxByteLength) {
+      this.buffer.resize(Math.min(this.buffer.maxByteLength, Math.max(need, 2 * this.buffer.byteLength)));
+      return;
+    }
+    const larger = resizable(need, 2 * need);
+    const bytes = new Uint8Array(larger);
+    bytes.set(this.bytes.subarray(HEADROOM, HEADROOM + this.length), HEADROOM);
+    this.buffer.resize(0);
+    this.buffer = larger;
+    this.bytes = bytes;
+  }
+}
+
+/** First commitment of a GrowingContent; more comes by doubling. */
+const INITIAL_BYTES = 256 * 1024;
+
+function resizable(length: number, maxByteLength: number) {
+  return new (ArrayBuffer as ResizableArrayBufferConstructor)(length, { maxByteLength }) as ArrayBuffer & {
+    resize(n: number): void;
+    readonly maxByteLength: number;
+  };
 }
 
 type ResizableArrayBufferConstructor = new (

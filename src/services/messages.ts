@@ -8,7 +8,7 @@ import { readHeaderSection } from "../message/headers.js";
 import type { MessageSearchRow, RecipientState } from "../store/types.js";
 import { nowOf, requireAccount, type ServiceContext } from "./context.js";
 import { explainRecipient } from "./explain.js";
-import { parseState, requireMessage, shownState } from "./queue.js";
+import { requireMessage, shownState, stateFilter } from "./queue.js";
 
 export interface MessageQuery {
   readonly account: string;
@@ -34,12 +34,13 @@ export async function searchMessages(ctx: ServiceContext, query: MessageQuery): 
   const account = await requireAccount(ctx.store, query.account);
   if (query.cursor !== undefined && !CURSOR.test(query.cursor))
     throw new PetrelError("invalid-input", "cursor: not a cursor from a previous page");
-  const state = parseState(query.state);
+  const now = nowOf(ctx);
+  const states = stateFilter(query.state, now);
   const rows = await ctx.store.searchMessages({
     accountId: account.id,
     ...(query.from ? { from: query.from.trim() } : {}),
     ...(query.to ? { to: query.to.trim() } : {}),
-    ...(state ? { state } : {}),
+    ...states,
     ...(query.category ? { category: query.category } : {}),
     ...(query.since === undefined ? {} : { since: query.since }),
     ...(query.until === undefined ? {} : { until: query.until }),
@@ -47,7 +48,6 @@ export async function searchMessages(ctx: ServiceContext, query: MessageQuery): 
     limit: query.limit + 1,
   });
   const more = rows.length > query.limit;
-  const now = nowOf(ctx);
   const messages = (more ? rows.slice(0, query.limit) : rows).map((m) => ({
     ...m,
     recipients: m.recipients.map((r) => ({ ...r, state: shownState(r.state, 0, m.sendAt, now) })),

@@ -60,6 +60,26 @@ export function parseState(value: string | undefined): RecipientState | undefine
   return value as RecipientState;
 }
 
+/** What a listing or search filters by: the stored states and `scheduled` (a shown state). */
+export const SHOWN_STATES: readonly RecipientState[] = [...RECIPIENT_STATES, "scheduled"];
+
+export interface StateFilter {
+  readonly state?: RecipientState;
+  readonly scheduledAt?: number;
+  readonly unscheduledAt?: number;
+}
+
+/**
+ * A shown state as a store filter: `scheduled` is stored `queued` on a message whose send_at is
+ * still ahead, so it is that; and `queued` leaves those messages out (they are not queued yet).
+ */
+export function stateFilter(value: string | undefined, now: number): StateFilter {
+  if (value === "scheduled") return { state: "queued", scheduledAt: now };
+  const state = parseState(value);
+  if (state === undefined) return {};
+  return state === "queued" ? { state, unscheduledAt: now } : { state };
+}
+
 export interface QueueListing {
   readonly counts: QueueCounts;
   readonly messages: MessageSummary[];
@@ -85,11 +105,11 @@ export async function listQueue(
   ctx: ServiceContext,
   query: { readonly state?: string; readonly domain?: string; readonly limit: number },
 ): Promise<QueueListing> {
-  const state = parseState(query.state);
+  const now = nowOf(ctx);
+  const states = stateFilter(query.state, now);
   // A domain given with U-labels finds its recipients, stored under A-labels (issue 11).
   const domain = query.domain === undefined ? undefined : canonicalDomain(query.domain.trim());
-  const now = nowOf(ctx);
-  const messages = (await ctx.store.listMessages({ state, domain, limit: query.limit })).map((m) =>
+  const messages = (await ctx.store.listMessages({ ...states, domain, limit: query.limit })).map((m) =>
     shownSummary(m, now),
   );
   const counts = await ctx.store.queueCounts({ ...(domain === undefined ? {} : { domain }), now });

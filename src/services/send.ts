@@ -19,6 +19,7 @@ import {
   type Submitter,
 } from "../app/accept.js";
 import { PetrelError } from "../errors.js";
+import { buildMimeSync } from "./mime-build.js";
 import { parseTime, validAddress } from "./validate.js";
 
 export interface Attachment {
@@ -218,9 +219,13 @@ export async function composeMessage(message: ComposedMessage): Promise<Composed
     attachments,
     headers,
   });
-  const content = await new Promise<Buffer>((resolve, reject) =>
-    composer.compile().build((err, built) => (err ? reject(err) : resolve(built))),
-  );
+  const root = composer.compile();
+  // Byte-identical to root.build() without its stream pipeline (see mime-build.ts).
+  const content =
+    buildMimeSync(root) ??
+    (await new Promise<Buffer>((resolve, reject) =>
+      root.build((err, built) => (err ? reject(err) : resolve(built))),
+    ));
   const recipients = [...new Set([...to, ...cc, ...bcc].map((m) => m.address))];
   return { mailFrom: from.address, recipients, content, ...schedule };
 }

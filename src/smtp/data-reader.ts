@@ -16,20 +16,28 @@
  *    would otherwise see <CR><LF><NUL>.<CR><LF> end the DATA (SMTP smuggling through Petrel).
  *    They never take part in finding the end mark.
  * Once the size or line limit is exceeded (or a NUL seen with "reject") the reader keeps scanning
- * for the end mark but stops holding content. Performance: scans with Buffer.indexOf and keeps zero-copy views of the
- * input chunks; the message is joined once at the end, with room in front for the fields
- * Petrel prepends (message/headroom.ts).
- * Security: the input is untrusted; memory held is bounded by maxSize plus one chunk.
+ * for the end mark but stops holding content. Performance: scans with Buffer.indexOf and keeps
+ * zero-copy views of the input chunks while the content is small; from HEADROOM_MIN_BYTES on, it
+ * is copied once into one buffer that grows in place, with room in front for the fields Petrel
+ * prepends (message/headroom.ts), so a large message is held once, never joined at the end.
+ * Security: the input is untrusted; memory held is bounded by maxSize plus one chunk (twice that
+ * for content made only of bare line ends, each written as CRLF).
  */
 
-import { withHeadroom } from "../message/headroom.js";
+import { GrowingContent } from "../message/headroom.js";
 
-/** Contents from this size on are joined with headroom (and move to the commit thread uncopied). */
+/**
+ * Contents from this size on are copied into a GrowingContent (with headroom; they move to the
+ * commit thread uncopied).
+ */
 const HEADROOM_MIN_BYTES = 64 * 1024;
 
 const CR = 13;
 const LF = 10;
 const DOT = 46;
+
+/** The address space reserved for a growing content is capped (it grows past it by moving once). */
+const MAX_RESERVATION = 1024 * 1024 * 1024;
 
 /** Runs shorter than this are copied (keep()); a block holds many of them. */
 const SMALL_RUN = 256;
@@ -64,6 +72,8 @@ export class DataReader {
   /** Evicted by the memory budget (buffer-budget.ts): the reply is 452 4.3.1. */
   overBudget = false;
   private parts: Buffer[] = [];
+  /** The content once it reached HEADROOM_MIN_BYTES (parts is empty from then on). */
+  private growing: GrowingContent | null = null;
   private held = 0;
   private state = LINE_START;
   private lineLen = 0;
@@ -178,9 +188,7 @@ export class DataReader {
     if (firstNul !== -1 && (end === -1 || firstNul < end) && this.nulBytes === "reject") this.nul = true;
     if ((this.tooBig || this.lineTooLong || this.nul) && !this.discard) {
       this.discard = true;
-      this.parts = [];
-      this.small = null;
-      this.held = 0;
+      this.letGo();
     }
     return end;
   }
@@ -194,40 +202,48 @@ export class DataReader {
   drop(): void {
     this.overBudget = true;
     this.discard = true;
-    this.parts = [];
-    this.held = 0;
-    this.small = null;
-    this.smallStart = this.smallEnd = 0;
+    this.letGo();
   }
 
   /** Lets go of what is held (the session ended mid-DATA); the reader keeps nothing more. */
   dispose(): void {
     this.discard = true;
+    this.letGo();
+  }
+
+  /**
+   * Whether content() copies what is held (a small content: its parts are joined); a large one
+   * is already in its one buffer. For the memory budget (session.ts).
+   */
+  get contentCopies(): boolean {
+    return this.growing === null;
+  }
+
+  /**
+   * The message content; call once, after feed() found the end mark. A large one is the buffer
+   * it was copied into as it arrived, with room in front for the header fields prepended later
+   * (message/headroom.ts).
+   */
+  content(): Buffer {
+    let out: Buffer;
+    if (this.growing !== null) out = this.growing.finish();
+    else {
+      this.flushSmall();
+      out = Buffer.concat(this.parts, this.held);
+    }
+    this.parts = [];
+    this.small = null;
+    this.growing = null;
+    return out;
+  }
+
+  private letGo(): void {
     this.parts = [];
     this.held = 0;
     this.small = null;
     this.smallStart = this.smallEnd = 0;
-  }
-
-  /**
-   * The message content; call once, after feed() found the end mark. A large one is joined into
-   * a buffer with room in front for the header fields prepended later (message/headroom.ts).
-   */
-  content(): Buffer {
-    this.flushSmall();
-    let out: Buffer;
-    if (this.held < HEADROOM_MIN_BYTES) out = Buffer.concat(this.parts, this.held);
-    else {
-      out = withHeadroom(this.held);
-      let at = 0;
-      for (const p of this.parts) {
-        p.copy(out, at);
-        at += p.length;
-      }
-    }
-    this.parts = [];
-    this.small = null;
-    return out;
+    this.growing?.discard();
+    this.growing = null;
   }
 
   private emit(buf: Buffer, from: number, to: number): void {
@@ -266,9 +282,14 @@ export class DataReader {
   private keep(buf: Buffer, from: number, to: number): void {
     const n = to - from;
     this.held += n;
+    if (this.growing !== null) {
+      this.growing.append(buf, from, to);
+      return;
+    }
     if (n >= SMALL_RUN) {
       this.flushSmall();
       this.parts.push(from === 0 && to === buf.length ? buf : buf.subarray(from, to));
+      if (this.held >= HEADROOM_MIN_BYTES) this.startGrowing();
       return;
     }
     let small = this.small;
@@ -280,6 +301,18 @@ export class DataReader {
     if (n === 1) small[this.smallEnd] = buf[from]!;
     else buf.copy(small, this.smallEnd, from, to);
     this.smallEnd += n;
+    if (this.held >= HEADROOM_MIN_BYTES) this.startGrowing();
+  }
+
+  /** The content became large: from now on it is copied into one buffer as it arrives. */
+  private startGrowing(): void {
+    this.flushSmall();
+    const growing = new GrowingContent(Math.min(this.maxSize, MAX_RESERVATION));
+    for (const p of this.parts) growing.append(p, 0, p.length);
+    this.growing = growing;
+    this.parts = [];
+    this.small = null;
+    this.smallStart = this.smallEnd = 0;
   }
 
   private flushSmall(): void {

@@ -23,7 +23,8 @@ import { parseProxyHeader } from "./proxy-protocol.js";
 import { RefusalLog } from "./refusal-log.js";
 import { ehloReply, REPLY } from "./replies.js";
 import { Session, type SessionHost, stripMapped } from "./session.js";
-import type { ListenerSpec, SmtpServerOptions } from "./types.js";
+import type { ListenerSpec, SessionInfo, SmtpServerOptions } from "./types.js";
+import { type RemoteSession, WorkerPool } from "./workers-pool.js";
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 const ignore = (): void => {};
@@ -56,6 +57,8 @@ export class SmtpServer<User> {
   private readonly host: SessionHost<User> & { shuttingDown: boolean };
   private readonly bound: Bound[] = [];
   private readonly sessions = new Set<Session<User>>();
+  /** smtp.workers > 1: the session processes; sessions then run there (workers-pool.ts). */
+  private readonly pool: WorkerPool<User> | undefined;
   private readonly perIp = new Map<string, number>();
   /** Connections counted in the total cap: sessions plus PROXY headers being read. */
   private open = 0;
@@ -104,13 +107,48 @@ export class SmtpServer<User> {
       ehlo: (startTls, auth) => ehloVariants[(startTls ? 2 : 0) + (auth ? 1 : 0)]!,
       sessionClosed: (session) => this.sessionClosed(session),
     };
+    const workers = opts.workers ?? 1;
+    if (workers > 1) {
+      this.pool = new WorkerPool<User>(
+        workers,
+        {
+          t: "init",
+          hostname: opts.hostname,
+          listeners: opts.listeners,
+          tls: { key: opts.tls.key, cert: opts.tls.cert, minVersion: opts.tls.minVersion ?? "TLSv1.2" },
+          allowInsecureAuth: this.host.allowInsecureAuth,
+          auth: this.host.authEnabled,
+          // Each process holds its own DATA bytes: a share each keeps the sum within the limit.
+          limits: {
+            ...limits,
+            maxBufferedBytes:
+              (limits.maxBufferedBytes ?? 0) > 0 ? Math.ceil(limits.maxBufferedBytes! / workers) : 0,
+          },
+          logLevel: opts.logger.level,
+        },
+        opts.hooks,
+        opts.logger,
+        { closed: (remote) => this.sessionClosed(remote) },
+      );
+    }
+  }
+
+  /** Process ids of the session processes (smtp.workers > 1), else empty. */
+  get workerPids(): number[] {
+    return this.pool?.pids ?? [];
   }
 
   /** Binds every listener; on the first failure closes what was bound and rejects with a BindError. */
   async listen(): Promise<void> {
+    if (this.pool !== undefined) {
+      await this.pool.start();
+      this.opts.logger.info({ workers: this.pool.pids }, "smtp workers started");
+    }
     for (const spec of this.opts.listeners) {
-      const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) =>
-        this.accept(socket, spec),
+      // With workers, nothing is read here (but a PROXY header): the socket moves to a child.
+      const server = createServer(
+        { allowHalfOpen: true, noDelay: true, pauseOnConnect: this.pool !== undefined },
+        (socket) => this.accept(socket, spec),
       );
       try {
         await new Promise<void>((resolve, reject) => {
@@ -123,6 +161,7 @@ export class SmtpServer<User> {
       } catch (err) {
         await Promise.all(this.bound.map((b) => new Promise((r) => b.server.close(r))));
         this.bound.length = 0;
+        await this.pool?.stop();
         const code = (err as NodeJS.ErrnoException).code ?? "UNKNOWN";
         throw new BindError(spec.name, spec.host, spec.port, code, { cause: err });
       }
@@ -145,7 +184,7 @@ export class SmtpServer<User> {
 
   /** Open connections, including ones being refused or closed. */
   connectionCount(): number {
-    return this.sessions.size;
+    return this.sessions.size + (this.pool?.size ?? 0);
   }
 
   /**
@@ -164,20 +203,22 @@ export class SmtpServer<User> {
     });
     for (const s of [...this.sessions]) s.shutdown();
     for (const socket of [...this.pendingProxy]) socket.destroy();
+    this.pool?.shutdown(graceMs);
     const deadline = setTimeout(() => {
       for (const s of [...this.sessions]) s.forceClose();
     }, graceMs);
-    if (this.sessions.size === 0) this.allClosed?.();
-    this.closing = Promise.all([listenersClosed, sessionsClosed]).then(() => {
+    if (this.connectionCount() === 0) this.allClosed?.();
+    this.closing = Promise.all([listenersClosed, sessionsClosed]).then(async () => {
       clearTimeout(deadline);
       if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
       this.sweepTimer = undefined;
+      await this.pool?.stop();
     });
     return this.closing;
   }
 
-  private sessionClosed(session: Session<User>): void {
-    this.sessions.delete(session);
+  private sessionClosed(session: Session<User> | RemoteSession<User>): void {
+    if (session instanceof Session) this.sessions.delete(session);
     const info = session.info;
     this.open--;
     const n = (this.perIp.get(info.remoteAddress) ?? 1) - 1;
@@ -201,10 +242,10 @@ export class SmtpServer<User> {
       try {
         this.opts.hooks.onClose(info, session.reason);
       } catch (err) {
-        session.hookFailed("onClose", err);
+        this.opts.logger.error({ err, session: info.id, hook: "onClose" }, "smtp hook failed");
       }
     }
-    if (this.host.shuttingDown && this.sessions.size === 0) this.allClosed?.();
+    if (this.host.shuttingDown && this.connectionCount() === 0) this.allClosed?.();
   }
 
   private accept(socket: Socket, spec: ListenerSpec): void {
@@ -231,11 +272,17 @@ export class SmtpServer<User> {
       this.readProxy(socket, spec, peer);
       return;
     }
-    this.admit(socket, spec, peer, socket.remotePort ?? 0);
+    this.admit(socket, spec, peer, socket.remotePort ?? 0, undefined);
   }
 
   /** Counts the connection against the per-IP cap of its client address and starts a session. */
-  private admit(socket: Socket, spec: ListenerSpec, ip: string, port: number): void {
+  private admit(
+    socket: Socket,
+    spec: ListenerSpec,
+    ip: string,
+    port: number,
+    leftover: Buffer | undefined,
+  ): void {
     const { maxConnectionsPerIp } = this.opts.limits;
     const fromIp = this.perIp.get(ip) ?? 0;
     if (maxConnectionsPerIp > 0 && fromIp >= maxConnectionsPerIp) {
@@ -243,6 +290,25 @@ export class SmtpServer<User> {
       return;
     }
     const id = this.idPrefix + (this.nextId++).toString(36);
+    if (this.pool !== undefined) {
+      this.open++;
+      this.perIp.set(ip, fromIp + 1);
+      const info: SessionInfo<User> = {
+        id,
+        listener: spec.name,
+        remoteAddress: ip,
+        remotePort: port,
+        localAddress: stripMapped(socket.localAddress ?? ""),
+        localPort: socket.localPort ?? 0,
+        secure: false,
+        esmtp: false,
+        messageCount: 0,
+        openedAt: Date.now(),
+      };
+      this.pool.handoff(socket, { info, reason: "", child: undefined, envelope: undefined }, leftover);
+      return;
+    }
+    if (leftover !== undefined && leftover.length > 0) socket.unshift(leftover);
     socket.off("error", ignore);
     const session = new Session<User>(this.host, spec, socket, id, ip, port);
     this.open++;
@@ -281,7 +347,7 @@ export class SmtpServer<User> {
       finish();
       this.refusals.refused(reason, spec.name, peer);
       socket.destroy();
-      if (this.host.shuttingDown && this.sessions.size === 0) this.allClosed?.();
+      if (this.host.shuttingDown && this.connectionCount() === 0) this.allClosed?.();
     };
     const onClose = (): void => {
       if (!settled) fail("proxy-closed");
@@ -297,17 +363,26 @@ export class SmtpServer<User> {
       }
       finish();
       socket.pause();
-      if (received.length > parsed.length) socket.unshift(received.subarray(parsed.length));
+      // What came after the header is the session's: handed on with the socket.
+      const rest = [received.subarray(parsed.length)];
+      for (let c = socket.read() as Buffer | null; c !== null; c = socket.read() as Buffer | null)
+        rest.push(c);
+      // A paused net.Socket still reads into its buffer, and a socket sent to a child loses
+      // what its buffer holds (the send may wait for the child's ack of an earlier socket):
+      // stop reading at the handle, as net.Socket.pause() itself does for sockets with `onread`.
+      if (this.pool !== undefined) stopReading(socket);
       if (this.host.shuttingDown) {
         socket.destroy();
         return;
       }
       const source = parsed.source;
-      this.admit(socket, spec, source?.address ?? peer, source?.port ?? socket.remotePort ?? 0);
+      const port = source?.port ?? socket.remotePort ?? 0;
+      this.admit(socket, spec, source?.address ?? peer, port, Buffer.concat(rest));
     };
     const timer = setTimeout(() => fail("proxy-header-timeout"), this.handshakeTimeoutMs);
     socket.on("data", onData);
     socket.on("close", onClose);
+    socket.resume(); // paused at accept when sessions run in workers
   }
 
   /** One timer for all sessions; its period bounds how late a timeout can fire. */
@@ -322,5 +397,13 @@ export class SmtpServer<User> {
       this.refusals.tick(now);
     }, period);
     this.sweepTimer.unref();
+  }
+}
+
+function stopReading(socket: Socket): void {
+  const handle = (socket as unknown as { _handle?: { reading: boolean; readStop(): number } })._handle;
+  if (handle !== undefined && handle !== null && typeof handle.readStop === "function") {
+    handle.reading = false;
+    handle.readStop();
   }
 }

@@ -508,19 +508,21 @@ export class Session<User> {
   }
 
   /**
-   * Finishing a message makes one contiguous copy of the blocks received (DataReader.content;
-   * trace fields and signatures go into room reserved before it, message/headroom.ts, and the
-   * copy moves to the commit thread without another, freed there once committed). That copy and
-   * the store's own while it writes are taken from the budget like the received bytes were,
-   * waiting for room if need be, so messages finishing at once cannot together overshoot it; a
-   * finish that the budget gives up answers 452 4.3.1.
+   * Finishing a small message makes one contiguous copy of the blocks received (a large one was
+   * copied into one buffer as it arrived: DataReader.content; trace fields and signatures go
+   * into room reserved before it, message/headroom.ts, and the content moves to the commit thread
+   * without another copy, freed there once committed). That copy and the store's own while it
+   * writes are taken from the budget like the received bytes were, waiting for room if need be,
+   * so messages finishing at once cannot together overshoot it; a finish that the budget gives
+   * up answers 452 4.3.1.
    */
   private finish(reader: DataReader): boolean | Promise<void> {
     // The joined copy, and the one the store makes while it writes it (better-sqlite3 binds a
     // BLOB with SQLITE_TRANSIENT); never more than the budget leaves this holder, so a message
     // that fitted while it was received is not refused for the finish alone.
     const budget = this.host.buffers;
-    const n = Math.min(2 * reader.size, Math.max(0, budget.limit - this.budget.held));
+    const copies = (reader.contentCopies ? 2 : 1) * reader.size;
+    const n = Math.min(copies, Math.max(0, budget.limit - this.budget.held));
     this.waitingForBudget = true;
     // Set before the take: the take may give this very transaction up (evict() drops it).
     this.finishing = reader;

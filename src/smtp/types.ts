@@ -129,4 +129,9 @@ export interface SmtpServerOptions<User> {
   logger: Logger;
   /** Peers allowed to send a PROXY header to listeners with `proxyProtocol` (anyone else is disconnected). */
   proxyProtocol?: { trusted(ip: string): boolean };
+  /**
+   * Processes that run the sessions (workers-pool.ts); default 1: all in this process. Above 1
+   * this process still accepts, caps, reads PROXY headers and runs every hook.
+   */
+  workers?: number;
 }

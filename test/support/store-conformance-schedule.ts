@@ -56,6 +56,18 @@ export function scheduleConformance(withStore: WithStore): void {
       const counts = await store.queueCounts({ now: T0 });
       assert.deepEqual(counts.byState, { scheduled: 2, queued: 1 });
       assert.deepEqual((await store.queueCounts({ now: T0, domain: "two.test" })).byState, { scheduled: 1 });
+      // Per destination too: one.test has one scheduled and one queued, two.test one scheduled.
+      const byDomain = Object.fromEntries(counts.byDestination.map((d) => [d.domain, d.states]));
+      assert.deepEqual(byDomain, { "one.test": { scheduled: 1, queued: 1 }, "two.test": { scheduled: 1 } });
+      // The filters the shown states `scheduled` and `queued` become (services/queue.ts stateFilter).
+      const ids = (list: ReadonlyArray<{ id: string }>) => list.map((m) => m.id).sort();
+      const accountId = message.accountId;
+      const scheduledOnly = { state: "queued" as const, scheduledAt: T0 };
+      const queuedOnly = { state: "queued" as const, unscheduledAt: T0 };
+      assert.deepEqual(ids(await store.searchMessages({ accountId, ...scheduledOnly, limit: 10 })), ["SCH1"]);
+      assert.deepEqual(ids(await store.searchMessages({ accountId, ...queuedOnly, limit: 10 })), ["NOW1"]);
+      assert.deepEqual(ids(await store.listMessages({ ...scheduledOnly })), ["SCH1"]);
+      assert.deepEqual(ids(await store.listMessages({ ...queuedOnly })), ["NOW1"]);
       // Once the send time has passed they are plain queued recipients again.
       assert.deepEqual((await store.queueCounts({ now: SEND_AT })).byState, { queued: 3 });
 

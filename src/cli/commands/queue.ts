@@ -6,7 +6,7 @@
  */
 import type { Command } from "commander";
 import { displayAddress } from "../../address.js";
-import { listQueue, parseState, RECIPIENT_STATES as STATES, showMessage } from "../../services/queue.js";
+import { listQueue, SHOWN_STATES as STATES, showMessage, stateFilter } from "../../services/queue.js";
 import type { DestinationThrottle, QueueCounts, RecipientState } from "../../store/types.js";
 import { type CommonOptions, withCommonOptions, withServices } from "../context.js";
 import { age, isoTime, printFields, printJson, printTable } from "../output.js";
@@ -24,7 +24,7 @@ export function registerQueue(program: Command): void {
       .option("--json", "print JSON"),
   ).action(
     async (options: CommonOptions & { state?: string; domain?: string; limit: number; json?: boolean }) => {
-      parseState(options.state); // before opening the store
+      stateFilter(options.state, 0); // validated before opening the store
       await withServices(options, async (ctx) => {
         const {
           counts,

@@ -13,9 +13,9 @@ import {
   deleteMessage,
   holdMessage,
   messageContent,
-  RECIPIENT_STATES,
   releaseMessage,
   retryMessages,
+  SHOWN_STATES,
 } from "../../services/queue.js";
 import {
   accountOf,
@@ -45,7 +45,7 @@ export function registerMessageRoutes(app: FastifyInstance, deps: RouteDeps): vo
         querystring: z.object({
           from: z.string().max(320).optional(),
           to: z.string().max(320).optional(),
-          state: z.enum(RECIPIENT_STATES as [string, ...string[]]).optional(),
+          state: z.enum(SHOWN_STATES as [string, ...string[]]).optional(),
           category: z.string().max(100).optional(),
           since: timeParam.optional(),
           until: timeParam.optional(),

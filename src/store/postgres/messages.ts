@@ -178,8 +178,16 @@ export function createMessageStore(pool: Pool, onDue: (at: number) => void = () 
               `${MESSAGE_SELECT} WHERE m.id IN (SELECT r.message_id FROM recipients r
                  LEFT JOIN queue q ON q.recipient_id = r.id
                  WHERE ($1::text IS NULL OR ${RECIPIENT_STATE} = $1) AND ($2::text IS NULL OR r.domain = $2))
+                 AND ($4::bigint IS NULL OR m.send_at > $4)
+                 AND ($5::bigint IS NULL OR m.send_at IS NULL OR m.send_at <= $5)
                ORDER BY m.id LIMIT $3`,
-              [filter.state ?? null, filter.domain?.toLowerCase() ?? null, limit],
+              [
+                filter.state ?? null,
+                filter.domain?.toLowerCase() ?? null,
+                limit,
+                filter.scheduledAt ?? null,
+                filter.unscheduledAt ?? null,
+              ],
             )
           : await pool.query(`${MESSAGE_SELECT} ORDER BY m.id LIMIT $1`, [limit]);
       const recipients = await recipientsOf(rows.map((r) => String(r.id)));
@@ -249,6 +257,9 @@ export function createMessageStore(pool: Pool, onDue: (at: number) => void = () 
           `EXISTS (SELECT 1 FROM recipients r LEFT JOIN queue q ON q.recipient_id = r.id
             WHERE r.message_id = m.id AND ${RECIPIENT_STATE} = ${param(query.state)})`,
         );
+      if (query.scheduledAt !== undefined) where.push(`m.send_at > ${param(query.scheduledAt)}`);
+      if (query.unscheduledAt !== undefined)
+        where.push(`(m.send_at IS NULL OR m.send_at <= ${param(query.unscheduledAt)})`);
       if (query.category !== undefined)
         where.push(`m.categories IS NOT NULL AND (m.categories::jsonb) ? ${param(query.category)}`);
       const { rows } = await pool.query(

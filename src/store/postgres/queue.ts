@@ -23,7 +23,9 @@
  * pool, connection.ts): losing the last of them to a database crash means one more delivery
  * attempt, never lost mail. Accepting mail (messages.ts) keeps synchronous_commit on.
  */
+
 import { accountQueueOf } from "../account-queue-rows.js";
+import { moveToScheduled } from "../scheduled-counts.js";
 import type {
   AccountQueue,
   ClaimedRecipient,
@@ -394,16 +396,16 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
         pool.query("SELECT domain, until FROM destination_backoff WHERE until > $1", [Date.now()]),
         // Issue 9: queued recipients of messages still scheduled (through messages_send_at).
         pool.query(
-          `SELECT count(*) AS n FROM messages m JOIN recipients r ON r.message_id = m.id
+          `SELECT r.domain, count(*) AS n FROM messages m JOIN recipients r ON r.message_id = m.id
            LEFT JOIN queue q ON q.recipient_id = r.id
            WHERE m.send_at > $1 AND r.state = 'queued' AND r.attempts = 0 AND q.lease_owner IS NULL
-             AND ($2::text IS NULL OR r.domain = $2)`,
+             AND ($2::text IS NULL OR r.domain = $2) GROUP BY r.domain`,
           [filter.now ?? Date.now(), domain],
         ),
       ]);
       const byState: Partial<Record<RecipientState, number>> = {};
       for (const r of states.rows) byState[r.state as RecipientState] = Number(r.n);
-      const nScheduled = Number(scheduled.rows[0]?.n ?? 0);
+      const nScheduled = scheduled.rows.reduce((sum, r) => sum + Number(r.n), 0);
       if (nScheduled > 0) {
         byState.scheduled = nScheduled;
         byState.queued = (byState.queued ?? 0) - nScheduled;
@@ -417,6 +419,8 @@ export function createQueueStore(pool: Pool, relaxedPool: Pool, watermark: Claim
         entry[r.state as RecipientState] = Number(r.n);
         byDomain.set(d, entry);
       }
+      // Per destination too: scheduled recipients are not queued ones.
+      for (const r of scheduled.rows) moveToScheduled(byDomain.get(String(r.domain)), Number(r.n));
       return {
         byState,
         byDestination: [...byDomain].map(([d, s]) => ({

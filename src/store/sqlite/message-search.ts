@@ -84,6 +84,14 @@ export function createMessageSearch(db: Database.Database) {
         where.push("EXISTS (SELECT 1 FROM recipients s WHERE s.message_id = m.id AND s.state = @state)");
         params.state = query.state;
       }
+      if (query.scheduledAt !== undefined) {
+        where.push("m.send_at > @scheduled");
+        params.scheduled = query.scheduledAt;
+      }
+      if (query.unscheduledAt !== undefined) {
+        where.push("(m.send_at IS NULL OR m.send_at <= @unscheduled)");
+        params.unscheduled = query.unscheduledAt;
+      }
       if (query.category !== undefined) {
         where.push("EXISTS (SELECT 1 FROM json_each(m.categories) c WHERE c.value = @category)");
         params.category = query.category;

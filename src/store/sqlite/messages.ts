@@ -28,13 +28,19 @@ import { createMessageSearch } from "./message-search.js";
 
 type Row = Record<string, unknown>;
 
+/** A content is stored in parts of this size (migration 14); the store's copy is one part. */
+export const CONTENT_PART_BYTES = 256 * 1024;
+
 export function prepareEnqueue(db: Database.Database): (messages: readonly NewMessage[]) => void {
   const insertMessage = db.prepare(
     `INSERT INTO messages (id, account_id, api_key_id, mail_from, size, client_ip, received_at, expires_at,
        metadata, categories, send_at)
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
-  const insertContent = db.prepare("INSERT INTO message_contents (message_id, content) VALUES (?, ?)");
+  const insertFirst = db.prepare("INSERT INTO message_contents (message_id, content) VALUES (?, ?)");
+  const insertPart = db.prepare(
+    "INSERT INTO message_content_parts (message_id, part, content) VALUES (?, ?, ?)",
+  );
   const insertRecipient = db.prepare(
     `INSERT INTO recipients (message_id, address, domain, state, next_attempt_at, updated_at)
      VALUES (?, ?, ?, 'queued', ?, ?)`,
@@ -51,6 +57,12 @@ export function prepareEnqueue(db: Database.Database): (messages: readonly NewMe
      VALUES (?, ?, ?, 0, 'dropped', ?)`,
   );
   const events = prepareEventWriter(db);
+  // In parts (migration 14): each bind is copied by better-sqlite3, so at most one part at a time.
+  const insertContent = (id: string, content: Uint8Array): void => {
+    insertFirst.run(id, content.subarray(0, CONTENT_PART_BYTES));
+    for (let at = CONTENT_PART_BYTES, part = 1; at < content.length; at += CONTENT_PART_BYTES, part++)
+      insertPart.run(id, part, content.subarray(at, at + CONTENT_PART_BYTES));
+  };
   return db.transaction((messages: readonly NewMessage[]) => {
     let nextId: (() => string) | undefined;
     for (const m of messages) {
@@ -69,7 +81,7 @@ export function prepareEnqueue(db: Database.Database): (messages: readonly NewMe
       );
       // After the first write: the write lock is held, so the newest id cannot change under us.
       nextId ??= events.ids();
-      insertContent.run(m.id, m.content);
+      insertContent(m.id, m.content);
       const dropped = m.dropped && m.dropped.length > 0 ? m.dropped : undefined;
       for (const address of m.recipients) {
         const drop = dropped?.find((d) => d.address === address);
@@ -110,7 +122,10 @@ const MESSAGE_SELECT = `SELECT m.id, a.name AS account_name, m.mail_from, m.size
 export function createMessageStore(db: Database.Database, thread?: EnqueueThread): MessageStore {
   const insertBatch = prepareEnqueue(db);
   const s = {
-    content: db.prepare("SELECT content FROM message_contents WHERE message_id = ?"),
+    content: db.prepare(
+      "SELECT c.content, m.size FROM message_contents c JOIN messages m ON m.id = c.message_id WHERE c.message_id = ?",
+    ),
+    parts: db.prepare("SELECT content FROM message_content_parts WHERE message_id = ? ORDER BY part"),
     recipientsOf: db.prepare(
       `SELECT address, state, attempts, next_attempt_at, last_reply, updated_at
        FROM recipients WHERE message_id = ? ORDER BY id`,
@@ -142,9 +157,17 @@ export function createMessageStore(db: Database.Database, thread?: EnqueueThread
               .prepare(
                 `${MESSAGE_SELECT} WHERE m.id IN (SELECT message_id FROM recipients
                    WHERE (@state IS NULL OR state = @state) AND (@domain IS NULL OR domain = @domain))
+                   AND (@scheduled IS NULL OR m.send_at > @scheduled)
+                   AND (@unscheduled IS NULL OR m.send_at IS NULL OR m.send_at <= @unscheduled)
                  ORDER BY m.id LIMIT @limit`,
               )
-              .all({ state: filter.state ?? null, domain: filter.domain?.toLowerCase() ?? null, limit })
+              .all({
+                state: filter.state ?? null,
+                domain: filter.domain?.toLowerCase() ?? null,
+                scheduled: filter.scheduledAt ?? null,
+                unscheduled: filter.unscheduledAt ?? null,
+                limit,
+              })
           : db.prepare(`${MESSAGE_SELECT} ORDER BY m.id LIMIT ?`).all(limit)
       ) as Row[];
       return rows.map((row) => toSummary(row, recipientsOf(String(row.id))));
@@ -197,8 +220,14 @@ export function createMessageStore(db: Database.Database, thread?: EnqueueThread
     ...createMessageSearch(db),
 
     async getMessageContent(id: string): Promise<Buffer | undefined> {
-      const row = s.content.get(id) as { content: Buffer } | undefined;
-      return row?.content;
+      const row = s.content.get(id) as { content: Buffer; size: number } | undefined;
+      if (row === undefined || row.content.length >= row.size) return row?.content;
+      // Stored in parts: reassembled into one buffer of the recorded size.
+      const out = Buffer.allocUnsafe(row.size);
+      let at = row.content.copy(out, 0);
+      for (const p of s.parts.iterate(id) as Iterable<{ content: Buffer }>) at += p.content.copy(out, at);
+      if (at !== row.size) throw new Error(`message ${id}: content parts hold ${at} bytes, not ${row.size}`);
+      return out;
     },
   };
 }

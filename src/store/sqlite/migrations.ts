@@ -366,4 +366,16 @@ export const MIGRATIONS: readonly string[] = [
     deliveries INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  // 14: issue 12's memory goal — a content longer than one part (messages.ts CONTENT_PART_BYTES)
+  // keeps its first part in message_contents and the rest here, in order: better-sqlite3 copies
+  // every bound BLOB, so one 34 MiB bind held the message once more while it was written.
+  // Contents written before stay whole in message_contents and read as they were.
+  `
+  CREATE TABLE message_content_parts (
+    message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    part INTEGER NOT NULL,
+    content BLOB NOT NULL,
+    PRIMARY KEY (message_id, part)
+  );
+  `,
 ];

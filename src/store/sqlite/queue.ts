@@ -27,6 +27,7 @@
 
 import type Database from "better-sqlite3";
 import { accountQueueOf } from "../account-queue-rows.js";
+import { moveToScheduled } from "../scheduled-counts.js";
 import {
   type AccountQueue,
   type ClaimedRecipient,
@@ -148,9 +149,10 @@ export function createQueueStore(db: Database.Database): QueueStore {
     ),
     // Issue 9: queued recipients of messages still scheduled (through the partial messages_send_at).
     countScheduled: db.prepare(
-      `SELECT COUNT(*) AS n FROM messages m JOIN recipients r ON r.message_id = m.id
+      // By destination, so the per-destination counts show them scheduled, not queued.
+      `SELECT r.domain, COUNT(*) AS n FROM messages m JOIN recipients r ON r.message_id = m.id
        WHERE m.send_at > @now AND r.state = 'queued' AND r.attempts = 0
-         AND (@domain IS NULL OR r.domain = @domain)`,
+         AND (@domain IS NULL OR r.domain = @domain) GROUP BY r.domain`,
     ),
     countsByDestination: db.prepare(
       `SELECT domain, state, COUNT(*) AS n FROM recipients
@@ -461,9 +463,12 @@ export function createQueueStore(db: Database.Database): QueueStore {
         filter.domain ? s.countsByStateDomain.all(filter.domain) : s.countsByState.all()
       ) as Row[];
       for (const r of stateRows) byState[r.state as RecipientState] = Number(r.n);
-      const scheduled = Number(
-        (s.countScheduled.get({ now: filter.now ?? Date.now(), domain: filter.domain ?? null }) as Row).n,
+      const scheduledBy = new Map(
+        (s.countScheduled.all({ now: filter.now ?? Date.now(), domain: filter.domain ?? null }) as Row[]).map(
+          (r) => [String(r.domain), Number(r.n)],
+        ),
       );
+      const scheduled = [...scheduledBy.values()].reduce((a, b) => a + b, 0);
       if (scheduled > 0) {
         byState.scheduled = scheduled;
         byState.queued = (byState.queued ?? 0) - scheduled;
@@ -480,6 +485,7 @@ export function createQueueStore(db: Database.Database): QueueStore {
         states[r.state as RecipientState] = Number(r.n);
         destinations.set(domain, states);
       }
+      for (const [domain, n] of scheduledBy) moveToScheduled(destinations.get(domain), n);
       return {
         byState,
         byDestination: [...destinations].map(([domain, states]) => ({

@@ -84,6 +84,14 @@ export interface MessageFilter {
   readonly state?: RecipientState;
   /** Only messages with a recipient at this domain (lower-case). */
   readonly domain?: string;
+  /**
+   * Scheduled send (issue 9): with `scheduledAt`, only messages whose send_at is after it (their
+   * never-attempted queued recipients are shown `scheduled`); with `unscheduledAt`, only messages
+   * not scheduled then (send_at absent or not after it). The service sets these for the shown
+   * states `scheduled` and `queued`.
+   */
+  readonly scheduledAt?: number;
+  readonly unscheduledAt?: number;
   readonly limit?: number;
 }
 
@@ -99,6 +107,14 @@ export interface MessageSearch {
   readonly until?: number;
   /** Only messages with an id below this one (the cursor: the previous page's last id). */
   readonly before?: string;
+  /**
+   * Scheduled send (issue 9): with `scheduledAt`, only messages whose send_at is after it (their
+   * never-attempted queued recipients are shown `scheduled`); with `unscheduledAt`, only messages
+   * not scheduled then (send_at absent or not after it). The service sets these for the shown
+   * states `scheduled` and `queued`.
+   */
+  readonly scheduledAt?: number;
+  readonly unscheduledAt?: number;
   readonly limit: number;
 }
 

@@ -6,7 +6,7 @@
 import type { FastifyInstance } from "fastify";
 import { PetrelError } from "../../../errors.js";
 import { searchMessages } from "../../../services/messages.js";
-import { RECIPIENT_STATES, requireMessage } from "../../../services/queue.js";
+import { RECIPIENT_STATES, requireMessage, SHOWN_STATES } from "../../../services/queue.js";
 import { BULK_ACTIONS, bulkQueueAction, parseBulkAction } from "../../../services/queue-bulk.js";
 import type { MessageSearchRow } from "../../../store/types.js";
 import { type Html, html, time } from "../html.js";
@@ -97,7 +97,7 @@ ${bulkForm(session)}
 <div><label for="f-id">Queue ID</label><input id="f-id" name="id" value="${id ?? ""}" spellcheck="false"></div>
 <div><label for="f-to">Recipient</label><input id="f-to" name="to" type="text" inputmode="email" value="${filter.to ?? ""}"></div>
 <div><label for="f-from">Sender</label><input id="f-from" name="from" type="text" inputmode="email" value="${filter.from ?? ""}"></div>
-<div><label for="f-state">State</label><select id="f-state" name="state"><option value="">any</option>${RECIPIENT_STATES.map(
+<div><label for="f-state">State</label><select id="f-state" name="state"><option value="">any</option>${SHOWN_STATES.map(
       (s) => html`<option${s === filter.state ? html` selected` : ""}>${s}</option>`,
     )}</select></div>
 <div><label for="f-cat">Category</label><input id="f-cat" name="category" value="${filter.category ?? ""}"></div>
