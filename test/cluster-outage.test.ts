@@ -167,6 +167,16 @@ describe("cluster: PostgreSQL outage under load", () => {
         },
         { what: `all ${acked.length} acknowledged messages delivered`, timeoutMs: 60_000 },
       );
+      // A poll every 50 ms fails all through the outage: the dispatcher logs the first failure,
+      // then at most one line per 10 s (each with its count), not one line per poll.
+      const outageMs = restoredAt - cutAt;
+      for (const node of cluster.nodes) {
+        const lines = node.petrel.logs.filter((l) => l.includes("could not read webhooks")).length;
+        assert.ok(
+          lines <= 2 + Math.floor(outageMs / 10_000),
+          `node ${node.index + 1}: ${lines} "could not read webhooks" lines over a ${outageMs} ms outage`,
+        );
+      }
       process.stdout.write(
         `# outage: ${acked.length} accepted, ${during.length} attempts during the outage (` +
           `${during.filter((a) => a.code === 421).length} × 421 at connect, ` +

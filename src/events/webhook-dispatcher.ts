@@ -47,6 +47,8 @@ export interface WebhookStats {
 
 /** How many events a batch read may look at per event it can take (other accounts, other types). */
 const SCAN_FACTOR = 20;
+/** At most one "could not read webhooks" line per this long during a store outage. */
+const READ_FAILURE_LOG_MS = 10_000;
 
 export class WebhookDispatcher {
   readonly stats: WebhookStats = { posts: 0, events: 0, failures: 0 };
@@ -60,6 +62,9 @@ export class WebhookDispatcher {
   private readonly waiting = new Map<number, { cursor: string; scannedTo: string; dueAt: number }>();
   private readonly abort = new AbortController();
   private running = false;
+  /** Reads of the webhook list failed since the last "could not read webhooks" line. */
+  private readFailures = 0;
+  private readFailureLoggedAt = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
 
@@ -113,8 +118,21 @@ export class WebhookDispatcher {
       newest =
         due.length === 0 ? "" : ((await this.deps.store.listEvents({ limit: 1, newest: true }))[0]?.id ?? "");
     } catch (err) {
-      this.deps.logger.error({ err }, "could not read webhooks");
+      // A store outage fails every poll (every pollIntervalMs): log the first failure, then at
+      // most once per 10 s with the count of failures since, not one line per poll.
+      this.readFailures += 1;
+      const at = this.now();
+      if (at - this.readFailureLoggedAt >= READ_FAILURE_LOG_MS) {
+        this.deps.logger.error({ err, failures: this.readFailures }, "could not read webhooks");
+        this.readFailureLoggedAt = at;
+        this.readFailures = 0;
+      }
       return;
+    }
+    if (this.readFailureLoggedAt !== Number.NEGATIVE_INFINITY) {
+      this.deps.logger.info({ unloggedFailures: this.readFailures }, "webhooks readable again");
+      this.readFailureLoggedAt = Number.NEGATIVE_INFINITY;
+      this.readFailures = 0;
     }
     for (const webhook of due) {
       if (this.inFlight.has(webhook.id) || !this.running) continue;
