@@ -4,8 +4,8 @@
  *
  * Invariants: bytes are handled as latin1 strings (one char per byte), so 8-bit header and body
  * content (raw UTF-8, RFC 6532) hashes exactly as sent; only ASCII A-Z is lower-cased in field
- * names. The body is hashed in ~1 MiB slices that end on a CRLF, yielding to the event loop
- * between slices, so a large attachment never blocks other connections for long.
+ * names. The body is hashed as bytes, in ~1 MiB slices that end on a CRLF, yielding to the event
+ * loop between slices, so a large attachment never blocks other connections for long.
  * Security: the message is untrusted input. Malformed lines (no colon, leading continuation)
  * are kept in the message and never selected for signing; no regex here can backtrack
  * super-linearly (each matches runs of one character class, and none is anchored at the end).
@@ -84,17 +84,11 @@ export function splitMessage(content: Buffer): SplitMessage {
   return { headers, body, hasBodySeparator: end !== -1 };
 }
 
-// The two trims below are loops, not /[ \t]+$/ and /(?:\r\n)+$/: those retry from every
+// The trim below is a loop, not /[ \t]+$/: that retries from every
 // position of a run that is not at the end (80,000 empty lines before a text line: 7.6 s).
 function trimTrailingBlanks(text: string): string {
   let end = text.length;
   while (end > 0 && (text.charCodeAt(end - 1) === 32 || text.charCodeAt(end - 1) === 9)) end--;
-  return text.slice(0, end);
-}
-
-function withoutTrailingCrlfs(text: string): string {
-  let end = text.length;
-  while (end >= 2 && text.charCodeAt(end - 1) === 10 && text.charCodeAt(end - 2) === 13) end -= 2;
   return text.slice(0, end);
 }
 
@@ -119,44 +113,64 @@ export function relaxedSignatureField(unsignedField: string): string {
   return relaxedHeader(splitMessage(Buffer.from(`${unsignedField}\r\n`, "latin1")).headers[0]!).slice(0, -2);
 }
 
-/** Relaxed canonical form of a run of complete CRLF-terminated lines. */
-function relaxedLines(text: string): string {
-  return text.replace(/[ \t]+/g, " ").replace(/ \r\n/g, CRLF);
+const SP = 0x20;
+const TAB = 0x09;
+const CR_BYTE = 0x0d;
+const LF_BYTE = 0x0a;
+const CRLF_BYTES = Buffer.from(CRLF);
+
+/**
+ * End of the last line with content after relaxed canonicalization: trailing whitespace and
+ * CRLFs are dropped together (a line of only blanks is empty once its blanks go, §3.4.4 a, b).
+ */
+function contentEnd(body: Buffer): number {
+  let i = body.length;
+  while (i > 0) {
+    const b = body[i - 1];
+    if (b === SP || b === TAB) i--;
+    else if (b === LF_BYTE && i >= 2 && body[i - 2] === CR_BYTE) i -= 2;
+    else break;
+  }
+  return i;
 }
 
 /**
  * SHA-256 of the relaxed body, base64 (the bh= tag). Empty lines at the end are dropped, a
- * missing final CRLF is added, and an empty body hashes as the empty string.
+ * missing final CRLF is added, and an empty body hashes as the empty string. The body's bytes are
+ * hashed where they lie when a slice has nothing relaxed form changes (no tab, two blanks or blank
+ * before a CRLF), so a base64 attachment is hashed without a copy (every slice was turned into a
+ * 1 MiB latin1 string and back, issue 12's memory goal); only a slice with such blanks is.
  */
 export async function relaxedBodyHash(body: Buffer): Promise<string> {
   const hash = createHash("sha256");
-  let pendingEmptyLines = 0;
-  let wroteContent = false;
-  let start = 0;
-  while (start < body.length) {
-    let end = Math.min(start + SLICE_BYTES, body.length);
-    if (end < body.length) {
-      const lineEnd = body.indexOf("\r\n", end, "latin1");
-      end = lineEnd === -1 ? body.length : lineEnd + 2;
+  const last = contentEnd(body);
+  // Cached search results (-2: not searched yet, -1: none left); each moves only forward.
+  let nextTab = -2;
+  let nextTwo = -2;
+  let nextBeforeCrlf = -2;
+  let pos = 0;
+  while (pos < last) {
+    // A slice ends after a CRLF, so no run of blanks spans two slices.
+    let sliceEnd = Math.min(pos + SLICE_BYTES, last);
+    if (sliceEnd < last) {
+      const lineEnd = body.indexOf(CRLF_BYTES, sliceEnd);
+      sliceEnd = lineEnd === -1 || lineEnd + 2 > last ? last : lineEnd + 2;
     }
-    let text = body.subarray(start, end).toString("latin1");
-    if (end === body.length && !text.endsWith(CRLF)) text += CRLF;
-    const canonical = relaxedLines(text);
-    // Trailing empty lines may end the body, so hold them back until content follows them.
-    const trimmed = withoutTrailingCrlfs(canonical);
-    const trailing = (canonical.length - trimmed.length) / 2;
-    if (trimmed.length > 0) {
-      if (pendingEmptyLines > 0) hash.update(CRLF.repeat(pendingEmptyLines), "latin1");
-      hash.update(trimmed, "latin1");
-      wroteContent = true;
-      pendingEmptyLines = trailing;
-    } else {
-      pendingEmptyLines += trailing;
+    if (nextTab !== -1 && nextTab < pos) nextTab = body.indexOf(TAB, pos);
+    if (nextTwo !== -1 && nextTwo < pos) nextTwo = body.indexOf("  ", pos, "latin1");
+    if (nextBeforeCrlf !== -1 && nextBeforeCrlf < pos) nextBeforeCrlf = body.indexOf(" \r\n", pos, "latin1");
+    const changes = [nextTab, nextTwo, nextBeforeCrlf].some((c) => c !== -1 && c < sliceEnd);
+    if (!changes) hash.update(body.subarray(pos, sliceEnd));
+    else {
+      // Text with blanks to change: one string for the slice, rewritten by two linear regexes
+      // (cheaper than a hash update per change when they are dense).
+      const text = body.subarray(pos, sliceEnd).toString("latin1");
+      hash.update(text.replace(/[ \t]+/g, " ").replace(/ \r\n/g, CRLF), "latin1");
     }
-    start = end;
-    if (start < body.length) await new Promise<void>((resolve) => setImmediate(resolve));
+    pos = sliceEnd;
+    if (pos < last) await new Promise<void>((resolve) => setImmediate(resolve));
   }
   // The last content line keeps its own CRLF; the empty lines after it are dropped.
-  if (wroteContent) hash.update(CRLF, "latin1");
+  if (last > 0) hash.update(CRLF_BYTES);
   return hash.digest("base64");
 }
