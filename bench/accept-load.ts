@@ -53,7 +53,12 @@ export function procStats(pid: number): ProcStats {
       // exited between the listing and the read: its CPU is now in its parent's cutime
     }
   }
-  return { cpuMs: ticks * 10, workersCpuMs: (ticks - ownTicks) * 10, peakRssMb: peakKb / 1024, rssMb: rssKb / 1024 };
+  return {
+    cpuMs: ticks * 10,
+    workersCpuMs: (ticks - ownTicks) * 10,
+    peakRssMb: peakKb / 1024,
+    rssMb: rssKb / 1024,
+  };
 }
 
 /** Every process below `pid`, from each thread's /proc/PID/task/TID/children. */
