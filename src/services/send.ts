@@ -9,6 +9,8 @@
  * and the fields Petrel writes itself (trace, DKIM) or composes from the JSON fields; addresses
  * are validated; attachment content must be strict base64. Nothing is quoted back but names.
  */
+import { randomUUID } from "node:crypto";
+import { domainToASCII } from "node:url";
 import MailComposer from "nodemailer/lib/mail-composer/index.js";
 import {
   type AcceptDeps,
@@ -218,6 +220,12 @@ export async function composeMessage(message: ComposedMessage): Promise<Composed
     ...(message.html === undefined ? {} : { html: message.html }),
     attachments,
     headers,
+    // MailComposer would make these from six crypto.randomBytes calls per message (one per MIME
+    // node, five for the Message-ID): 10% of the API's send path in bench:http's profile.
+    // randomUUID draws from Node's pooled random bytes: as unpredictable, a fraction of the cost.
+    // The Message-ID keeps nodemailer's shape, <uuid@the From domain> (RFC 5322 §3.6.4).
+    messageId: `<${randomUUID()}@${domainToASCII(from.address.slice(from.address.lastIndexOf("@") + 1)) || "localhost"}>`,
+    baseBoundary: randomUUID().replaceAll("-", ""),
   });
   const root = composer.compile();
   // Byte-identical to root.build() without its stream pipeline (see mime-build.ts).
