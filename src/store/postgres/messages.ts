@@ -23,6 +23,7 @@ import type {
   RecipientDetail,
   RecipientState,
 } from "../types.js";
+import { batchedReads } from "./batched-reads.js";
 import { type Client, type Pool, type Row, transaction } from "./connection.js";
 import { writeEvents } from "./events.js";
 import { notifyDue } from "./notify.js";
@@ -162,6 +163,17 @@ export function createMessageStore(pool: Pool, onDue: (at: number) => void = () 
     }
     return byMessage;
   }
+
+  // The delivery worker asks for the contents of a claim's messages together (src/queue/worker.ts):
+  // one statement per event-loop turn (batched-reads.ts).
+  const content = batchedReads<Buffer>(async (ids) => {
+    const { rows } = await pool.query({
+      name: "petrel-contents",
+      text: "SELECT message_id, content FROM message_contents WHERE message_id = ANY($1::text[])",
+      values: [ids],
+    });
+    return new Map(rows.map((r) => [String(r.message_id), r.content as Buffer]));
+  });
 
   return {
     async enqueueMessages(messages: readonly NewMessage[]): Promise<void> {
@@ -317,14 +329,7 @@ export function createMessageStore(pool: Pool, onDue: (at: number) => void = () 
       );
     },
 
-    async getMessageContent(id: string): Promise<Buffer | undefined> {
-      const { rows } = await pool.query({
-        name: "petrel-content",
-        text: "SELECT content FROM message_contents WHERE message_id = $1",
-        values: [id],
-      });
-      return rows[0]?.content as Buffer | undefined;
-    },
+    getMessageContent: content,
   };
 }
 
