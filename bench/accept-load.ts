@@ -5,7 +5,7 @@
  * DATA → 250, and the server's CPU and memory from /proc.
  */
 import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { type PetrelProcess, petrelOk, startPetrel, tempDataDir } from "../test/support/petrel-process.js";
 import { RawSmtpSession } from "../test/support/raw-smtp.js";
@@ -21,18 +21,79 @@ export function benchMessage(n: number): Buffer {
 
 export interface ProcStats {
   cpuMs: number;
+  /** The part of cpuMs spent in processes below the server's own (smtp.workers' session processes). */
+  workersCpuMs: number;
   peakRssMb: number;
   rssMb: number;
 }
 
+/**
+ * CPU of `pid` and of every process under it (smtp.workers forks session processes: their CPU is
+ * the server's too): the live ones' utime+stime (fields 14, 15 of /proc/PID/stat, in clock ticks,
+ * 100/s here) plus cutime+cstime (16, 17: children already reaped, e.g. a replaced worker). Memory
+ * is the sum of the processes' RSS and peaks (an upper bound: shared pages count in each).
+ */
 export function procStats(pid: number): ProcStats {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // utime and stime are fields 14 and 15 (1-based) of /proc/PID/stat, in clock ticks (100/s here).
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const kb = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
-  return { cpuMs: ticks * 10, peakRssMb: kb("VmHWM") / 1024, rssMb: kb("VmRSS") / 1024 };
+  let ticks = 0;
+  let ownTicks = 0;
+  let rssKb = 0;
+  let peakKb = 0;
+  for (const p of [pid, ...descendants(pid)]) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const t = Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+      ticks += t;
+      if (p === pid) ownTicks = Number(fields[11]) + Number(fields[12]);
+      const status = readFileSync(`/proc/${p}/status`, "utf8");
+      const kb = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+      rssKb += kb("VmRSS");
+      peakKb += kb("VmHWM");
+    } catch {
+      // exited between the listing and the read: its CPU is now in its parent's cutime
+    }
+  }
+  return {
+    cpuMs: ticks * 10,
+    workersCpuMs: (ticks - ownTicks) * 10,
+    peakRssMb: peakKb / 1024,
+    rssMb: rssKb / 1024,
+  };
+}
+
+/** Every process below `pid`, from each thread's /proc/PID/task/TID/children. */
+export function descendants(pid: number): number[] {
+  const out: number[] = [];
+  let tasks: string[] = [];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tasks) {
+    let children = "";
+    try {
+      children = readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8");
+    } catch {
+      continue;
+    }
+    for (const c of children.split(" ").filter(Boolean)) out.push(Number(c), ...descendants(Number(c)));
+  }
+  return out;
+}
+
+/**
+ * Pins `pid` and every process below it, all their threads, to `cpus` (a taskset list: "0",
+ * "0-1"). Processes forked later (a replaced worker) inherit the mask.
+ */
+export async function pinProcessTree(pid: number, cpus: string): Promise<void> {
+  for (const p of [pid, ...descendants(pid)]) {
+    await new Promise<void>((resolve, reject) =>
+      execFile("taskset", ["-a", "-p", "-c", cpus, String(p)], (err, _o, stderr) =>
+        err ? reject(new Error(`taskset: ${stderr || err.message}`)) : resolve(),
+      ),
+    );
+  }
 }
 
 export function percentile(sorted: number[], p: number): number {
@@ -43,7 +104,7 @@ export function percentile(sorted: number[], p: number): number {
 /** A fresh `petrel serve` (own data directory) with the bench sender and an API key. */
 export async function startBenchServer(
   label: string,
-  options: { dkim?: DkimMode | undefined; profile?: boolean; scopes?: string } = {},
+  options: { dkim?: DkimMode | undefined; profile?: boolean; scopes?: string; workers?: number } = {},
 ): Promise<{ petrel: PetrelProcess; key: string }> {
   const dataDir = tempDataDir(`petrel-bench-${label}-`);
   let extra: Record<string, unknown> = {};
@@ -61,7 +122,10 @@ export async function startBenchServer(
   const petrel = await startPetrel(dataDir, {
     config: {
       auth: { trustedNetworks: [{ network: "127.0.0.0/8", account: "default" }] },
-      smtp: { limits: { maxConnectionsPerIp: 5000, maxConnections: 5000 } },
+      smtp: {
+        limits: { maxConnectionsPerIp: 5000, maxConnections: 5000 },
+        ...(options.workers ? { workers: options.workers } : {}),
+      },
       ...extra,
     },
     nodeArgs: options.profile ? ["--cpu-prof", `--cpu-prof-dir=${dataDir}`] : [],

@@ -17,8 +17,12 @@
  * sending domain (bench/dkim-setup.ts); "off" is the unsigned baseline, and the RSA signing cost
  * is printed relative to it. A mode listed twice keeps its best run (interleave on a busy host).
  *
+ * With --workers 1,2 each load runs once per smtp.workers count, and with --cpus 0,0-1 once per CPU
+ * set the server (its main process, workers and threads) is pinned to with taskset: issue 12's
+ * scaling figures. CPU per message counts the worker processes too.
+ *
  * Usage: npm run bench:accept -- [--messages 20000] [--tls-messages 5000] [--only a,b,c,idle] [--profile]
- *        [--dkim off,rsa,ed25519,both] [--client-threads 2]
+ *        [--dkim off,rsa,ed25519,both] [--client-threads 2] [--workers 1,2] [--cpus 0,0-1]
  */
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -33,6 +37,7 @@ import {
   FROM,
   type ProcStats,
   percentile,
+  pinProcessTree,
   procStats,
   smtpSource as runSmtpSource,
   startBenchServer,
@@ -50,6 +55,8 @@ const { values: args } = parseArgs({
     idle: { type: "string", default: "1000" },
     "client-threads": { type: "string", default: "2" },
     dkim: { type: "string" },
+    workers: { type: "string", default: "1" },
+    cpus: { type: "string" },
   },
 });
 /** undefined: the sending domain is added but not verified (no signing), as before --dkim existed. */
@@ -58,9 +65,17 @@ const MESSAGES = Number(args.messages);
 const TLS_MESSAGES = Number(args["tls-messages"]);
 const SESSIONS = Number(args.sessions);
 const ONLY = new Set(args.only.split(","));
+const WORKERS = args.workers.split(",").map(Number);
+/** undefined: not pinned. */
+const CPU_SETS: ReadonlyArray<string | undefined> = args.cpus ? args.cpus.split(",") : [undefined];
 
-function startServer(label: string, dkim?: DkimMode): Promise<{ petrel: PetrelProcess; key: string }> {
-  return startBenchServer(label, { dkim, profile: args.profile });
+/** The server shape of the run in progress: smtp.workers and the CPUs it is pinned to. */
+let shape: { workers: number; cpus: string | undefined } = { workers: 1, cpus: undefined };
+
+async function startServer(label: string, dkim?: DkimMode): Promise<{ petrel: PetrelProcess; key: string }> {
+  const started = await startBenchServer(label, { dkim, profile: args.profile, workers: shape.workers });
+  if (shape.cpus !== undefined) await pinProcessTree(started.petrel.child.pid!, shape.cpus);
+  return started;
 }
 
 function smtpSource(port: number, extra: string[]): Promise<void> {
@@ -81,9 +96,11 @@ function report(
   latencies: number[],
 ): Result {
   const rate = count / seconds;
+  const workersMs = after.workersCpuMs - before.workersCpuMs;
+  const split = workersMs > 0 ? ` (workers ${(workersMs / count).toFixed(3)})` : "";
   console.log(
     `${label.padEnd(44)} ${rate.toFixed(0).padStart(6)} msg/s  p50 ${percentile(latencies, 50).toFixed(2)} ms  p99 ${percentile(latencies, 99).toFixed(2)} ms  ` +
-      `cpu ${((after.cpuMs - before.cpuMs) / count).toFixed(3)} ms/msg  peak RSS ${after.peakRssMb.toFixed(0)} MB  (${count} msgs in ${seconds.toFixed(1)} s)`,
+      `cpu ${((after.cpuMs - before.cpuMs) / count).toFixed(3)} ms/msg${split}  peak RSS ${after.peakRssMb.toFixed(0)} MB  (${count} msgs in ${seconds.toFixed(1)} s)`,
   );
   return { rate, cpuMsPerMessage: (after.cpuMs - before.cpuMs) / count };
 }
@@ -226,23 +243,44 @@ const LOADS: ReadonlyArray<{
   },
   { key: "c", label: "(c) own clients, STARTTLS+AUTH per message", run: loadTlsAuth },
 ];
+const shapes = WORKERS.flatMap((workers) => CPU_SETS.map((cpus) => ({ workers, cpus })));
 for (const load of LOADS.filter((l) => ONLY.has(l.key))) {
-  const results = new Map<DkimMode | undefined, Result>();
-  for (const dkim of DKIM) {
-    const result = await load.run(dkim === undefined ? load.label : `${load.label} [dkim ${dkim}]`, dkim);
-    // A mode listed twice (--dkim off,rsa,off,rsa) keeps its best run: on a shared machine the
-    // other runs measure the neighbours.
-    const previous = results.get(dkim);
-    if (!previous || result.rate > previous.rate) results.set(dkim, result);
+  const byShape: Array<{ name: string; workers: number; result: Result }> = [];
+  for (const s of shapes) {
+    shape = s;
+    const name =
+      shapes.length > 1 ? ` [workers ${s.workers}${s.cpus === undefined ? "" : `, cpus ${s.cpus}`}]` : "";
+    const results = new Map<DkimMode | undefined, Result>();
+    for (const dkim of DKIM) {
+      const label = dkim === undefined ? `${load.label}${name}` : `${load.label}${name} [dkim ${dkim}]`;
+      const result = await load.run(label, dkim);
+      // A mode listed twice (--dkim off,rsa,off,rsa) keeps its best run: on a shared machine the
+      // other runs measure the neighbours.
+      const previous = results.get(dkim);
+      if (!previous || result.rate > previous.rate) results.set(dkim, result);
+    }
+    const off = results.get("off");
+    for (const mode of ["rsa", "ed25519", "both"] as const) {
+      const signed = results.get(mode);
+      if (!off || !signed) continue;
+      console.log(
+        `${`  ${mode} signing cost`.padEnd(44)} ${(100 * (1 - signed.rate / off.rate)).toFixed(1)}% of the unsigned rate, ` +
+          `+${(signed.cpuMsPerMessage - off.cpuMsPerMessage).toFixed(3)} ms server CPU per message`,
+      );
+    }
+    const first = results.values().next().value;
+    if (first) byShape.push({ name, workers: s.workers, result: first });
   }
-  const off = results.get("off");
-  for (const mode of ["rsa", "ed25519", "both"] as const) {
-    const signed = results.get(mode);
-    if (!off || !signed) continue;
-    console.log(
-      `${`  ${mode} signing cost`.padEnd(44)} ${(100 * (1 - signed.rate / off.rate)).toFixed(1)}% of the unsigned rate, ` +
-        `+${(signed.cpuMsPerMessage - off.cpuMsPerMessage).toFixed(3)} ms server CPU per message`,
-    );
+  // Scaling: each shape's rate and CPU per message against the first (workers 1, first CPU set).
+  const base = byShape[0];
+  if (base && byShape.length > 1) {
+    for (const { name, result } of byShape.slice(1)) {
+      console.log(
+        `${`  scaling${name}`.padEnd(44)} ${(result.rate / base.result.rate).toFixed(2)}× the rate of${base.name}, ` +
+          `cpu ${result.cpuMsPerMessage.toFixed(3)} vs ${base.result.cpuMsPerMessage.toFixed(3)} ms/msg`,
+      );
+    }
   }
 }
+shape = shapes[0]!;
 if (ONLY.has("idle")) await idleSessions(Number(args.idle));

@@ -6,6 +6,8 @@
  * here with cc), so the client's CPU stays small and ratios are fair. In each round, against fresh
  * servers:
  *   bare     a bare Node.js server: greet, STARTTLS with `new TLSSocket`, one line (the baseline);
+ *   dialogue a bare Node.js server answering the auth load's whole dialogue with fixed replies
+ *            (bench/bare-dialogue-server.ts): what Node.js itself spends on such a session;
  *   postfix  Postfix's smtpd, STARTTLS (self-signed ECDSA certificate, smtpd_tls_security_level=may),
  *            no AUTH, trusted network (mynetworks), mail put on hold (spooled, not delivered);
  *   petrel   Petrel, STARTTLS, no AUTH, trusted network (delivery off: mail stays queued);
@@ -15,7 +17,7 @@
  * It prints messages/s, server CPU ms per message (from /proc; Postfix: master + every child),
  * the client's CPU, and the goals beside them.
  *
- * Usage: npm run bench:seed -- [--messages 1500] [--sessions 20] [--rounds 3] [--only bare,postfix,petrel,auth,resume]
+ * Usage: npm run bench:seed -- [--messages 1500] [--sessions 20] [--rounds 3] [--only bare,dialogue,postfix,petrel,auth,resume]
  *        [--profile DIR] (CPU profiles of the Petrel servers, written when they stop)
  */
 import { execFile, execFileSync, spawn } from "node:child_process";
@@ -32,7 +34,7 @@ const { values: args } = parseArgs({
     messages: { type: "string", default: "1500" },
     sessions: { type: "string", default: "20" },
     rounds: { type: "string", default: "3" },
-    only: { type: "string", default: "bare,postfix,petrel,auth,resume" },
+    only: { type: "string", default: "bare,dialogue,postfix,petrel,auth,resume" },
     profile: { type: "string" },
   },
 });
@@ -117,22 +119,20 @@ async function measure(port: number, cpu: () => number, extra: string[]): Promis
   };
 }
 
-async function bare(certFile: string, keyFile: string): Promise<Figure> {
+async function bare(certFile: string, keyFile: string, kind: "bare" | "dialogue"): Promise<Figure> {
   const profile = args.profile
-    ? ["--cpu-prof", `--cpu-prof-dir=${args.profile}`, `--cpu-prof-name=bare-${Date.now()}.cpuprofile`]
+    ? ["--cpu-prof", `--cpu-prof-dir=${args.profile}`, `--cpu-prof-name=${kind}-${Date.now()}.cpuprofile`]
     : [];
-  const child = spawn(
-    process.execPath,
-    [...profile, join(here, "bare-starttls-server.js"), certFile, keyFile],
-    {
-      stdio: ["ignore", "pipe", "inherit"],
-    },
-  );
+  const script = kind === "bare" ? "bare-starttls-server.js" : "bare-dialogue-server.js";
+  const child = spawn(process.execPath, [...profile, join(here, script), certFile, keyFile], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   const port = await new Promise<number>((res) =>
     child.stdout!.once("data", (d: Buffer) => res(Number(String(d).trim()))),
   );
   try {
-    return await measure(port, () => cpuMsOf(child.pid!), ["-b"]);
+    // The dialogue baseline gets the auth load's client (AUTH PLAIN, any credentials).
+    return await measure(port, () => cpuMsOf(child.pid!), kind === "bare" ? ["-b"] : ["-a", "apikey:bare"]);
   } finally {
     child.kill();
     await new Promise((r) => child.once("exit", r));
@@ -204,7 +204,11 @@ execFileSync(
 );
 
 const LOADS: Record<string, { label: string; run: () => Promise<Figure> }> = {
-  bare: { label: "bare Node.js STARTTLS session (baseline)", run: () => bare(certFile, keyFile) },
+  bare: { label: "bare Node.js STARTTLS session (baseline)", run: () => bare(certFile, keyFile, "bare") },
+  dialogue: {
+    label: "bare Node.js, whole dialogue, fixed replies",
+    run: () => bare(certFile, keyFile, "dialogue"),
+  },
   postfix: { label: "Postfix smtpd, STARTTLS, trusted network", run: () => postfix(certFile, keyFile) },
   petrel: { label: "Petrel, STARTTLS, trusted network", run: () => petrel("petrel") },
   auth: { label: "Petrel, STARTTLS + AUTH", run: () => petrel("auth") },
@@ -248,4 +252,9 @@ if (a)
       (b
         ? `; ${(a.serverCpuMs - b.serverCpuMs).toFixed(2)} ms above the bare session's ${b.serverCpuMs.toFixed(2)}   (goal ≤ 0.5 ms)`
         : ""),
+  );
+const d = med.get("dialogue");
+if (a && d)
+  console.log(
+    `  of which Node.js's own dialogue (bare server, fixed replies): ${d.serverCpuMs.toFixed(2)} ms; Petrel's work above it: ${(a.serverCpuMs - d.serverCpuMs).toFixed(2)} ms`,
   );

@@ -6,11 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { SmtpTestClient } from "./support/dialogue.js";
 import {
+  openAuthReadySession,
   type PetrelProcess,
   petrelOk,
-  readCa,
   removeDataDir,
   startPetrel,
   tempDataDir,
@@ -37,18 +36,7 @@ for (const workers of [1, 2])
       removeDataDir(dataDir);
     });
 
-    async function ready(): Promise<SmtpTestClient> {
-      const c = await SmtpTestClient.connect(petrel.ports.submission!, { localAddress: "127.0.0.9" });
-      await c.expect(/^220 /);
-      c.send("EHLO client.test");
-      await c.expect(/^250 STARTTLS$/m);
-      c.send("STARTTLS");
-      await c.expect(/^220 /);
-      await c.startTls({ ca: readCa(petrel), servername: "localhost" });
-      c.send("EHLO client.test");
-      await c.expect(/^250 AUTH PLAIN LOGIN$/m);
-      return c;
-    }
+    const ready = () => openAuthReadySession(petrel, "127.0.0.9");
 
     it("refuses every open session of the locked-out address at its next AUTH", async () => {
       const [guesser, second, third] = [await ready(), await ready(), await ready()];

@@ -10,6 +10,7 @@ import { existsSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { SmtpTestClient } from "./support/dialogue.js";
 import {
+  openAuthReadySession,
   type PetrelProcess,
   petrelOk,
   readCa,
@@ -51,19 +52,6 @@ async function queued(session: RawSmtpSession, id: string, bytes?: number): Prom
   const reply = await session.send({ from: FROM, to: ["r@example.com"], content });
   assert.equal(reply.code, 250, reply.text);
   return [/queued as ([0-9A-Z]{26})/.exec(reply.text)![1]!, content];
-}
-
-async function ready(petrel: PetrelProcess, localAddress: string): Promise<SmtpTestClient> {
-  const c = await SmtpTestClient.connect(petrel.ports.submission!, { localAddress });
-  await c.expect(/^220 /);
-  c.send("EHLO client.test");
-  await c.expect(/^250 STARTTLS$/m);
-  c.send("STARTTLS");
-  await c.expect(/^220 /);
-  await c.startTls({ ca: readCa(petrel), servername: "localhost" });
-  c.send("EHLO client.test");
-  await c.expect(/^250 AUTH PLAIN LOGIN$/m);
-  return c;
 }
 
 describe("smtp.workers: 2", () => {
@@ -162,9 +150,9 @@ describe("smtp.workers: 2", () => {
   it("holds the AUTH lockout across workers and refuses a revoked key", async () => {
     // Three sessions, so both workers hold some of them.
     const [guesser, second, third] = [
-      await ready(petrel, "127.0.0.9"),
-      await ready(petrel, "127.0.0.9"),
-      await ready(petrel, "127.0.0.9"),
+      await openAuthReadySession(petrel, "127.0.0.9"),
+      await openAuthReadySession(petrel, "127.0.0.9"),
+      await openAuthReadySession(petrel, "127.0.0.9"),
     ];
     for (const n of [1, 2]) {
       guesser!.send(plain(`pt_wrong${n}`));
@@ -177,10 +165,10 @@ describe("smtp.workers: 2", () => {
     third!.send(plain("pt_wrong4"));
     await third!.expect(LOCKED);
 
-    const client = await ready(petrel, "127.0.0.10");
+    const client = await openAuthReadySession(petrel, "127.0.0.10");
     client.send(plain(key));
     await client.expect(/^235 /);
-    const victim = await ready(petrel, "127.0.0.11");
+    const victim = await openAuthReadySession(petrel, "127.0.0.11");
     await petrelOk(dataDir, ["keys", "revoke", "workers"]);
     victim.send(plain(key));
     await victim.expect("535 5.7.8 Authentication credentials invalid");

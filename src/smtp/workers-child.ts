@@ -18,15 +18,17 @@ import type { Envelope, ListenerSpec, SessionHooks } from "./types.js";
 import {
   type ChildInit,
   type ChildSession,
+  CorkedChannel,
   type FromChild,
   type HookName,
   infoState,
   type ToChild,
 } from "./workers-protocol.js";
 
-const send = (msg: FromChild): void => {
+const channel = new CorkedChannel<FromChild>((msg) => {
   if (process.connected) process.send!(msg);
-};
+});
+const send = (msg: FromChild): void => channel.send(msg);
 
 const sessions = new Map<string, Session<unknown>>();
 const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
@@ -136,12 +138,19 @@ function shutdown(graceMs: number): void {
   }, graceMs).unref();
 }
 
-process.on("message", (msg: ToChild, handle?: Socket) => {
+process.on("message", (msg: ToChild, handle?: Socket) => receive(msg, handle));
+
+function receive(msg: ToChild, handle?: Socket): void {
   switch (msg.t) {
+    case "batch":
+      for (const m of msg.msgs) receive(m);
+      return;
     case "init":
-      return init(msg);
+      init(msg);
+      return;
     case "session":
-      return startSession(msg, handle);
+      startSession(msg, handle);
+      return;
     case "verdict": {
       const p = pending.get(msg.rid);
       pending.delete(msg.rid);
@@ -150,9 +159,10 @@ process.on("message", (msg: ToChild, handle?: Socket) => {
       return;
     }
     case "shutdown":
-      return shutdown(msg.graceMs);
+      shutdown(msg.graceMs);
+      return;
   }
-});
+}
 
 // The main process is gone: its caps and its commit with it. End every session now.
 process.on("disconnect", () => {

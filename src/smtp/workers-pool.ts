@@ -22,6 +22,7 @@ import {
   type ChildClosed,
   type ChildHook,
   type ChildInit,
+  CorkedChannel,
   type FromChild,
   type ToChild,
 } from "./workers-protocol.js";
@@ -43,6 +44,8 @@ interface Child {
   readonly proc: ChildProcess;
   readonly sessions: Set<string>;
   ready: boolean;
+  /** Hook verdicts, one IPC write per event-loop turn. */
+  readonly verdicts: CorkedChannel<ToChild>;
 }
 
 export interface PoolEvents<User> {
@@ -141,7 +144,10 @@ export class WorkerPool<User> {
       // The child's own flags (e.g. --cpu-prof) are not the worker's business.
       execArgv: [],
     });
-    const child: Child = { index, proc, sessions: new Set(), ready: false };
+    const verdicts = new CorkedChannel<ToChild>((m) => {
+      if (proc.connected) proc.send(m);
+    });
+    const child: Child = { index, proc, sessions: new Set(), ready: false, verdicts };
     this.children[index] = child;
     return new Promise<void>((resolve, reject) => {
       const onEarlyExit = (code: number | null, signal: string | null): void =>
@@ -195,6 +201,9 @@ export class WorkerPool<User> {
       case "log":
         this.log(child, msg.line);
         return;
+      case "batch":
+        for (const m of msg.msgs) this.fromChild(child, m);
+        return;
     }
   }
 
@@ -207,9 +216,7 @@ export class WorkerPool<User> {
   }
 
   private hook(child: Child, msg: ChildHook): void {
-    const reply = (m: ToChild): void => {
-      if (child.proc.connected) child.proc.send(m);
-    };
+    const reply = (m: ToChild): void => child.verdicts.send(m);
     const remote = this.remotes.get(msg.sid);
     if (remote === undefined) {
       reply({ t: "verdict", rid: msg.rid, ok: false, error: "session not known to the main process" });

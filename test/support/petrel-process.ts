@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
+import { SmtpTestClient } from "./dialogue.js";
 import { dropTestDatabase, storeConfigFor, storeEnvFor } from "./test-store.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -172,6 +173,26 @@ export async function startPetrel(dataDir: string, options: ServeOptions = {}): 
 
 export function readCa(petrel: PetrelProcess): Buffer {
   return readFileSync(petrel.caFile);
+}
+
+/**
+ * A submission session from `localAddress`, past STARTTLS and the second EHLO, with AUTH offered:
+ * where a test of the AUTH rules starts.
+ */
+export async function openAuthReadySession(
+  petrel: PetrelProcess,
+  localAddress: string,
+): Promise<SmtpTestClient> {
+  const c = await SmtpTestClient.connect(petrel.ports.submission!, { localAddress });
+  await c.expect(/^220 /);
+  c.send("EHLO client.test");
+  await c.expect(/^250 STARTTLS$/m);
+  c.send("STARTTLS");
+  await c.expect(/^220 /);
+  await c.startTls({ ca: readCa(petrel), servername: "localhost" });
+  c.send("EHLO client.test");
+  await c.expect(/^250 AUTH PLAIN LOGIN$/m);
+  return c;
 }
 
 export function removeDataDir(dataDir: string): void {

@@ -1,0 +1,81 @@
+/**
+ * The second baseline of bench:seed: a bare Node.js server that answers the whole seed dialogue
+ * with fixed replies (EHLO, STARTTLS with `new TLSSocket`, EHLO, AUTH, MAIL, RCPT, DATA read to
+ * its final ".", QUIT) and does nothing else: no parsing beyond the verb, no hooks, no store. Its
+ * CPU per session minus bare-starttls-server's is what the seven TLS-protected replies of the
+ * dialogue cost Node.js here (each is an SSL_write and a loopback send); Petrel's CPU minus this is
+ * Petrel's own work. Prints its port on stdout.
+ *
+ * Usage: node dist/bench/bare-dialogue-server.js CERT.pem KEY.pem
+ */
+import { readFileSync } from "node:fs";
+import { createServer, type Socket } from "node:net";
+import { createSecureContext, TLSSocket } from "node:tls";
+
+const secureContext = createSecureContext({
+  cert: readFileSync(process.argv[2]!),
+  key: readFileSync(process.argv[3]!),
+  minVersion: "TLSv1.2",
+});
+
+/** Calls onLine per CRLF line; while onLine's last answer was "data", lines up to "." are skipped. */
+function readLines(socket: Socket, onLine: (line: string) => "data" | undefined): void {
+  let buffered = "";
+  let inData = false;
+  socket.on("data", (chunk: Buffer) => {
+    buffered += chunk.toString("latin1");
+    for (let end = buffered.indexOf("\r\n"); end >= 0; end = buffered.indexOf("\r\n")) {
+      const line = buffered.slice(0, end);
+      buffered = buffered.slice(end + 2);
+      if (inData) {
+        if (line === ".") {
+          inData = false;
+          onLine(".");
+        }
+      } else if (onLine(line) === "data") inData = true;
+    }
+  });
+}
+
+function secureDialogue(secure: TLSSocket): void {
+  readLines(secure, (line) => {
+    const verb = line.slice(0, 4).toUpperCase();
+    if (line === ".") secure.write("250 2.0.0 queued\r\n");
+    else if (verb === "EHLO") secure.write("250-bare\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n");
+    else if (verb === "AUTH") secure.write("235 2.7.0 ok\r\n");
+    else if (verb === "MAIL" || verb === "RCPT") secure.write("250 2.1.0 ok\r\n");
+    else if (verb === "DATA") {
+      secure.write("354 go ahead\r\n");
+      return "data";
+    } else if (verb === "QUIT") secure.end("221 2.0.0 bye\r\n");
+    else secure.write("500 5.5.2 what\r\n");
+    return undefined;
+  });
+}
+
+const server = createServer((raw) => {
+  raw.setNoDelay(true);
+  raw.write("220 bare ESMTP\r\n");
+  let upgraded = false;
+  readLines(raw, (line) => {
+    if (upgraded) return undefined;
+    const verb = line.slice(0, 4).toUpperCase();
+    if (verb === "EHLO") raw.write("250-bare\r\n250-PIPELINING\r\n250 STARTTLS\r\n");
+    else if (verb === "STAR") {
+      upgraded = true;
+      raw.removeAllListeners("data");
+      raw.write("220 2.0.0 go ahead\r\n");
+      const secure = new TLSSocket(raw, { isServer: true, secureContext });
+      secure.on("error", () => secure.destroy());
+      secureDialogue(secure);
+    } else raw.write("500 5.5.2 what\r\n");
+    return undefined;
+  });
+  raw.on("error", () => raw.destroy());
+});
+server.listen(0, "127.0.0.1", () => {
+  const address = server.address();
+  console.log(typeof address === "object" && address ? address.port : 0);
+});
+// A clean exit on SIGTERM so --cpu-prof writes its profile.
+process.on("SIGTERM", () => process.exit(0));
