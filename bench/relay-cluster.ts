@@ -36,6 +36,8 @@ export interface ClusterRunOptions {
   readonly sessions: number;
   readonly size: number;
   readonly sinkPort: number;
+  /** Write a CPU profile of each node into this directory (bench:relay --profile). */
+  readonly profileDir?: string;
 }
 
 export interface ClusterRunResult {
@@ -51,7 +53,15 @@ export interface ClusterRunResult {
   /** Recipients that took more than one attempt (a deferral), and the slowest time in queue. */
   readonly retried: number;
   readonly inQueueMaxMs: number;
+  /**
+   * Delivered at the first attempt but more than LATE_MS after acceptance: recipients that a
+   * claim missed and only the 60 s full scan found (claim-watermark.ts; commit 9ef257f). Should be 0.
+   */
+  readonly late: number;
 }
+
+/** Far above any time in queue of a healthy run here (p99 < 1 s), far below the 60 s full scan. */
+export const LATE_MS = 10_000;
 
 const TICK_MS = 10; // USER_HZ = 100 on Linux
 
@@ -125,7 +135,7 @@ function smtpSource(port: number, host: string, sessions: number, messages: numb
 }
 
 export async function runCluster(options: ClusterRunOptions): Promise<ClusterRunResult> {
-  const { nodes, messages, sessions, size, sinkPort } = options;
+  const { nodes, messages, sessions, size, sinkPort, profileDir } = options;
   const db = await freshPostgresDatabase("petrel_bench");
   const admin = new pg.Client({ connectionString: db.url });
   await admin.connect();
@@ -138,6 +148,7 @@ export async function runCluster(options: ClusterRunOptions): Promise<ClusterRun
     for (const [i, dataDir] of dataDirs.entries()) {
       processes.push(
         await startPetrel(dataDir, {
+          ...(profileDir ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] } : {}),
           config: {
             hostname: `bench${i + 1}.petrel.test`,
             cluster: { nodeName: `bench${i + 1}` },
@@ -191,7 +202,7 @@ export async function runCluster(options: ClusterRunOptions): Promise<ClusterRun
     const petrelCpu = processes.reduce((sum, p, i) => sum + (cpuMs(p.child.pid!) ?? 0) - cpu0[i]!, 0);
     const postgresCpu = await backends.stop();
     const { rows } = await admin.query(
-      `SELECT r.updated_at AS done, m.received_at AS received FROM recipients r
+      `SELECT r.updated_at AS done, m.received_at AS received, r.attempts FROM recipients r
        JOIN messages m ON m.id = r.message_id WHERE r.state = 'delivered'`,
     );
     const notDelivered = Number(
@@ -215,6 +226,8 @@ export async function runCluster(options: ClusterRunOptions): Promise<ClusterRun
       notDelivered,
       retried,
       inQueueMaxMs: inQueue[inQueue.length - 1] ?? 0,
+      late: rows.filter((r) => Number(r.attempts) === 1 && Number(r.done) - Number(r.received) > LATE_MS)
+        .length,
     };
   } finally {
     await Promise.all(processes.map((p) => p.stop()));

@@ -22,7 +22,8 @@
  * while delivering. Webhooks are off in this mode (on both stores, so the figures compare).
  *
  * Usage: npm run bench:relay -- [--messages 20000] [--sessions 20] [--size 2048] [--sink-port P] [--json]
- *        [--profile DIR]   (a CPU profile of the server, written when it stops)
+ *        [--profile DIR]   (a CPU profile of the server, written when it stops; with --store
+ *                           postgres the nodes' profiles go to DIR/postgres)
  *        [--in-process]    (delivery on the main event loop: delivery.thread false)
  *        [--webhook on|off]
  *        [--store sqlite|postgres] [--nodes 1|2|3|1,2,3]
@@ -35,7 +36,13 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
 import { petrelOk, removeDataDir, startPetrel, tempDataDir } from "../test/support/petrel-process.js";
-import { type ClusterRunResult, type FailoverResult, failover, runCluster } from "./relay-cluster.js";
+import {
+  type ClusterRunResult,
+  type FailoverResult,
+  failover,
+  LATE_MS,
+  runCluster,
+} from "./relay-cluster.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -186,7 +193,16 @@ async function cluster(): Promise<void> {
   const failovers: FailoverResult[] = [];
   try {
     for (const nodes of counts)
-      runs.push(await runCluster({ nodes, messages: MESSAGES, sessions: SESSIONS, size: SIZE, sinkPort }));
+      runs.push(
+        await runCluster({
+          nodes,
+          messages: MESSAGES,
+          sessions: SESSIONS,
+          size: SIZE,
+          sinkPort,
+          ...(args.profile ? { profileDir: join(args.profile, "postgres") } : {}),
+        }),
+      );
   } finally {
     sink?.kill("SIGTERM");
   }
@@ -234,7 +250,7 @@ async function cluster(): Promise<void> {
       runs
         .map(
           (r) =>
-            `  ${r.nodes} node${r.nodes > 1 ? "s" : ""}: slowest recipient ${(r.inQueueMaxMs / 1000).toFixed(1)} s in queue, ${r.retried} needed more than one attempt\n`,
+            `  ${r.nodes} node${r.nodes > 1 ? "s" : ""}: slowest recipient ${(r.inQueueMaxMs / 1000).toFixed(1)} s in queue, ${r.retried} needed more than one attempt, ${r.late} late (first attempt > ${LATE_MS / 1000} s after accept: missed by claims)\n`,
         )
         .join("") +
       failovers

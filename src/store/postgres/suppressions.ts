@@ -5,6 +5,7 @@
  * bounce and its suppression commit together.
  */
 import type { NewSuppression, Suppression, SuppressionFilter, SuppressionStore } from "../types.js";
+import { batchedReads } from "./batched-reads.js";
 import { type Client, type Pool, type Row, transaction } from "./connection.js";
 
 type Entry = NewSuppression & { readonly eventId?: string | null; readonly messageId?: string | null };
@@ -38,14 +39,28 @@ const SELECT = `SELECT s.account_id, a.name AS account_name, s.address, s.reason
   s.detail, s.created_at FROM suppressions s JOIN accounts a ON a.id = s.account_id`;
 
 export function createSuppressionStore(pool: Pool): SuppressionStore {
+  // Every RCPT TO asks (src/app/accept.ts): the asks of one event-loop turn share a statement
+  // (batched-reads.ts), keyed "account\0address" like insertSuppressions().
+  const find = batchedReads<Suppression>(async (keys) => {
+    const pairs = keys.map((k) => k.split("\0"));
+    const { rows } =
+      keys.length === 1
+        ? await pool.query({
+            name: "petrel-find-suppression",
+            text: `${SELECT} WHERE s.account_id = $1 AND s.address = $2`,
+            values: pairs[0],
+          })
+        : await pool.query({
+            name: "petrel-find-suppressions",
+            text: `${SELECT} WHERE (s.account_id, s.address) IN
+              (SELECT * FROM unnest($1::bigint[], $2::text[]))`,
+            values: [pairs.map((p) => p[0]), pairs.map((p) => p[1])],
+          });
+    return new Map(rows.map((r) => [`${r.account_id}\0${r.address}`, toSuppression(r)]));
+  });
   return {
-    async findSuppression(accountId: number, address: string): Promise<Suppression | undefined> {
-      const { rows } = await pool.query({
-        name: "petrel-find-suppression",
-        text: `${SELECT} WHERE s.account_id = $1 AND s.address = $2`,
-        values: [accountId, address.trim().toLowerCase()],
-      });
-      return rows[0] && toSuppression(rows[0]);
+    findSuppression(accountId: number, address: string): Promise<Suppression | undefined> {
+      return find(`${accountId}\0${address.trim().toLowerCase()}`);
     },
 
     async listSuppressions(filter: SuppressionFilter = {}): Promise<Suppression[]> {
