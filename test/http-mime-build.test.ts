@@ -8,17 +8,9 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import MailComposer from "nodemailer/lib/mail-composer/index.js";
 import { buildMimeSync } from "../src/services/mime-build.js";
+import { seededRandom } from "./support/seeded-random.js";
 
-/** A small seeded generator (mulberry32): the same messages on every run. */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 const PIECES = [
   "hello",
