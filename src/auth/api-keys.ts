@@ -6,7 +6,7 @@
  *
  * Security: keys are secrets; nothing here logs them. Comparison happens through the hash lookup.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { hash, randomBytes } from "node:crypto";
 
 export const API_KEY_PREFIX = "pt_";
 /** Characters of the key kept in clear to tell keys apart in listings. */
@@ -24,5 +24,7 @@ export function generateApiKey(): GeneratedApiKey {
 }
 
 export function hashApiKey(key: string): string {
-  return createHash("sha256").update(key, "utf8").digest("hex");
+  // crypto.hash (one shot, Node >= 20.12) skips the Hash object createHash makes: the API hashes
+  // the Bearer key on every request (2.8% of bench:http's main thread with createHash).
+  return hash("sha256", key, "hex");
 }

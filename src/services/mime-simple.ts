@@ -16,6 +16,7 @@
  * MailComposer, so this path can only be faster, never different.
  */
 import { Encoder as QpEncoder } from "nodemailer/lib/qp/index.js";
+import { literalQuotedPrintable } from "./qp-literal.js";
 
 export interface SimpleMailbox {
   readonly name: string;
@@ -136,7 +137,7 @@ export function composeSimpleText(message: SimpleMessage): Buffer | undefined {
   lines.push("MIME-Version: 1.0");
   lines.push("Content-Type: text/plain; charset=utf-8");
   const head = `${lines.join("\r\n")}\r\n\r\n`;
-  const body = long ? quotedPrintable(Buffer.from(text, "latin1")) : text;
+  const body = long ? (literalQuotedPrintable(text) ?? quotedPrintable(Buffer.from(text, "latin1"))) : text;
   const last = body.length > 0 ? body.charCodeAt(body.length - 1) : -1;
   // LastNewline (nodemailer): the message ends with a line break.
   const tail = last === 0x0a ? "" : last === 0x0d ? "\n" : "\r\n";

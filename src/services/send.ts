@@ -70,7 +70,8 @@ export interface SendResult {
   readonly send_at?: string;
 }
 
-export interface SendDeps extends AcceptDeps {
+/** Who sends, from where: per request, kept apart from the deps so no request copies those. */
+export interface SendOrigin {
   readonly submitter: Submitter;
   readonly clientIp: string;
   /** "HTTPS" under TLS, else "HTTP": the Received field's protocol. */
@@ -105,6 +106,12 @@ const COMPOSED_FIELDS = new Set([
   "content-transfer-encoding",
   "mime-version",
 ]);
+/**
+ * A domain domainToASCII returns lower-cased and otherwise unchanged (it costs 1% of a send): LDH
+ * labels, no punycode label (it would be checked), and a last label that starts with a letter
+ * (one of digits or 0x… is parsed as an IPv4 address by the WHATWG host parser).
+ */
+const ASCII_DOMAIN = /^(?![\s\S]*xn--)(?:[A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*$/i;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 // "Name <a@b>" or "a@b"; linear (no nested quantifiers over the same characters).
 const NAMED = /^([^<>]*)<([^<>]*)>$/;
@@ -214,7 +221,9 @@ export async function composeMessage(message: ComposedMessage): Promise<Composed
   // node, five for the Message-ID): 10% of the API's send path in bench:http's profile.
   // randomUUID draws from Node's pooled random bytes: as unpredictable, a fraction of the cost.
   // The Message-ID keeps nodemailer's shape, <uuid@the From domain> (RFC 5322 §3.6.4).
-  const messageId = `<${randomUUID()}@${domainToASCII(from.address.slice(from.address.lastIndexOf("@") + 1)) || "localhost"}>`;
+  const fromDomain = from.address.slice(from.address.lastIndexOf("@") + 1);
+  const asciiDomain = ASCII_DOMAIN.test(fromDomain) ? fromDomain.toLowerCase() : domainToASCII(fromDomain);
+  const messageId = `<${randomUUID()}@${asciiDomain || "localhost"}>`;
   const date = new Date();
   const recipients = [...new Set([...to, ...cc, ...bcc].map((m) => m.address))];
   // The common plain-text send, byte for byte what MailComposer writes, without its tree.
@@ -277,8 +286,9 @@ function problemFor(verdict: Rejection): PetrelError {
 }
 
 /** The accept path of SMTP for one composed or raw message: 202's body, or a PetrelError. */
-export async function submit(deps: SendDeps, composed: Composed): Promise<SendResult> {
-  const { config, submitter } = deps;
+export async function submit(deps: AcceptDeps, origin: SendOrigin, composed: Composed): Promise<SendResult> {
+  const { config } = deps;
+  const { submitter } = origin;
   if (composed.content.length > config.smtp.limits.maxMessageSize)
     throw new PetrelError(
       "payload-too-large",
@@ -317,9 +327,9 @@ export async function submit(deps: SendDeps, composed: Composed): Promise<SendRe
     recipients: accepted,
     dropped,
     content: composed.content,
-    clientIp: deps.clientIp,
+    clientIp: origin.clientIp,
     heloName: "api",
-    protocol: deps.protocol,
+    protocol: origin.protocol,
     identities: sender.identities,
     ...(sender.statuses ? { statuses: sender.statuses } : {}),
     ...(composed.sendAt === undefined ? {} : { sendAt: composed.sendAt }),
@@ -333,7 +343,7 @@ export async function submit(deps: SendDeps, composed: Composed): Promise<SendRe
   deps.logger.info(
     {
       queueId: outcome.queueId,
-      ip: deps.clientIp,
+      ip: origin.clientIp,
       key: submitter.label,
       from: composed.mailFrom,
       rcpts: accepted.length,

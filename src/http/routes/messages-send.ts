@@ -8,7 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
 import { Idempotency } from "../../app/idempotency.js";
 import { PetrelError } from "../../errors.js";
-import { type Composed, composeMessage, rawMessage, type SendDeps, submit } from "../../services/send.js";
+import { type Composed, composeMessage, rawMessage, type SendOrigin, submit } from "../../services/send.js";
 import { guarded, problemResponses, type RouteDeps, typed } from "../common.js";
 import { problemOf, problemSchema } from "../problems.js";
 
@@ -61,10 +61,9 @@ const sendResult = z.object({
   send_at: z.string().optional().describe("scheduled send: when it will be sent (RFC 3339)"),
 });
 
-function sendDeps(deps: RouteDeps, request: FastifyRequest): SendDeps {
+function originOf(deps: RouteDeps, request: FastifyRequest): SendOrigin {
   const key = request.apiKey!;
   return {
-    ...deps,
     submitter: { accountId: key.accountId, accountName: key.accountName, apiKeyId: key.id, label: key.name },
     clientIp: request.ip,
     protocol: deps.tls ? "HTTPS" : "HTTP",
@@ -126,7 +125,7 @@ export function registerSendRoutes(app: FastifyInstance, deps: RouteDeps): void 
     },
     async (request, reply) =>
       idempotent(deps, request, reply, 202, () =>
-        timed(deps, async () => submit(sendDeps(deps, request), await composeMessage(request.body))),
+        timed(deps, async () => submit(deps, originOf(deps, request), await composeMessage(request.body))),
       ),
   );
 
@@ -144,7 +143,7 @@ export function registerSendRoutes(app: FastifyInstance, deps: RouteDeps): void 
     },
     async (request, reply) =>
       idempotent(deps, request, reply, 202, () =>
-        timed(deps, () => submit(sendDeps(deps, request), rawMessage(request.body))),
+        timed(deps, () => submit(deps, originOf(deps, request), rawMessage(request.body))),
       ),
   );
 
@@ -171,13 +170,13 @@ export function registerSendRoutes(app: FastifyInstance, deps: RouteDeps): void 
     },
     async (request, reply) =>
       idempotent(deps, request, reply, 200, async () => {
-        const send = sendDeps(deps, request);
+        const origin = originOf(deps, request);
         // All items go to the spool at once: its group commit makes one transaction of them.
         const results = await Promise.all(
           request.body.messages.map(async (message) => {
             try {
               const composed: Composed = await composeMessage(message);
-              const sent = await timed(deps, () => submit(send, composed));
+              const sent = await timed(deps, () => submit(deps, origin, composed));
               return { ok: true as const, ...sent };
             } catch (err) {
               if (err instanceof PetrelError) return { ok: false as const, problem: problemOf(err) };
