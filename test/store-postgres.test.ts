@@ -4,9 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
+import pg from "pg";
+import { incrementUlid, randomUlid } from "../src/events/event-id.js";
 import { openPostgresStore, type PostgresStore } from "../src/store/postgres/postgres-store.js";
 import type { NewMessage } from "../src/store/types.js";
 import { type FreshDatabase, freshPostgresDatabase } from "./support/postgres.js";
+import { seededRandom } from "./support/seeded-random.js";
 import { storeConformance } from "./support/store-conformance.js";
 
 const databases: FreshDatabase[] = [];
@@ -171,6 +174,56 @@ describe("PostgreSQL store, several nodes", () => {
       assert.deepEqual((await a.getMessage("D1"))?.states, { delivered: 2 });
     } finally {
       await close();
+    }
+  });
+});
+
+describe("PostgreSQL event ids (migration 10)", () => {
+  it("numbers ids server-side exactly as incrementUlid does, carries included, and returns the stored ids", async () => {
+    const db = await freshPostgresDatabase("petrel_ulid");
+    databases.push(db);
+    const store = await openPostgresStore({ url: db.url, poolSize: 2 });
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      const random = seededRandom(812);
+      const cases: Array<[string, number]> = [];
+      for (let n = 0; n < 300; n++) {
+        let id = randomUlid(Date.now() - Math.floor(random() * 1e9));
+        // Tails of the highest digit make the addition carry across several characters.
+        const zs = Math.floor(random() * 6);
+        if (zs > 0) id = id.slice(0, 26 - zs) + "Z".repeat(zs);
+        cases.push([id, Math.floor(random() * (n % 3 === 0 ? 70_000 : 40))]);
+      }
+      const { rows } = await client.query(
+        "SELECT petrel_ulid_plus(u.id, u.k) AS sum FROM unnest($1::text[], $2::int[]) WITH ORDINALITY AS u(id, k, n) ORDER BY u.n",
+        [cases.map((c) => c[0]), cases.map((c) => c[1])],
+      );
+      cases.forEach(([id, k], i) => {
+        let expected = id;
+        for (let j = 0; j < k; j++) expected = incrementUlid(expected);
+        assert.equal(rows[i].sum, expected, `${id} + ${k}`);
+      });
+      // The ids the store returns are the ids stored, in order, after every earlier one.
+      const account = (await store.getAccount("default"))!;
+      const at = Date.now();
+      const event = (recipient: string) => ({
+        type: "processed" as const,
+        messageId: "m1",
+        accountId: account.id,
+        recipient,
+        at,
+      });
+      const first = await store.recordEvents([event("a@x.test"), event("b@x.test"), event("c@x.test")]);
+      const second = await store.recordEvents([event("d@x.test"), event("e@x.test")]);
+      const stored = await client.query("SELECT id, recipient FROM events ORDER BY id");
+      assert.deepEqual(
+        stored.rows.map((r) => [r.id, r.recipient]),
+        [...first, ...second].map((id, i) => [id, `${"abcde"[i]}@x.test`]),
+      );
+    } finally {
+      await client.end();
+      await store.close();
     }
   });
 });

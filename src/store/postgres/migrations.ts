@@ -356,4 +356,57 @@ export const MIGRATIONS: readonly string[] = [
     deliveries integer NOT NULL
   );
   `,
+  // 10 (PostgreSQL only): the event append of events.ts in one statement. The lock, the read of
+  // the newest id and the insert were three round trips with the event lock held; a plpgsql
+  // function runs them server-side, and each of its statements still takes a fresh snapshot
+  // (READ COMMITTED, a VOLATILE function), so the read sees every commit made before the lock
+  // was granted. petrel_ulid_plus adds k to a ULID (Crockford base32, carrying left) exactly as
+  // src/events/event-id.ts's incrementUlid does k times.
+  `
+  CREATE FUNCTION petrel_ulid_plus(id text, k integer) RETURNS text
+  LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+  DECLARE
+    alphabet constant text := '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+    result text := id;
+    carry bigint := k;
+    i integer := length(id);
+    v bigint;
+  BEGIN
+    WHILE carry > 0 LOOP
+      IF i < 1 THEN RAISE EXCEPTION 'ULID overflow'; END IF;
+      v := strpos(alphabet, substr(result, i, 1)) - 1 + carry;
+      result := overlay(result PLACING substr(alphabet, (v % 32)::integer + 1, 1) FROM i FOR 1);
+      carry := v / 32;
+      i := i - 1;
+    END LOOP;
+    RETURN result;
+  END $$;
+
+  CREATE FUNCTION petrel_append_events(lock_namespace integer, lock_key integer, fresh text,
+    types text[], message_ids text[], account_ids bigint[], recipients text[], ats bigint[],
+    attempts integer[], next_attempt_ats bigint[], mx_hosts text[], ips text[], replies text[],
+    enhanced_codes text[], bounce_classes text[], bounce_hards boolean[], reasons text[])
+  RETURNS text LANGUAGE plpgsql VOLATILE AS $$
+  DECLARE
+    newest text;
+    first_id text;
+  BEGIN
+    PERFORM pg_advisory_xact_lock(lock_namespace, lock_key);
+    SELECT e.id INTO newest FROM events e ORDER BY e.id DESC LIMIT 1;
+    first_id := CASE WHEN newest IS NULL OR fresh COLLATE "C" > newest COLLATE "C" THEN fresh
+      ELSE petrel_ulid_plus(newest, 1) END;
+    INSERT INTO events (id, type, message_id, account_id, recipient, at, attempt, next_attempt_at, mx_host,
+      ip, reply, enhanced_code, bounce_class, bounce_hard, reason)
+    SELECT petrel_ulid_plus(first_id, (u.n - 1)::integer), u.type, u.message_id,
+      COALESCE(u.account_id, (SELECT m.account_id FROM messages m WHERE m.id = u.message_id)), u.recipient,
+      u.at, u.attempt, u.next_attempt_at, u.mx_host, u.ip, u.reply, u.enhanced_code, u.bounce_class,
+      u.bounce_hard, u.reason
+    FROM unnest(types, message_ids, account_ids, recipients, ats, attempts, next_attempt_ats, mx_hosts,
+      ips, replies, enhanced_codes, bounce_classes, bounce_hards, reasons)
+      WITH ORDINALITY AS u(type, message_id, account_id, recipient, at, attempt, next_attempt_at, mx_host,
+        ip, reply, enhanced_code, bounce_class, bounce_hard, reason, n)
+    ORDER BY u.n;
+    RETURN first_id;
+  END $$;
+  `,
 ];
