@@ -265,6 +265,16 @@ export const deliverySchema = z
     slotRetryMs: positive.default(250),
     /** How often an idle worker looks for due mail (a cheap indexed read while nothing is due). */
     pollIntervalMs: positive.default(25),
+    /**
+     * Least time between the starts of two claims while mail keeps arriving (0 = claim at every
+     * wake-up). A wake-up within it waits for its end, so one claim takes what several accept
+     * commits made due: fewer, larger claims, content reads and outcome commits. The first mail
+     * after a quiet spell is claimed at once; the cost is at most this much more time in queue.
+     * bench:relay on PostgreSQL, 5,000 messages: 876-912 -> 1,004-1,040 msg/s end to end, CPU
+     * per message Petrel 1.2 -> 1.0 ms, PostgreSQL 0.52 -> 0.40 ms (claims were ~6 recipients:
+     * one per accept commit).
+     */
+    claimGapMs: z.number().int().min(0).max(1000).default(20),
     /** Most recipients held in memory (claimed, waiting or being delivered) at once. */
     maxInFlight: positive.default(5_000),
     /** Retry delays after each deferral; the last repeats until the message expires. */

@@ -170,9 +170,18 @@ export class DeliveryWorker {
   private async loop(): Promise<void> {
     const { config, store, dispatcher } = this.deps;
     const threshold = (route: ResolvedRoute) => Math.max(100, route.maxConnections * 50);
+    // Real time (not this.now(), which tests may fix): only the spacing of claims depends on it.
+    let lastClaim = Number.NEGATIVE_INFINITY;
+    let lastWasFull = false;
     while (this.running) {
       let claimed: ClaimedRecipient[] = [];
+      // delivery.claimGapMs: a claim soon after a partial one waits out the gap (a full one means
+      // more is due now, so the next claim goes at once).
+      const gap = config.claimGapMs - (performance.now() - lastClaim);
+      if (gap > 0 && !lastWasFull) await new Promise((resolve) => setTimeout(resolve, gap));
+      if (!this.running) break;
       const limit = Math.min(CLAIM_BATCH, config.maxInFlight - this.inFlight.size);
+      lastClaim = performance.now();
       if (limit > 0) {
         try {
           claimed = await store.claimDue({
@@ -205,6 +214,7 @@ export class DeliveryWorker {
           }
         }
       }
+      lastWasFull = limit > 0 && claimed.length >= limit;
       if (claimed.length < limit || limit <= 0) await this.sleep(config.pollIntervalMs);
       else await new Promise((resolve) => setImmediate(resolve));
     }
