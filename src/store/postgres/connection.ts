@@ -98,6 +98,30 @@ function socketOf(client: Client): { cork(): void; uncork(): void } | undefined 
  * commits, claims and outcome batches are all short transactions. If BEGIN fails, so does every
  * statement behind it, and the error is BEGIN's.
  */
+/** COMMITs already sent behind a transaction's last statement (queryThenCommit), by client. */
+const SENT_COMMITS = new WeakMap<Client, Promise<pg.QueryResult>>();
+
+/**
+ * Sends `query` as the last statement of the running transaction() with its COMMIT right behind
+ * it, in one write: no round trip between them, and a lock the statement takes (the event lock)
+ * is held for the commit's WAL flush alone. Only for the very last statement of the callback:
+ * nothing may be sent after it. If it fails, PostgreSQL answers the COMMIT with ROLLBACK and
+ * transaction() rejects.
+ */
+export function queryThenCommit(client: Client, query: pg.QueryConfig): Promise<pg.QueryResult> {
+  const socket = socketOf(client);
+  socket?.cork();
+  try {
+    const result = client.query(query);
+    const commit = client.query("COMMIT");
+    commit.catch(() => {});
+    SENT_COMMITS.set(client, commit);
+    return result;
+  } finally {
+    socket?.uncork();
+  }
+}
+
 export async function transaction<T>(pool: Pool, fn: (client: Client) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken: Error | undefined;
@@ -115,9 +139,13 @@ export async function transaction<T>(pool: Pool, fn: (client: Client) => Promise
     }
     // Settle both before deciding: a failed BEGIN also fails fn's statements.
     const [begun, ran] = await Promise.allSettled([begin, running]);
-    if (begun.status === "rejected") throw begun.reason;
-    if (ran.status === "rejected") throw ran.reason;
-    const committed = await client.query("COMMIT");
+    const sent = SENT_COMMITS.get(client);
+    SENT_COMMITS.delete(client);
+    if (begun.status === "rejected" || ran.status === "rejected") {
+      await sent?.catch(() => {});
+      throw begun.status === "rejected" ? begun.reason : (ran as PromiseRejectedResult).reason;
+    }
+    const committed = await (sent ?? client.query("COMMIT"));
     // COMMIT of a transaction that an error aborted is answered ROLLBACK, without an error.
     if (committed.command !== "COMMIT")
       throw new Error(`the transaction was rolled back (${committed.command})`);

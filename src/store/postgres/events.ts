@@ -12,6 +12,8 @@
  * event insert, NOTIFY and COMMIT are serialised — and PostgreSQL serialises notifying commits
  * anyway. Group commit keeps the number of such transactions small.
  */
+
+import type { QueryConfig } from "pg";
 import { incrementUlid, randomUlid } from "../../events/event-id.js";
 import { COUNT_COLUMNS, domainPattern, enhancedCodeOf, toEventCount, toEvents } from "../event-rows.js";
 import type {
@@ -22,7 +24,15 @@ import type {
   NewEvent,
   PetrelEvent,
 } from "../types.js";
-import { type Client, LOCK_EVENTS, LOCK_NAMESPACE, type Pool, type Row, transaction } from "./connection.js";
+import {
+  type Client,
+  LOCK_EVENTS,
+  LOCK_NAMESPACE,
+  type Pool,
+  queryThenCommit,
+  type Row,
+  transaction,
+} from "./connection.js";
 
 export const EVENT_SELECT = `SELECT e.id, e.type, e.message_id, e.recipient, e.at, e.attempt, e.next_attempt_at,
     e.mx_host, e.ip, e.reply, e.enhanced_code, e.bounce_class, e.bounce_hard, e.reason, e.account_id,
@@ -42,9 +52,11 @@ export async function writeEvents(
   client: Client,
   events: readonly NewEvent[],
   now = Date.now(),
+  /** The transaction's last statement: its COMMIT goes out with it (connection.ts). */
+  last = false,
 ): Promise<string[]> {
   if (events.length === 0) return [];
-  const { rows } = await client.query({
+  const { rows } = await (last ? queryThenCommit : (c: Client, q: QueryConfig) => c.query(q))(client, {
     name: "petrel-append-events",
     text: `SELECT petrel_append_events($1, $2, $3, $4::text[], $5::text[], $6::bigint[], $7::text[],
        $8::bigint[], $9::int[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
@@ -84,7 +96,7 @@ export function createEventStore(pool: Pool): EventStore {
   return {
     async recordEvents(events: readonly NewEvent[]): Promise<string[]> {
       if (events.length === 0) return [];
-      return transaction(pool, (client) => writeEvents(client, events));
+      return transaction(pool, (client) => writeEvents(client, events, Date.now(), true));
     },
 
     async listEvents(filter: EventFilter = {}): Promise<PetrelEvent[]> {

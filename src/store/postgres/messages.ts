@@ -49,7 +49,12 @@ export function earliest<T>(items: readonly T[], at: (item: T) => number): numbe
  * is a round trip, and on this 2-core machine its write and wake-up cost about as much CPU as
  * the work (bench:relay --store postgres: 9 statements per batch became 6).
  */
-export async function insertMessages(client: Client, messages: readonly NewMessage[]): Promise<void> {
+export async function insertMessages(
+  client: Client,
+  messages: readonly NewMessage[],
+  /** The transaction ends with these (its COMMIT goes out with the events: connection.ts). */
+  last = false,
+): Promise<void> {
   const rows: { message: string; address: string; dropped: string | null; at: number; due: number }[] = [];
   const events: NewEvent[] = [];
   for (const m of messages) {
@@ -137,7 +142,7 @@ export async function insertMessages(client: Client, messages: readonly NewMessa
     ],
   );
   // Last, under the event lock (events.ts).
-  await writeEvents(client, events);
+  await writeEvents(client, events, Date.now(), last);
 }
 
 /** `onDue` hears of the earliest due time of each batch before it commits (claim-watermark.ts). */
@@ -181,7 +186,7 @@ export function createMessageStore(pool: Pool, onDue: (at: number) => void = () 
     async enqueueMessages(messages: readonly NewMessage[]): Promise<void> {
       if (messages.length === 0) return;
       onDue(earliest(messages, (m) => m.receivedAt));
-      await transaction(pool, (client) => insertMessages(client, messages));
+      await transaction(pool, (client) => insertMessages(client, messages, true));
     },
 
     async listMessages(filter: MessageFilter = {}): Promise<MessageSummary[]> {
