@@ -275,6 +275,13 @@ export const deliverySchema = z
      * one per accept commit).
      */
     claimGapMs: z.number().int().min(0).max(1000).default(20),
+    /**
+     * PostgreSQL store (which wakes nodes with NOTIFY as mail becomes due): claims that find
+     * nothing space out, doubling from pollIntervalMs up to this. An idle node made 39 claims a
+     * second (6.3% of a core, against 2.6% on SQLite); retries coming due and a dead node's
+     * expired leases are found at most this much later.
+     */
+    idlePollMaxMs: z.number().int().positive().max(10_000).default(500),
     /** Most recipients held in memory (claimed, waiting or being delivered) at once. */
     maxInFlight: positive.default(5_000),
     /** Retry delays after each deferral; the last repeats until the message expires. */

@@ -36,6 +36,12 @@ export const eventsSchema = z
         batchWindowMs: ms.default(1000),
         /** How often the dispatcher looks for new events and due endpoints. */
         pollIntervalMs: z.number().int().positive().default(50),
+        /**
+         * While polls find nothing to send (no endpoint, or every cursor at the newest event),
+         * the interval doubles up to this; new events are then sent at most this much later,
+         * against batchWindowMs (1 s) of batching anyway.
+         */
+        idlePollMaxMs: z.number().int().positive().default(1000),
         /** A POST without a response within this time counts as failed. */
         timeoutMs: z.number().int().positive().default(10_000),
         /**

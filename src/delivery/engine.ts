@@ -122,6 +122,8 @@ export async function startDelivery(options: EngineOptions): Promise<DeliveryEng
     classify,
     returnPaths,
     notification,
+    // Only a store that wakes the worker (onDueWork) lets idle claims space out.
+    ...(store.onDueWork ? { idlePollMaxMs: config.delivery.idlePollMaxMs } : {}),
   });
   await worker.start();
   // Cluster (PostgreSQL): another node's commit made work due; look now rather than at the next poll.

@@ -66,6 +66,8 @@ export class WebhookDispatcher {
   private readFailures = 0;
   private readFailureLoggedAt = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | undefined;
+  /** The current poll interval: pollIntervalMs, or more while idle (schedule()). */
+  private idleInterval = 0;
   private ticking: Promise<void> | undefined;
 
   /** The lease owner: unique per process. */
@@ -103,7 +105,19 @@ export class WebhookDispatcher {
     this.timer = setTimeout(() => {
       this.ticking = this.tick().finally(() => {
         this.ticking = undefined;
-        if (this.running) this.schedule(this.deps.config.pollIntervalMs);
+        if (!this.running) return;
+        // Idle backoff: while a tick finds nothing to send and nothing waits (no endpoint, or
+        // every cursor at the newest event), the interval doubles up to idlePollMaxMs; any work
+        // brings it back. An idle node polled 20 times a second, two statements each.
+        const { pollIntervalMs, idlePollMaxMs } = this.deps.config;
+        const busy = this.inFlight.size > 0 || this.waiting.size > 0;
+        this.idleInterval = busy
+          ? pollIntervalMs
+          : Math.min(
+              Math.max(this.idleInterval * 2, pollIntervalMs),
+              Math.max(idlePollMaxMs, pollIntervalMs),
+            );
+        this.schedule(this.idleInterval);
       });
     }, ms);
   }

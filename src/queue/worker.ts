@@ -56,6 +56,12 @@ export interface WorkerDeps {
   readonly config: DeliveryConfig;
   /** Stable per node (the hostname): the prefix of this worker's lease owner. */
   readonly nodeId: string;
+  /**
+   * Set when the store wakes the worker as work becomes due (PostgreSQL's NOTIFY, via poke()):
+   * claims that find nothing then space out, doubling from delivery.pollIntervalMs up to this,
+   * since the wake-up, not the poll, brings new mail. Absent: poll at pollIntervalMs always.
+   */
+  readonly idlePollMaxMs?: number;
   readonly logger: Logger;
   readonly now?: () => number;
   readonly random?: () => number;
@@ -173,6 +179,7 @@ export class DeliveryWorker {
     // Real time (not this.now(), which tests may fix): only the spacing of claims depends on it.
     let lastClaim = Number.NEGATIVE_INFINITY;
     let lastWasFull = false;
+    let idlePoll = config.pollIntervalMs;
     while (this.running) {
       let claimed: ClaimedRecipient[] = [];
       // delivery.claimGapMs: a claim soon after a partial one waits out the gap (a full one means
@@ -215,21 +222,28 @@ export class DeliveryWorker {
         }
       }
       lastWasFull = limit > 0 && claimed.length >= limit;
-      if (claimed.length < limit || limit <= 0) await this.sleep(config.pollIntervalMs);
-      else await new Promise((resolve) => setImmediate(resolve));
+      // Idle backoff (idlePollMaxMs): what only polling finds (retries coming due, a dead
+      // node's expired leases) is found at most that much later; a wake-up claims at once.
+      const maxIdle = this.deps.idlePollMaxMs ?? config.pollIntervalMs;
+      idlePoll = claimed.length === 0 && limit > 0 ? Math.min(idlePoll * 2, maxIdle) : config.pollIntervalMs;
+      if (claimed.length < limit || limit <= 0) {
+        const woken = await this.sleep(claimed.length === 0 ? idlePoll : config.pollIntervalMs);
+        if (woken) idlePoll = config.pollIntervalMs;
+      } else await new Promise((resolve) => setImmediate(resolve));
     }
   }
 
-  private sleep(ms: number): Promise<void> {
+  /** Sleeps `ms`, or less if woken (poke, stop): resolves true when woken. */
+  private sleep(ms: number): Promise<boolean> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
+      const timer = setTimeout(() => done(false), ms);
+      function done(woken: boolean) {
         clearTimeout(timer);
-        resolve();
+        resolve(woken);
       }
       this.wake = () => {
         this.wake = undefined;
-        done();
+        done(true);
       };
     });
   }
