@@ -19,6 +19,7 @@ import {
   tempDataDir,
 } from "./support/petrel-process.js";
 import { openTestStore } from "./support/test-store.js";
+import { waitFor } from "./support/wait.js";
 
 const QUEUED = /^250 2\.0\.0 Ok: queued as ([0-9A-Z]{26})$/;
 
@@ -79,8 +80,11 @@ describe("end to end with real clients", () => {
     }
   }
 
-  function queueIdFromLogs(before: number): string {
-    const queued = petrel.logRecords().filter((r) => r.msg === "queued");
+  async function queueIdFromLogs(before: number): Promise<string> {
+    // The server's log comes through a pipe and may trail the client's exit: wait for the line.
+    const queuedNow = () => petrel.logRecords().filter((r) => r.msg === "queued");
+    await waitFor(() => queuedNow().length > before, { what: "the queued log line", timeoutMs: 10_000 });
+    const queued = queuedNow();
     assert.equal(queued.length, before + 1, "exactly one message queued");
     return String(queued[queued.length - 1]!.queueId);
   }
@@ -91,7 +95,7 @@ describe("end to end with real clients", () => {
     writeFileSync(script, pythonSnippet(petrel.ports.submission!, key, petrel.caFile));
     const result = await run("python3", [script]);
     assert.equal(result.code, 0, result.stderr);
-    const queueId = queueIdFromLogs(before);
+    const queueId = await queueIdFromLogs(before);
     const stored = (await storedContent(queueId)).toString("latin1");
     let sent = result.stdout.replace(/\r?\n/g, "\r\n");
     if (!sent.endsWith("\r\n")) sent += "\r\n";

@@ -27,6 +27,7 @@ import {
   testConfig,
 } from "./support/petrel-process.js";
 import { startTestMx, type TestMx } from "./support/test-mx.js";
+import { waitFor } from "./support/wait.js";
 
 let dns: TestDnsServer;
 let mx: TestMx;
@@ -205,6 +206,7 @@ assert b"\\xc3\\xbc" in message.split(b"\\n\\n")[0], "raw UTF-8 in the header se
   });
 
   it("still bounces a non-ASCII recipient at such an MX with 5.6.7, as a permanent failure", async () => {
+    const queuedBefore = petrel.logRecords().filter((r) => r.msg === "queued");
     const reply = await python(
       `message = EmailMessage(policy=policy.SMTPUTF8)
 message["Subject"] = "Grüße"; message["From"] = "noreply@app.example"; message["To"] = "用户@example.com"
@@ -213,11 +215,18 @@ message.set_content("x")`,
       ["SMTPUTF8"],
     );
     assert.equal(reply, "250");
+    // The server's log comes through a pipe and may trail the reply: wait for this message's line.
     const queueId = String(
-      petrel
-        .logRecords()
-        .filter((r) => r.msg === "queued")
-        .at(-1)!.queueId,
+      (
+        await waitFor(
+          () =>
+            petrel
+              .logRecords()
+              .filter((r) => r.msg === "queued" && queuedBefore.every((q) => q.queueId !== r.queueId))
+              .at(-1),
+          { what: "the queued log line", timeoutMs: 10_000 },
+        )
+      ).queueId,
     );
     let detail: { recipientDetails: Array<{ state: string; lastReply: string | null }> };
     for (;;) {

@@ -34,6 +34,7 @@ import {
 } from "./support/petrel-process.js";
 import { startTestMx, type TestMx } from "./support/test-mx.js";
 import { openTestSql, openTestStore } from "./support/test-store.js";
+import { waitFor } from "./support/wait.js";
 
 let dns: TestDnsServer;
 let mx: TestMx;
@@ -232,11 +233,19 @@ describe("sender domains and DKIM through petrel serve", () => {
     assert.match(reply, /^DATA: 451 4\.3\.0 /);
     assert.equal(await metric(), refusedBefore + 1);
     assert.equal((await store.listMessages({ limit: 100_000 })).length, storedBefore, "nothing kept");
-    const logged = petrel
-      .logRecords()
-      .filter(
-        (r) => r.level === 50 && r.domain === "broken.example" && /DKIM signing failed/.test(String(r.msg)),
-      );
+    // The server's log reaches this process through a pipe, possibly after the reply (CI saw the
+    // check run before the line arrived): wait for it, then check there is exactly one.
+    const refusals = () =>
+      petrel
+        .logRecords()
+        .filter(
+          (r) => r.level === 50 && r.domain === "broken.example" && /DKIM signing failed/.test(String(r.msg)),
+        );
+    await waitFor(() => refusals().length > 0, {
+      what: "the error log naming the domain",
+      timeoutMs: 10_000,
+    });
+    const logged = refusals();
     assert.equal(logged.length, 1, "one error log naming the domain");
     assert.match(String(logged[0]!.msg), /broken\.example: message refused with 451 4\.3\.0/);
     assert.doesNotMatch(JSON.stringify(logged[0]), /not a key/, "the key is never logged");
