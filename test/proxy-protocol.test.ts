@@ -13,6 +13,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { createServer, connect as netConnect, type Server } from "node:net";
 import { join } from "node:path";
+import { Duplex } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import nodemailer from "nodemailer";
@@ -166,6 +167,38 @@ for (const workers of [1, 2])
       while (!closedFrom().includes("198.51.100.10") && Date.now() < deadline)
         await new Promise((r) => setTimeout(r, 20));
       assert.ok(closedFrom().includes("198.51.100.10"), JSON.stringify(closedFrom()));
+    });
+
+    it("v2 and the ClientHello in one TCP write on the implicit-TLS listener", async () => {
+      // A balancer may send the header and the client's first bytes in one segment; then the
+      // ClientHello arrives with the header and must be handed on with the socket. The TLS
+      // client writes into a relay stream whose first write goes out joined to the header.
+      const port = petrel.ports.submissions!;
+      const raw = netConnect({ host: "127.0.0.1", port, localAddress: BALANCER });
+      await new Promise<void>((resolve, reject) => raw.once("connect", resolve).once("error", reject));
+      let header: Buffer | undefined = v2Header("198.51.100.12", 40003, "127.0.0.1", port);
+      const relay = new Duplex({
+        write(chunk: Buffer, _encoding, done) {
+          const joined = header ? Buffer.concat([header, chunk]) : chunk;
+          header = undefined;
+          raw.write(joined, done);
+        },
+        read() {},
+        final(done) {
+          raw.end(done);
+        },
+      });
+      raw.on("data", (chunk: Buffer) => relay.push(chunk));
+      raw.on("end", () => relay.push(null));
+      const socket = tlsConnect({ socket: relay, ca: readCa(petrel), servername: "localhost" });
+      const greeting = await new Promise<string>((resolve, reject) => {
+        socket.setEncoding("utf8").once("data", resolve);
+        socket.once("error", reject);
+      });
+      assert.match(greeting, /^220 /);
+      socket.end("QUIT\r\n");
+      await new Promise((r) => socket.once("close", r));
+      raw.destroy();
     });
 
     it("refuses a header from an untrusted address, a missing header, and a malformed one", async () => {

@@ -109,7 +109,16 @@ function startSession(msg: ChildSession, socket: Socket | undefined): void {
     return;
   }
   socket.setNoDelay(true);
-  if (msg.leftover !== undefined && msg.leftover.length > 0) socket.unshift(Buffer.from(msg.leftover));
+  if (msg.leftover !== undefined && msg.leftover.length > 0) {
+    // Paused first, as the primary's PROXY reader leaves a socket: a socket received over IPC
+    // is not paused, the session's 'data' listener would set it flowing, and on implicit TLS
+    // the flow (a tick later, after wrapTls took the listener off) emitted the unshifted
+    // ClientHello to nobody: the handshake waited for bytes already gone and timed out. Paused,
+    // the bytes stay buffered for the TLSSocket (which reads a wrapped socket's buffer) or for
+    // the plaintext session's resume() in Session.start().
+    socket.pause();
+    socket.unshift(Buffer.from(msg.leftover));
+  }
   const session = new Session<unknown>(host, spec, socket, msg.sid, msg.remoteAddress, msg.remotePort);
   sessions.set(msg.sid, session);
   if (host.shuttingDown) session.destroy("shutdown");
