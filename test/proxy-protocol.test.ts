@@ -11,11 +11,11 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import { createServer, connect as netConnect, type Server } from "node:net";
+import { createServer, connect as netConnect, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { Duplex } from "node:stream";
 import { after, before, describe, it } from "node:test";
-import { connect as tlsConnect } from "node:tls";
+import { type TLSSocket, connect as tlsConnect } from "node:tls";
 import nodemailer from "nodemailer";
 import { openSqliteStore } from "../src/store/sqlite/sqlite-store.js";
 import { SmtpTestClient } from "./support/dialogue.js";
@@ -40,6 +40,24 @@ function hasHaproxy(): boolean {
   } catch {
     return false;
   }
+}
+
+/** A TCP connection from the balancer's address, connected. */
+async function connectFromBalancer(port: number): Promise<Socket> {
+  const raw = netConnect({ host: "127.0.0.1", port, localAddress: BALANCER });
+  await new Promise<void>((resolve, reject) => raw.once("connect", resolve).once("error", reject));
+  return raw;
+}
+
+/** Waits for the 220 greeting over TLS, then QUITs and waits for the close. */
+async function greetAndQuit(socket: TLSSocket): Promise<void> {
+  const greeting = await new Promise<string>((resolve, reject) => {
+    socket.setEncoding("utf8").once("data", resolve);
+    socket.once("error", reject);
+  });
+  assert.match(greeting, /^220 /);
+  socket.end("QUIT\r\n");
+  await new Promise((r) => socket.once("close", r));
 }
 
 function v2Header(src: string, srcPort: number, dst: string, dstPort: number): Buffer {
@@ -147,17 +165,10 @@ for (const workers of [1, 2])
 
     it("v2 before the TLS handshake on the implicit-TLS listener", async () => {
       const port = petrel.ports.submissions!;
-      const raw = netConnect({ host: "127.0.0.1", port, localAddress: BALANCER });
-      await new Promise<void>((resolve, reject) => raw.once("connect", resolve).once("error", reject));
+      const raw = await connectFromBalancer(port);
       raw.write(v2Header("198.51.100.10", 40002, "127.0.0.1", port));
       const socket = tlsConnect({ socket: raw, ca: readCa(petrel), servername: "localhost" });
-      const greeting = await new Promise<string>((resolve, reject) => {
-        socket.setEncoding("utf8").once("data", resolve);
-        socket.once("error", reject);
-      });
-      assert.match(greeting, /^220 /);
-      socket.end("QUIT\r\n");
-      await new Promise((r) => socket.once("close", r));
+      await greetAndQuit(socket);
       const deadline = Date.now() + 5000;
       const closedFrom = () =>
         petrel
@@ -174,8 +185,7 @@ for (const workers of [1, 2])
       // ClientHello arrives with the header and must be handed on with the socket. The TLS
       // client writes into a relay stream whose first write goes out joined to the header.
       const port = petrel.ports.submissions!;
-      const raw = netConnect({ host: "127.0.0.1", port, localAddress: BALANCER });
-      await new Promise<void>((resolve, reject) => raw.once("connect", resolve).once("error", reject));
+      const raw = await connectFromBalancer(port);
       let header: Buffer | undefined = v2Header("198.51.100.12", 40003, "127.0.0.1", port);
       const relay = new Duplex({
         write(chunk: Buffer, _encoding, done) {
@@ -191,13 +201,7 @@ for (const workers of [1, 2])
       raw.on("data", (chunk: Buffer) => relay.push(chunk));
       raw.on("end", () => relay.push(null));
       const socket = tlsConnect({ socket: relay, ca: readCa(petrel), servername: "localhost" });
-      const greeting = await new Promise<string>((resolve, reject) => {
-        socket.setEncoding("utf8").once("data", resolve);
-        socket.once("error", reject);
-      });
-      assert.match(greeting, /^220 /);
-      socket.end("QUIT\r\n");
-      await new Promise((r) => socket.once("close", r));
+      await greetAndQuit(socket);
       raw.destroy();
     });
 
