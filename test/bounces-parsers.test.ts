@@ -326,7 +326,7 @@ describe("fuzzing the report parsers and the listener", () => {
     const inputs = samples();
     for (let i = 0; i < 500; i++) {
       const envelope: Envelope = { mailFrom: "", rcptTo: [], smtpUtf8: false, body8bit: false };
-      const verdict = await hooks.onRcptTo(session, envelope, rcpt);
+      const verdict = await hooks.onRcptTo!(session, envelope, rcpt);
       assert.equal(verdict.ok, true);
       envelope.rcptTo.push(rcpt);
       const reply = await hooks.onData(session, envelope, mutate(inputs[i % inputs.length]!, rand));
@@ -338,7 +338,7 @@ describe("fuzzing the report parsers and the listener", () => {
     for (let i = 0; i < 200; i++) {
       const envelope: Envelope = { mailFrom: "", rcptTo: [], smtpUtf8: false, body8bit: false };
       const junk = `b+${randomBytes(Math.floor(rand() * 60)).toString("latin1")}@bounces.app.example`;
-      assert.equal((await hooks.onRcptTo(session, envelope, junk)).ok, false);
+      assert.equal((await hooks.onRcptTo!(session, envelope, junk)).ok, false);
     }
   });
 });

@@ -143,13 +143,17 @@ function rcpt<User>(s: Session<User>, arg: string): Promise<void> | undefined {
   if (path.params.length > 0) return s.reject(REPLY.unknownParam);
   if (!envelope.smtpUtf8 && hasNonAscii(path.address)) return s.reject(REPLY.needUtf8);
   if (envelope.rcptTo.length >= s.host.limits.maxRecipients) return s.ok(REPLY.tooManyRcpts);
+  if (s.host.hooks.onRcptTo === undefined) {
+    envelope.rcptTo.push(path.address);
+    return s.ok(REPLY.rcptOk);
+  }
   return rcptHook(s, envelope, path.address);
 }
 
 async function rcptHook<User>(s: Session<User>, envelope: Envelope, recipient: string): Promise<void> {
   let verdict: HookVerdict;
   try {
-    verdict = await s.host.hooks.onRcptTo(s.info, envelope, recipient);
+    verdict = await s.host.hooks.onRcptTo!(s.info, envelope, recipient);
   } catch (err) {
     s.hookFailed("onRcptTo", err);
     return s.ok(REPLY.localError);

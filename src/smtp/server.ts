@@ -125,6 +125,7 @@ export class SmtpServer<User> {
               (limits.maxBufferedBytes ?? 0) > 0 ? Math.ceil(limits.maxBufferedBytes! / workers) : 0,
           },
           logLevel: opts.logger.level,
+          rcptHook: opts.hooks.onRcptTo !== undefined,
         },
         opts.hooks,
         opts.logger,

@@ -107,7 +107,12 @@ export interface SessionHooks<User> {
     credentials: { method: "PLAIN" | "LOGIN"; username: string; password: string },
   ): Promise<{ ok: true; user: User } | { ok: false; reply: SmtpReply; close?: boolean }>;
   onMailFrom(session: SessionInfo<User>, envelope: Envelope): Promise<HookVerdict>;
-  onRcptTo(session: SessionInfo<User>, envelope: Envelope, recipient: string): Promise<HookVerdict>;
+  /**
+   * Absent: every recipient that passes the syntax and count checks is accepted at once, with no
+   * await (and, under smtp.workers, no round trip to the main process): for hosts whose RCPT
+   * reply depends on nothing but the address.
+   */
+  onRcptTo?(session: SessionInfo<User>, envelope: Envelope, recipient: string): Promise<HookVerdict>;
   /** Whole message after dot-unstuffing and line-ending normalisation, only when size/line limits were respected. The reply is sent as is (the app returns 250 2.0.0 Ok: queued as ID, or an error). */
   onData(session: SessionInfo<User>, envelope: Envelope, content: Buffer): Promise<SmtpReply>;
   /** Connection ended (any reason); for logging. Must not throw (a throw is logged and ignored). */

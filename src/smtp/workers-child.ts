@@ -55,13 +55,15 @@ function ask(session: Session<unknown>, hook: HookName, envelope?: Envelope, arg
 }
 
 /** Hooks that ask the main process; the SessionInfo passed is this process's copy. */
-const hooks: SessionHooks<unknown> = {
+const askingHooks: SessionHooks<unknown> = {
   onConnect: (info) => ask(sessions.get(info.id)!, "onConnect"),
   onAuth: (info, credentials) => ask(sessions.get(info.id)!, "onAuth", undefined, credentials),
   onMailFrom: (info, envelope) => ask(sessions.get(info.id)!, "onMailFrom", envelope),
   onRcptTo: (info, envelope, rcpt) => ask(sessions.get(info.id)!, "onRcptTo", envelope, rcpt),
   onData: (info, envelope, content) => ask(sessions.get(info.id)!, "onData", envelope, content),
 };
+
+const { onRcptTo: _asked, ...withoutRcpt } = askingHooks;
 
 function init(msg: ChildInit): void {
   const logger = pino({ level: msg.logLevel, base: undefined }, {
@@ -78,7 +80,8 @@ function init(msg: ChildInit): void {
   host = {
     hostname: msg.hostname,
     limits: msg.limits,
-    hooks,
+    // The main process has no RCPT hook: this process accepts RCPTs itself (commands.ts).
+    hooks: msg.rcptHook ? askingHooks : withoutRcpt,
     logger,
     secureContext: createSecureContext({
       key: msg.tls.key,

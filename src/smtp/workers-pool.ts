@@ -244,7 +244,8 @@ export class WorkerPool<User> {
           result = h.onMailFrom(info, envelope!);
           break;
         case "onRcptTo":
-          result = h.onRcptTo(info, envelope!, msg.arg as string);
+          // Asked only when the hook exists (ChildInit.rcptHook).
+          result = h.onRcptTo ? h.onRcptTo(info, envelope!, msg.arg as string) : Promise.resolve({ ok: true });
           break;
         case "onData": {
           const bytes = msg.arg as Uint8Array;

@@ -21,6 +21,8 @@ export interface ChildInit {
   /** maxBufferedBytes here is this child's share of the server's budget. */
   readonly limits: SmtpLimits;
   readonly logLevel: string;
+  /** Whether the main process has an onRcptTo hook; without one the child accepts RCPTs itself. */
+  readonly rcptHook: boolean;
 }
 
 /** A connection admitted by the main process; the socket travels as the message's handle. */
