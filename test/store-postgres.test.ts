@@ -227,3 +227,44 @@ describe("PostgreSQL event ids (migration 10)", () => {
     }
   });
 });
+
+describe("PostgreSQL accept statement (named, padded batches)", () => {
+  it("stores every content of batches of 1 to 9 messages, none padded in, on one connection", async () => {
+    const db = await freshPostgresDatabase("petrel_batches");
+    databases.push(db);
+    // One connection: every batch size reuses (or first prepares) its named form there.
+    const store = await openPostgresStore({ url: db.url, poolSize: 1 });
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      const account = (await store.getAccount("default"))!;
+      const ids: string[] = [];
+      for (const size of [1, 3, 4, 5, 9, 3, 2]) {
+        const batch = Array.from({ length: size }, (_, i) => {
+          const id = `b${ids.length + i}`;
+          return {
+            ...message(id, account.id, [`r${i}@x.test`]),
+            content: Buffer.from(`Subject: ${id}\r\n\r\n${"x".repeat(i * 700)}\r\n`),
+          };
+        });
+        await store.enqueueMessages(batch);
+        ids.push(...batch.map((m) => m.id));
+      }
+      for (const [n, id] of ids.entries()) {
+        const content = await store.getMessageContent(id);
+        assert.match(
+          content?.toString() ?? "",
+          new RegExp(`^Subject: ${id}\\r\\n`),
+          `content of message ${n}`,
+        );
+      }
+      const counted = await client.query(
+        "SELECT (SELECT count(*) FROM message_contents)::int AS contents, (SELECT count(*) FROM messages)::int AS messages",
+      );
+      assert.deepEqual(counted.rows[0], { contents: ids.length, messages: ids.length });
+    } finally {
+      await client.end();
+      await store.close();
+    }
+  });
+});
