@@ -20,7 +20,7 @@ import type { Logger } from "../log.js";
 import type { AuthGuard } from "../policy/auth-throttle.js";
 import type { Verdict } from "../policy/verdict.js";
 import type { Spool } from "../queue/spool.js";
-import type { Envelope, HookVerdict, SessionHooks, SessionInfo, SmtpReply } from "../smtp/types.js";
+import type { HookVerdict, SessionHooks, SessionInfo, SmtpReply } from "../smtp/types.js";
 import type { DomainStatus, SenderIdentities, Store } from "../store/types.js";
 import { acceptContent, checkRecipient, checkSender, type Submitter } from "./accept.js";
 import type { Idempotency } from "./idempotency.js";

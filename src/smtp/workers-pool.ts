@@ -245,7 +245,9 @@ export class WorkerPool<User> {
           break;
         case "onRcptTo":
           // Asked only when the hook exists (ChildInit.rcptHook).
-          result = h.onRcptTo ? h.onRcptTo(info, envelope!, msg.arg as string) : Promise.resolve({ ok: true });
+          result = h.onRcptTo
+            ? h.onRcptTo(info, envelope!, msg.arg as string)
+            : Promise.resolve({ ok: true });
           break;
         case "onData": {
           const bytes = msg.arg as Uint8Array;

@@ -100,7 +100,8 @@ export async function insertMessages(
     (_, i) => `($${CONTENT + 2 * i}::text, $${CONTENT + 2 * i + 1}::bytea)`,
   ).join(", ");
   const contents: (string | Buffer | null)[] = [];
-  for (const m of messages) contents.push(m.id, Buffer.isBuffer(m.content) ? m.content : Buffer.from(m.content));
+  for (const m of messages)
+    contents.push(m.id, Buffer.isBuffer(m.content) ? m.content : Buffer.from(m.content));
   for (let i = messages.length; i < slots; i++) contents.push(null, null);
   // The recipients, the queue rows of those to deliver, the attempt records of those dropped at
   // accept (e.g. suppressed). Foreign keys are checked at the end of the statement, when the
