@@ -276,3 +276,60 @@ describe("smtp.workers: the main process ends", () => {
     }
   });
 });
+
+describe("smtp.workers: 2, RCPT and the suppression list", () => {
+  // In drop mode (the default) the session processes answer RCPT themselves, with no hook; in
+  // reject mode they ask the main process, whose hook reads the list.
+  for (const mode of ["drop", "reject"] as const) {
+    it(`suppression.mode ${mode}: ${mode === "drop" ? "250 from the session process, left to the queue" : "550 5.1.1 from the main process"}`, async () => {
+      const dataDir = tempDataDir();
+      try {
+        await petrelOk(dataDir, ["senders", "add", FROM]);
+        await petrelOk(dataDir, ["suppressions", "add", "gone@example.com"]);
+        const petrel = await startPetrel(dataDir, {
+          config: {
+            smtp: { workers: 2 },
+            suppression: { mode },
+            auth: { trustedNetworks: [{ network: "127.0.0.1/32", account: "default" }] },
+          },
+        });
+        try {
+          const s = await RawSmtpSession.open({ port: petrel.ports.submission! });
+          assert.equal((await s.command(`MAIL FROM:<${FROM}>`)).code, 250);
+          const suppressed = await s.command("RCPT TO:<gone@example.com>");
+          const other = await s.command("RCPT TO:<r@example.com>");
+          assert.equal(other.code, 250);
+          if (mode === "reject") {
+            assert.equal(
+              `${suppressed.code} ${suppressed.text}`,
+              "550 5.1.1 Recipient is on the suppression list",
+            );
+            await s.quit();
+            return;
+          }
+          // Accepted for both; the queue drops the suppressed one when it comes due (with delivery
+          // on: suppression-e2e.test.ts). Here delivery is off, so both stay queued.
+          assert.equal(suppressed.code, 250);
+          const done = await s.sendStuffed(message("suppressed"));
+          assert.equal(done.code, 250, done.text);
+          await s.quit();
+          const id = /queued as ([0-9A-Z]{26})/.exec(done.text)![1]!;
+          const store = await openTestStore(dataDir);
+          try {
+            const detail = await store.getMessage(id);
+            assert.deepEqual(detail?.recipientDetails.map((r) => [r.address, r.state]).sort(), [
+              ["gone@example.com", "queued"],
+              ["r@example.com", "queued"],
+            ]);
+          } finally {
+            await store.close();
+          }
+        } finally {
+          await petrel.stop();
+        }
+      } finally {
+        removeDataDir(dataDir);
+      }
+    });
+  }
+});
