@@ -83,12 +83,14 @@ export async function checkSender(
   deps: AcceptDeps,
   accountId: number,
   mailFrom: string,
+  /** Where to read them: the store, or the message's lookup view (store.lookupView). */
+  lookups: Pick<Store, "getSenderIdentities" | "getDomainStatuses"> = deps.store,
 ): Promise<SenderCheck> {
-  const identities = await deps.store.getSenderIdentities(accountId);
+  const identities = await lookups.getSenderIdentities(accountId);
   const verdict = checkEnvelopeSender(identities, mailFrom);
   if (verdict.kind !== "accept" || !deps.config.sending.requireVerifiedDomains)
     return { verdict, identities, statuses: undefined };
-  const statuses = await deps.store.getDomainStatuses(accountId);
+  const statuses = await lookups.getDomainStatuses(accountId);
   return { verdict: checkDomainsVerified(identities, statuses, [mailFrom]), identities, statuses };
 }
 
@@ -118,6 +120,8 @@ export interface AcceptInput {
   /** As read by checkSender() for this envelope, when the caller has them. */
   readonly identities?: SenderIdentities;
   readonly statuses?: ReadonlyMap<string, DomainStatus>;
+  /** The message's lookup view (store.lookupView): its identities, statuses, signing keys; absent = the store. */
+  readonly lookups?: Pick<Store, "getSenderIdentities" | "getDomainStatuses" | "getSigningKeys">;
   /** Fields for the log lines of failures (the SMTP session id). */
   readonly logContext?: Record<string, unknown>;
   /** Time of acceptance (default now). */
@@ -145,9 +149,10 @@ export type AcceptOutcome =
 
 /** End of DATA (or a composed API message): header rules, metadata, trace, DKIM, durable commit. */
 export async function acceptContent(deps: AcceptDeps, input: AcceptInput): Promise<AcceptOutcome> {
-  const { config, store, logger } = deps;
+  const { config, logger } = deps;
+  const lookups = input.lookups ?? deps.store;
   const user = input.submitter;
-  const identities = input.identities ?? (await store.getSenderIdentities(user.accountId));
+  const identities = input.identities ?? (await lookups.getSenderIdentities(user.accountId));
   // Issue 13: limits on the header section first, so nothing costly runs on an oversized one,
   // and a permanent reply for what can never pass.
   const read = readLimitedHeaderSection(input.content, config.smtp.limits);
@@ -158,7 +163,7 @@ export async function acceptContent(deps: AcceptDeps, input: AcceptInput): Promi
   const verdict = checkHeaderSenders(identities, senders);
   if (verdict.kind !== "accept") return { kind: "rejected", verdict };
   if (config.sending.requireVerifiedDomains) {
-    const statuses = input.statuses ?? (await store.getDomainStatuses(user.accountId));
+    const statuses = input.statuses ?? (await lookups.getDomainStatuses(user.accountId));
     const domains = checkDomainsVerified(identities, statuses, [...senders.from, ...senders.sender]);
     if (domains.kind !== "accept") return { kind: "rejected", verdict: domains };
   }
@@ -307,7 +312,7 @@ async function commit(
   const fromDomain = domainOf(from);
   try {
     signed = deps.signing
-      ? await deps.signing.sign(fromDomain, prepared)
+      ? await deps.signing.sign(fromDomain, prepared, input.lookups)
       : { content: prepared, selectors: [] };
   } catch (err) {
     // Never unsigned by accident (issue 13): the log names the domain, the client retries.

@@ -21,7 +21,7 @@ import type { AuthGuard } from "../policy/auth-throttle.js";
 import type { Verdict } from "../policy/verdict.js";
 import type { Spool } from "../queue/spool.js";
 import type { HookVerdict, SessionHooks, SessionInfo, SmtpReply } from "../smtp/types.js";
-import type { DomainStatus, SenderIdentities, Store } from "../store/types.js";
+import type { DomainStatus, MessageLookups, SenderIdentities, Store } from "../store/types.js";
 import { acceptContent, checkRecipient, checkSender, type Submitter } from "./accept.js";
 import type { Idempotency } from "./idempotency.js";
 
@@ -72,6 +72,10 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
   const identitiesBySession = new WeakMap<SessionInfo<Submitter>, SenderIdentities>();
   // Sender domain statuses for sending.requireVerifiedDomains, read at MAIL FROM like identities.
   const statusesBySession = new WeakMap<SessionInfo<Submitter>, ReadonlyMap<string, DomainStatus>>();
+  // One lookup view per message (store.lookupView, lookup-cache.ts): MAIL FROM's checks and the
+  // signing keys at the end of DATA read under one version, taken at MAIL FROM, as the
+  // identities above already are. AUTH reads afresh: a revoked key is refused at the next AUTH.
+  const viewBySession = new WeakMap<SessionInfo<Submitter>, MessageLookups>();
 
   const hooks: SessionHooks<Submitter> = {
     async onConnect(session) {
@@ -129,7 +133,9 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
 
     async onMailFrom(session, envelope) {
       const user = session.user!;
-      const check = await checkSender(deps, user.accountId, envelope.mailFrom);
+      const view = store.lookupView?.() ?? store;
+      viewBySession.set(session, view);
+      const check = await checkSender(deps, user.accountId, envelope.mailFrom, view);
       identitiesBySession.set(session, check.identities);
       if (check.statuses) statusesBySession.set(session, check.statuses);
       return toHookVerdict(check.verdict, session, logger);
@@ -140,6 +146,7 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
       const user = session.user!;
       const identities = identitiesBySession.get(session);
       const statuses = statusesBySession.get(session);
+      const lookups = viewBySession.get(session);
       const outcome = await acceptContent(deps, {
         submitter: user,
         mailFrom: envelope.mailFrom,
@@ -152,6 +159,7 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
         tls: session.secure ? `using ${session.tlsProtocol} with cipher ${session.tlsCipher}` : undefined,
         ...(identities ? { identities } : {}),
         ...(statuses ? { statuses } : {}),
+        ...(lookups ? { lookups } : {}),
         logContext: { session: session.id },
       });
       if (outcome.kind === "rejected") {

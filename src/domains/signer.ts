@@ -35,7 +35,8 @@ export interface SigningStats {
 
 export interface MessageSigning {
   readonly stats: SigningStats;
-  sign(fromDomain: string, content: Buffer): Promise<SignResult>;
+  /** `lookups`: where to read the domain's keys (default: the store given at creation; or a message's lookup view). */
+  sign(fromDomain: string, content: Buffer, lookups?: Pick<Store, "getSigningKeys">): Promise<SignResult>;
 }
 
 /** A verified domain's mail cannot be signed: the caller answers 451 4.3.0 and keeps nothing. */
@@ -68,9 +69,9 @@ export function createMessageSigning(store: Pick<Store, "getSigningKeys">): Mess
   };
   return {
     stats,
-    async sign(fromDomain, content) {
+    async sign(fromDomain, content, lookups = store) {
       const domain = fromDomain.toLowerCase();
-      const found = await store.getSigningKeys(domain);
+      const found = await lookups.getSigningKeys(domain);
       // Until a check has seen the domain's records, a signature could only fail at receivers
       // (no published key); such mail reaches here only with sending.requireVerifiedDomains off.
       if (!found || found.status === "unverified") {

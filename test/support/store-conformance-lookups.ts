@@ -87,4 +87,44 @@ export function lookupConformance(withStore: WithStore): void {
       assert.equal((await store.getDomainStatuses(account.id)).size, 0);
     }),
   );
+
+  it(
+    "gives one message one view: a change after its first lookup applies from the next view",
+    withStore(async (raw) => {
+      const store = withLookupCache(raw);
+      const account = (await store.getAccount("default"))!;
+      await store.addDomain(account.id, "view.example");
+      const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+      await nextTurn();
+      // A message's view reads the version at its first lookup (MAIL FROM)...
+      const message = store.lookupView();
+      assert.deepEqual([...(await message.getSenderIdentities(account.id)).domains], ["view.example"]);
+      assert.equal((await message.getSigningKeys("view.example"))?.status, "unverified");
+      // ...another process removes the domain (as `petrel domains remove` would)...
+      await raw.removeDomain("view.example");
+      await nextTurn();
+      // ...the message in progress keeps its view; a new message, and a plain lookup, see it gone.
+      assert.equal((await message.getSigningKeys("view.example"))?.status, "unverified");
+      assert.equal(await store.lookupView().getSigningKeys("view.example"), undefined);
+      assert.equal(await store.getSigningKeys("view.example"), undefined);
+      const next = store.lookupView();
+      assert.equal((await next.getSenderIdentities(account.id)).domains.size, 0);
+      // One version read serves the whole view: its later lookups are hits without a read.
+      const reads = { n: 0 };
+      const counting = withLookupCache({
+        ...raw,
+        lookupVersion: () => {
+          reads.n++;
+          return raw.lookupVersion();
+        },
+      });
+      const view = counting.lookupView();
+      await view.getSenderIdentities(account.id);
+      await nextTurn();
+      await view.getDomainStatuses(account.id);
+      await nextTurn();
+      await view.getSigningKeys("none.example");
+      assert.equal(reads.n, 1, "one version read for the view's three lookups in three turns");
+    }),
+  );
 }

@@ -7,7 +7,21 @@
  * any process or node, so a revoked key or a removed domain is never served from the cache.
  */
 
+import type { AccountStore } from "./accounts.js";
+import type { DomainStore } from "./domains.js";
+
+/** The lookups accepting a message makes (sender identities, domain statuses, signing keys, API key). */
+export type MessageLookups = Pick<
+  AccountStore & DomainStore,
+  "getSenderIdentities" | "getDomainStatuses" | "getSigningKeys" | "findActiveApiKey"
+>;
+
 export interface LookupVersionStore {
   /** Changes (increases) whenever sender domains, single senders, DKIM keys, API keys or accounts change. */
   lookupVersion(): Promise<number>;
+  /**
+   * Only on the cached store of `petrel serve` (lookup-cache.ts): the per-message lookups under
+   * one version, read at the view's first lookup, for all of one message's checks.
+   */
+  lookupView?(): MessageLookups;
 }
