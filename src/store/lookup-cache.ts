@@ -9,6 +9,7 @@
  * writer's transaction, on any change to those tables from any process or node, so a key revoked
  * by `petrel keys revoke` is refused at the next AUTH exactly as without the cache. An entry read
  * under an older version (a slow read racing a change) is simply refreshed on its next use.
+ * A view (lookupView) pins the version read at its first lookup for one message's checks.
  * Misses of API keys are not kept: a guessing client must not fill the cache.
  * Measured by `npm run bench:lookups` (one message's lookups in two event-loop turns, here under
  * load ~5): SQLite 32.5–43.5 µs per message from the store, 12.8 through the cache with a version
