@@ -299,7 +299,9 @@ export async function submit(deps: AcceptDeps, origin: SendOrigin, composed: Com
       "invalid-input",
       `at most ${config.smtp.limits.maxRecipients} recipients per message`,
     );
-  const sender = await checkSender(deps, submitter.accountId, composed.mailFrom);
+  // One lookup view for the message's checks and its signing keys, as over SMTP (lookup-cache.ts).
+  const lookups = deps.store.lookupView?.() ?? deps.store;
+  const sender = await checkSender(deps, submitter.accountId, composed.mailFrom, lookups);
   if (sender.verdict.kind !== "accept") {
     deps.logger.info({ key: submitter.label, reason: sender.verdict.reason }, "api rejected");
     throw problemFor(sender.verdict);
@@ -332,6 +334,7 @@ export async function submit(deps: AcceptDeps, origin: SendOrigin, composed: Com
     protocol: origin.protocol,
     identities: sender.identities,
     ...(sender.statuses ? { statuses: sender.statuses } : {}),
+    lookups,
     ...(composed.sendAt === undefined ? {} : { sendAt: composed.sendAt }),
   });
   if (outcome.kind === "rejected") {
