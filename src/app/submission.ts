@@ -68,14 +68,18 @@ const LOCKED_OUT: SmtpReply = {
 
 export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submitter> {
   const { store, throttle, trusted, logger } = deps;
-  // Identities read at MAIL FROM are reused for the header check at the end of the same DATA.
-  const identitiesBySession = new WeakMap<SessionInfo<Submitter>, SenderIdentities>();
-  // Sender domain statuses for sending.requireVerifiedDomains, read at MAIL FROM like identities.
-  const statusesBySession = new WeakMap<SessionInfo<Submitter>, ReadonlyMap<string, DomainStatus>>();
-  // One lookup view per message (store.lookupView, lookup-cache.ts): MAIL FROM's checks and the
-  // signing keys at the end of DATA read under one version, taken at MAIL FROM, as the
-  // identities above already are. AUTH reads afresh: a revoked key is refused at the next AUTH.
-  const viewBySession = new WeakMap<SessionInfo<Submitter>, MessageLookups>();
+  // What MAIL FROM read, reused at the end of the same DATA: the identities (header check), the
+  // domain statuses (sending.requireVerifiedDomains) and the message's lookup view
+  // (store.lookupView, lookup-cache.ts), under which the signing keys are read at the version
+  // MAIL FROM's checks used. AUTH reads afresh: a revoked key is refused at the next AUTH.
+  const mailFromBySession = new WeakMap<
+    SessionInfo<Submitter>,
+    {
+      readonly identities: SenderIdentities;
+      readonly statuses: ReadonlyMap<string, DomainStatus> | undefined;
+      readonly lookups: MessageLookups;
+    }
+  >();
 
   const hooks: SessionHooks<Submitter> = {
     async onConnect(session) {
@@ -133,20 +137,16 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
 
     async onMailFrom(session, envelope) {
       const user = session.user!;
-      const view = store.lookupView?.() ?? store;
-      viewBySession.set(session, view);
-      const check = await checkSender(deps, user.accountId, envelope.mailFrom, view);
-      identitiesBySession.set(session, check.identities);
-      if (check.statuses) statusesBySession.set(session, check.statuses);
+      const lookups = store.lookupView?.() ?? store;
+      const check = await checkSender(deps, user.accountId, envelope.mailFrom, lookups);
+      mailFromBySession.set(session, { identities: check.identities, statuses: check.statuses, lookups });
       return toHookVerdict(check.verdict, session, logger);
     },
 
     async onData(session, envelope, content) {
       const started = performance.now();
       const user = session.user!;
-      const identities = identitiesBySession.get(session);
-      const statuses = statusesBySession.get(session);
-      const lookups = viewBySession.get(session);
+      const mailFrom = mailFromBySession.get(session);
       const outcome = await acceptContent(deps, {
         submitter: user,
         mailFrom: envelope.mailFrom,
@@ -157,9 +157,13 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
         heloName: session.heloName,
         protocol: protocolKeyword(session),
         tls: session.secure ? `using ${session.tlsProtocol} with cipher ${session.tlsCipher}` : undefined,
-        ...(identities ? { identities } : {}),
-        ...(statuses ? { statuses } : {}),
-        ...(lookups ? { lookups } : {}),
+        ...(mailFrom
+          ? {
+              identities: mailFrom.identities,
+              lookups: mailFrom.lookups,
+              ...(mailFrom.statuses ? { statuses: mailFrom.statuses } : {}),
+            }
+          : {}),
         logContext: { session: session.id },
       });
       if (outcome.kind === "rejected") {

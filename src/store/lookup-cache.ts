@@ -15,15 +15,10 @@
  * load ~5): SQLite 32.5–43.5 µs per message from the store, 12.8 through the cache with a version
  * read per lookup, 8.3–9.2 with one read per turn; PostgreSQL 293 → 65 µs.
  */
-import type { ApiKey, DomainStatus, SenderIdentities, SigningKeys, Store } from "./types.js";
+import type { ApiKey, DomainStatus, MessageLookups, SenderIdentities, SigningKeys, Store } from "./types.js";
 
 /** Entries per map; beyond this the map starts over (a bound, not an eviction policy). */
 const MAX_ENTRIES = 10_000;
-
-export type CachedLookups = Pick<
-  Store,
-  "getSenderIdentities" | "getDomainStatuses" | "getSigningKeys" | "findActiveApiKey"
->;
 
 export interface LookupCacheStats {
   hits: number;
@@ -66,7 +61,7 @@ function cached<K, T>(
 /** A Store whose four per-message lookups are served from memory while nothing changed. */
 export function withLookupCache(
   store: Store,
-): Store & { readonly lookupCacheStats: LookupCacheStats; lookupView(): CachedLookups } {
+): Store & { readonly lookupCacheStats: LookupCacheStats; lookupView(): MessageLookups } {
   const stats: LookupCacheStats = { hits: 0, misses: 0 };
   // One version read serves every lookup of the same event-loop turn (and, on PostgreSQL, every
   // lookup made while it is in flight): as if those lookups had run a moment earlier, never
@@ -99,7 +94,7 @@ export function withLookupCache(
     stats,
     (key) => key !== undefined,
   );
-  const lookupsAt = (at: () => Promise<number>): CachedLookups => ({
+  const lookupsAt = (at: () => Promise<number>): MessageLookups => ({
     getSenderIdentities: (id) => identities(id, at),
     getDomainStatuses: (id) => statuses(id, at),
     getSigningKeys: (domain) => signingKeys(domain, at),
@@ -114,7 +109,7 @@ export function withLookupCache(
    * version read (AUTH still reads its own, so a revoked key is refused at the next AUTH):
    * stubbing the version reads out entirely made bench:relay 69%/63% -> 71%/72% of SQLite.
    */
-  const lookupView = (): CachedLookups => {
+  const lookupView = (): MessageLookups => {
     let pinned: Promise<number> | undefined;
     return lookupsAt(() => {
       if (!pinned) {

@@ -163,7 +163,7 @@ export async function insertMessages(
 const MAX_NAMED_BATCH = 1024;
 
 /** The number of content parameter pairs for a batch of n messages: the next power of two. */
-export function contentSlots(n: number): number {
+function contentSlots(n: number): number {
   if (n > MAX_NAMED_BATCH) return n;
   let slots = 1;
   while (slots < n) slots *= 2;
