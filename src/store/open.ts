@@ -34,6 +34,7 @@ export async function openStore(config: PetrelConfig, options: OpenStoreOptions 
         statementTimeoutMs: pg.statementTimeoutMs,
         connectTimeoutMs: pg.connectTimeoutMs,
         applicationName: options.applicationName ?? "petrel",
+        pushLookupVersion: options.forServer,
       });
     }
   }

@@ -409,4 +409,22 @@ export const MIGRATIONS: readonly string[] = [
     RETURN first_id;
   END $$;
   `,
+  // 11 (PostgreSQL only): the lookup version pushed to nodes (lookup-push.ts). The trigger also
+  // notifies (one notification per transaction: same channel, same payload), and each serving
+  // node's listener has a row here with the version it has seen; writers wait for them.
+  `
+  CREATE TABLE lookup_watchers (
+    listener_pid integer PRIMARY KEY,
+    label text NOT NULL,
+    seen_version bigint NOT NULL,
+    registered_at bigint NOT NULL
+  );
+  CREATE OR REPLACE FUNCTION petrel_bump_lookup_version() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    UPDATE lookup_version SET version = version + 1 WHERE id = 1;
+    PERFORM pg_notify('petrel_lookups', '');
+    RETURN NULL;
+  END
+  $$;
+  `,
 ];

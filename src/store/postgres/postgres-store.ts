@@ -15,6 +15,7 @@ import { createPool, migrate, type Pool, type PostgresConnectionOptions } from "
 import { createDomainStore } from "./domains.js";
 import { createEventStore } from "./events.js";
 import { createLeaseStore } from "./leases.js";
+import { LookupVersionPush, propagatingLookupWrites } from "./lookup-push.js";
 import { createLookupVersionStore } from "./lookups.js";
 import { createMessageStore } from "./messages.js";
 import { createNodeStore } from "./nodes.js";
@@ -24,12 +25,22 @@ import { createSuppressionStore } from "./suppressions.js";
 import { createThrottleStore } from "./throttles.js";
 import { createWebhookStore } from "./webhooks.js";
 
-export type PostgresStoreOptions = PostgresConnectionOptions;
+export interface PostgresStoreOptions extends PostgresConnectionOptions {
+  /**
+   * For a serving node: keep the lookup version pushed (lookup-push.ts) instead of reading it per
+   * message. Admin commands leave it off; their writes still wait for the nodes that have it.
+   */
+  readonly pushLookupVersion?: boolean;
+  /** How long a lookup write waits for a silent node before removing its watcher (tests). */
+  readonly lookupConfirmTimeoutMs?: number;
+}
 
 export interface PostgresStore extends Store {
   readonly kind: "postgres";
   /** The durable pool, for tests and benchmarks that look at the database directly. */
   readonly pool: Pool;
+  /** This node's pushed lookup version, when pushLookupVersion is on (tests look at it). */
+  readonly lookupPush: LookupVersionPush | undefined;
 }
 
 export async function openPostgresStore(options: PostgresStoreOptions): Promise<PostgresStore> {
@@ -43,11 +54,16 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   }
   const watermark = new ClaimWatermark();
   const listener = new QueueListener(options);
+  const push = options.pushLookupVersion ? new LookupVersionPush(options) : undefined;
+  push?.start();
+  const propagating = <T extends object>(part: T): T =>
+    propagatingLookupWrites(part, pool, options.lookupConfirmTimeoutMs);
   return {
     kind: "postgres",
     pool,
+    lookupPush: push,
     async close(): Promise<void> {
-      await listener.close();
+      await Promise.all([listener.close(), push?.close()]);
       await Promise.all([pool.end(), relaxedPool.end()]);
     },
     onDueWork(callback: DueListener): () => void {
@@ -57,8 +73,8 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
         callback(earliest);
       });
     },
-    ...createAccountStore(pool),
-    ...createDomainStore(pool),
+    ...propagating(createAccountStore(pool)),
+    ...propagating(createDomainStore(pool)),
     ...createMessageStore(pool, (at) => watermark.lower(at)),
     ...createQueueStore(pool, relaxedPool, watermark),
     ...createEventStore(pool),
@@ -67,7 +83,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     ...createBounceStore(pool, (at) => watermark.lower(at)),
     ...createNodeStore(pool),
     ...createThrottleStore(pool),
-    ...createLookupVersionStore(pool),
+    ...createLookupVersionStore(pool, push),
     ...createLeaseStore(relaxedPool),
   };
 }
