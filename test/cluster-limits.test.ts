@@ -122,6 +122,95 @@ describe("cluster-wide connection caps (three engines, one database)", () => {
   });
 });
 
+describe("a node without a slot gives its claimed mail back", () => {
+  it("returns jobs that waited for a slot held elsewhere, uncounted, and claims them again later", async () => {
+    const db = await freshPostgresDatabase("petrel_giveback");
+    databases.push(db);
+    const mx = await startTestMx();
+    const dns = await startDnsServer({
+      "mx.shared.test": { A: ["127.0.0.2"] },
+      "a.test": { MX: [{ preference: 10, exchange: "mx.shared.test" }] },
+    });
+    const store = await openPostgresStore({ url: db.url, poolSize: 4 });
+    let engine: DeliveryEngine | undefined;
+    try {
+      // Another node holds the destination's only slot (and keeps it while it has mail).
+      const holder = "other-node:1:x";
+      const slot = await store.acquireSlot({
+        destination: "mx:mx.shared.test",
+        cap: 1,
+        owner: holder,
+        now: Date.now(),
+        leaseMs: 600_000,
+      });
+      assert.equal(slot, 0);
+      engine = await startDelivery({
+        config: {
+          delivery: deliverySchema.parse({
+            port: mx.port,
+            maxConnectionsPerDestination: 1,
+            pollIntervalMs: 10,
+            slotRetryMs: 20,
+            retryJitter: 0,
+            connectTimeoutMs: 5000,
+          }),
+          dns: { servers: [dns.server], timeoutMs: 5000, tries: 2 },
+          hostname: "node1.test",
+          dataDir: tempDataDir("petrel-giveback-"),
+        },
+        store,
+        logger: pino({ level: "silent" }),
+      });
+      const account = (await store.getAccount("default"))!;
+      const now = Date.now();
+      const ids = Array.from({ length: 6 }, () => newQueueId());
+      await store.enqueueMessages(
+        ids.map((id, i) => ({
+          id,
+          accountId: account.id,
+          apiKeyId: null,
+          mailFrom: "app@sender.test",
+          recipients: [`r${i}@a.test`],
+          content: Buffer.from(`Subject: ${id}\r\n\r\nbody\r\n`),
+          clientIp: "127.0.0.1",
+          receivedAt: now,
+          expiresAt: now + 3600_000,
+        })),
+      );
+      engine.worker.poke();
+      const dispatcher = engine.dispatcher;
+      await waitFor(() => dispatcher.stats.slotGiveBacks >= ids.length, {
+        what: "the claimed jobs given back for want of a slot",
+        describe: () => JSON.stringify(dispatcher.stats),
+      });
+      // Given back: nothing attempted, nothing counted, nothing sent.
+      for (const id of ids) {
+        const detail = (await store.getMessage(id))!;
+        for (const r of detail.recipientDetails) assert.equal(r.attempts, 0, `${id} ${r.address}`);
+      }
+      assert.equal(mx.messages.length, 0);
+      await store.releaseSlots(holder);
+      await mx.waitForMessages(ids.length, 30_000);
+      await waitFor(
+        async () => {
+          const all = await Promise.all(ids.map((id) => store.getMessage(id)));
+          return all.every((m) =>
+            m!.recipientDetails.every((r) => r.state === "delivered" && r.attempts === 1),
+          );
+        },
+        { what: "every recipient delivered at its first counted attempt" },
+      );
+      assert.equal(new Set(mx.messages.map((m) => m.to[0])).size, ids.length, "each message once");
+      assert.equal(mx.messages.length, ids.length);
+    } finally {
+      await engine?.stop(1000);
+      await store.close();
+      await dns.close();
+      await mx.close();
+    }
+  });
+});
+
 describe("periodic jobs and AUTH failures across stores", () => {
   it("runs a periodic job on one node per interval, whichever asks first", async () => {
     const db = await freshPostgresDatabase("petrel_jobs");

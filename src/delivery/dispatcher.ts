@@ -19,7 +19,9 @@
  * Cluster (issue 8 item 4, slots.ts): with `slots` (the PostgreSQL store), every connection
  * also holds one of its destination's slots, shared by all nodes, taken before it is opened and
  * given back when it closes; a destination whose slots are all held elsewhere waits slotRetryMs
- * and asks again, its jobs waiting in its queue (the worker stops claiming for it meanwhile).
+ * and asks again, its jobs waiting in its queue (the worker stops claiming for it meanwhile);
+ * after SLOT_GIVE_BACK_TRIES such tries with no slot held here its jobs are given back, so that
+ * the nodes holding the slots deliver them (giveBackForSlots).
  *
  * Invariants:
  * - With slots, connections to a destination from all nodes together never exceed its cap
@@ -110,6 +112,12 @@ interface Destination {
   suspendedUntil: number;
   /** Cluster: every slot was held elsewhere; no new connection before this time (monotonic). */
   slotWaitUntil: number;
+  /** Cluster: since when every try for a slot failed with none held here (0: not waiting). */
+  slotWaitSince: number;
+  /** Cluster: jobs were given back for want of a slot; claims skip it until then (monotonic). */
+  slotSkipUntil: number;
+  /** Connections of this node to it that hold a slot. */
+  slotted: number;
   /**
    * Recipient domains seen lately for this destination (a relay or a provider serves many), the
    * most recent MAX_DOMAINS: what claims skip and backoff is written for, kept bounded.
@@ -121,7 +129,12 @@ export interface DispatcherStats {
   connectionsOpened: number;
   transactions: number;
   peakConnections: number;
+  /** Cluster: jobs given back because every slot of their destination stayed held elsewhere. */
+  slotGiveBacks: number;
 }
+
+/** Failed slot tries (slotRetryMs apart) before a destination's waiting jobs are given back. */
+const SLOT_GIVE_BACK_TRIES = 8;
 
 /** Most recipient domains a destination remembers (a provider hosts hundreds of thousands). */
 const MAX_DOMAINS = 1000;
@@ -145,7 +158,12 @@ export class Dispatcher {
   private active = 0;
   private stopping = false;
   private idleWaiters: Array<() => void> = [];
-  readonly stats: DispatcherStats = { connectionsOpened: 0, transactions: 0, peakConnections: 0 };
+  readonly stats: DispatcherStats = {
+    connectionsOpened: 0,
+    transactions: 0,
+    peakConnections: 0,
+    slotGiveBacks: 0,
+  };
 
   constructor(deps: DispatcherDeps) {
     this.deps = deps;
@@ -224,7 +242,11 @@ export class Dispatcher {
   saturatedDomains(threshold: (route: ResolvedRoute) => number): string[] {
     const out: string[] = [];
     for (const dest of this.destinations.values()) {
-      if (dest.queue.length >= threshold(dest.route) || dest.suspendedUntil > this.deps.now()) {
+      if (
+        dest.queue.length >= threshold(dest.route) ||
+        dest.suspendedUntil > this.deps.now() ||
+        dest.slotSkipUntil > this.clock()
+      ) {
         // A loop, not push(...spread): a provider rule can hold more domains than a call's arguments.
         for (const domain of dest.domains) out.push(domain);
       }
@@ -294,6 +316,9 @@ export class Dispatcher {
         lastError: "",
         suspendedUntil: 0,
         slotWaitUntil: 0,
+        slotWaitSince: 0,
+        slotSkipUntil: 0,
+        slotted: 0,
         domains: new Set(),
       };
       this.destinations.set(key, dest);
@@ -394,15 +419,38 @@ export class Dispatcher {
         // Every slot is held (by other nodes): the job waits at the front, its token given back.
         dest.queue.unshift(current.job);
         dest.shaping.untake();
-        dest.slotWaitUntil = this.clock() + this.deps.config.slotRetryMs;
+        const now = this.clock();
+        const retry = this.deps.config.slotRetryMs;
+        dest.slotWaitUntil = now + retry;
+        if (dest.slotted > 0) dest.slotWaitSince = 0;
+        else if (dest.slotWaitSince === 0) dest.slotWaitSince = now;
+        else if (now - dest.slotWaitSince >= SLOT_GIVE_BACK_TRIES * retry) this.giveBackForSlots(dest, now);
       }
       return;
     }
+    dest.slotWaitSince = 0;
+    dest.slotted++;
     try {
       await this.connection(dest, current, slot);
     } finally {
+      dest.slotted--;
       slots.release(slot);
     }
+  }
+
+  /**
+   * The nodes that hold this destination's slots keep them while they have its mail (connection
+   * reuse), so jobs claimed here could wait for a slot until the load ends: the tail seen in
+   * bench:relay with two nodes (a recipient 8 s in queue, never attempted before). Give them
+   * back instead (due at once, the claim not counted as an attempt), and claim none for it for
+   * a while: the slot holders then take them in due order with everything else.
+   */
+  private giveBackForSlots(dest: Destination, now: number): void {
+    dest.slotWaitSince = 0;
+    dest.slotSkipUntil = now + SLOT_GIVE_BACK_TRIES * this.deps.config.slotRetryMs;
+    const jobs = dest.queue.splice(0);
+    this.stats.slotGiveBacks += jobs.length;
+    for (const p of jobs) p.resolve({ kind: "released" });
   }
 
   private async connection(
