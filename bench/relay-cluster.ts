@@ -58,6 +58,15 @@ export interface ClusterRunResult {
    * claim missed and only the 60 s full scan found (claim-watermark.ts; commit 9ef257f). Should be 0.
    */
   readonly late: number;
+  /**
+   * Where the slowest recipient's time went: accepted → claimed (the attempt's start, when the
+   * worker handed it to the dispatcher), claimed → its SMTP transaction (waiting in the node for
+   * a connection or a cluster slot, plus the outcome commit), and the transaction itself.
+   */
+  readonly slowest: { readonly claimMs: number; readonly inNodeMs: number; readonly transactionMs: number };
+  /** The nodes' "a delivery job waited long for a connection" lines (dispatcher.ts), and the longest. */
+  readonly longWaits: number;
+  readonly longestWait: Record<string, unknown> | undefined;
 }
 
 /** Far above any time in queue of a healthy run here (p99 < 1 s), far below the 60 s full scan. */
@@ -211,6 +220,26 @@ export async function runCluster(options: ClusterRunOptions): Promise<ClusterRun
     const retried = Number(
       (await admin.query("SELECT count(*)::int AS n FROM recipients WHERE attempts > 1")).rows[0].n,
     );
+    const slowestRows = await admin.query(
+      `SELECT m.received_at, r.updated_at, a.at, a.duration_ms FROM recipients r
+       JOIN messages m ON m.id = r.message_id JOIN delivery_attempts a ON a.recipient_id = r.id
+       WHERE r.state = 'delivered' ORDER BY r.updated_at - m.received_at DESC LIMIT 1`,
+    );
+    const sr = slowestRows.rows[0];
+    const slowest = sr
+      ? {
+          claimMs: Number(sr.at) - Number(sr.received_at),
+          inNodeMs: Number(sr.updated_at) - Number(sr.at) - Number(sr.duration_ms),
+          transactionMs: Number(sr.duration_ms),
+        }
+      : { claimMs: 0, inNodeMs: 0, transactionMs: 0 };
+    const waits = processes.flatMap((p, i) =>
+      p
+        .logRecords()
+        .filter((r) => r.msg === "a delivery job waited long for a connection")
+        .map((r): Record<string, unknown> => ({ node: i + 1, ...r })),
+    );
+    const longestWait = waits.sort((a, b) => Number(b.waitedMs) - Number(a.waitedMs))[0];
     const done = rows.map((r) => Number(r.done));
     const lastDone = Math.max(...done);
     const inQueue = rows.map((r) => Number(r.done) - Number(r.received)).sort((a, b) => a - b);
@@ -228,6 +257,15 @@ export async function runCluster(options: ClusterRunOptions): Promise<ClusterRun
       inQueueMaxMs: inQueue[inQueue.length - 1] ?? 0,
       late: rows.filter((r) => Number(r.attempts) === 1 && Number(r.done) - Number(r.received) > LATE_MS)
         .length,
+      slowest,
+      longWaits: waits.length,
+      longestWait: longestWait && {
+        node: longestWait.node,
+        waitedMs: longestWait.waitedMs,
+        queued: longestWait.queued,
+        connections: longestWait.connections,
+        slotted: longestWait.slotted,
+      },
     };
   } finally {
     await Promise.all(processes.map((p) => p.stop()));
@@ -246,7 +284,13 @@ export interface FailoverResult {
 
 /** Kill -9 one of N nodes while it delivers; time until the others delivered its recipients. */
 export async function failover(nodes: number, leaseMs = 10_000): Promise<FailoverResult> {
-  const cluster = await startCluster({ nodes, leaseMs, config: { delivery: { pollIntervalMs: 25 } } });
+  // Slots to spare: every node must get one while the MX holds every transaction (a node left
+  // without gives its claimed jobs back, dispatcher.ts, and the victim would never be delivering).
+  const cluster = await startCluster({
+    nodes,
+    leaseMs,
+    config: { delivery: { pollIntervalMs: 25, maxConnectionsPerDestination: 100 } },
+  });
   try {
     await cluster.cli(["senders", "add", "app@sender.test"]);
     cluster.mx.holdAll = true;

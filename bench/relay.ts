@@ -262,7 +262,14 @@ async function cluster(): Promise<void> {
       runs
         .map(
           (r) =>
-            `  ${r.nodes} node${r.nodes > 1 ? "s" : ""}: slowest recipient ${(r.inQueueMaxMs / 1000).toFixed(1)} s in queue, ${r.retried} needed more than one attempt, ${r.late} late (first attempt > ${LATE_MS / 1000} s after accept: missed by claims)\n`,
+            `  ${r.nodes} node${r.nodes > 1 ? "s" : ""}: slowest recipient ${(r.inQueueMaxMs / 1000).toFixed(1)} s in queue (claimed after ${(r.slowest.claimMs / 1000).toFixed(1)} s, then ${(r.slowest.inNodeMs / 1000).toFixed(1)} s waiting in the node for a connection or slot and its outcome commit, ${(r.slowest.transactionMs / 1000).toFixed(1)} s in SMTP), ${r.retried} needed more than one attempt, ${r.late} late (first attempt > ${LATE_MS / 1000} s after accept: missed by claims)\n`,
+        )
+        .join("") +
+      runs
+        .filter((r) => r.longWaits > 0)
+        .map(
+          (r) =>
+            `  ${r.nodes} nodes: ${r.longWaits} jobs waited > 5 s in a node for a connection; the longest: ${JSON.stringify(r.longestWait)}\n`,
         )
         .join("") +
       failovers

@@ -94,7 +94,12 @@ interface Pending {
   readonly resolve: (result: JobResult) => void;
   /** Candidates looked up when the job was placed (MX destinations). */
   readonly mx?: MxOutcome | undefined;
+  /** When it joined its destination's queue (performance.now()). */
+  readonly queuedAt: number;
 }
+
+/** A job that waited longer than this for its transaction to start is logged (starvation). */
+const LONG_WAIT_MS = 5_000;
 
 interface Destination {
   readonly key: string;
@@ -131,6 +136,8 @@ export interface DispatcherStats {
   peakConnections: number;
   /** Cluster: jobs given back because every slot of their destination stayed held elsewhere. */
   slotGiveBacks: number;
+  /** Jobs whose transaction started more than LONG_WAIT_MS after they were queued (each logged). */
+  longWaits: number;
 }
 
 /** Failed slot tries (slotRetryMs apart) before a destination's waiting jobs are given back. */
@@ -163,6 +170,7 @@ export class Dispatcher {
     transactions: 0,
     peakConnections: 0,
     slotGiveBacks: 0,
+    longWaits: 0,
   };
 
   constructor(deps: DispatcherDeps) {
@@ -203,7 +211,7 @@ export class Dispatcher {
             const notBefore = dest.suspendedUntil > this.deps.now() ? dest.suspendedUntil : null;
             return resolve(answer(job, reply, notBefore));
           }
-          dest.queue.push({ job, resolve, mx });
+          dest.queue.push({ job, resolve, mx, queuedAt: performance.now() });
           this.pump();
         },
         (err: unknown) => {
@@ -453,6 +461,21 @@ export class Dispatcher {
     for (const p of jobs) p.resolve({ kind: "released" });
   }
 
+  private longWait(dest: Destination, job: Pending, now: number): void {
+    this.stats.longWaits++;
+    this.deps.logger.warn(
+      {
+        destination: dest.key,
+        queueId: job.job.messageId,
+        waitedMs: Math.round(now - job.queuedAt),
+        queued: dest.queue.length,
+        connections: dest.active,
+        slotted: dest.slotted,
+      },
+      "a delivery job waited long for a connection",
+    );
+  }
+
   private async connection(
     dest: Destination,
     current: { job: Pending },
@@ -489,6 +512,7 @@ export class Dispatcher {
     try {
       while (next) {
         const t0 = next === first ? started : performance.now();
+        if (t0 - next.queuedAt > LONG_WAIT_MS) this.longWait(dest, next, t0);
         current.job = next;
         const result = await this.deliver(session, next.job, t0);
         if (result.kind === "done") {
