@@ -64,6 +64,9 @@ export interface ClusterRunResult {
    * a connection or a cluster slot, plus the outcome commit), and the transaction itself.
    */
   readonly slowest: { readonly claimMs: number; readonly inNodeMs: number; readonly transactionMs: number };
+  /** The longest SMTP transaction (delivery_attempts.duration_ms) and how many took over 1 s. */
+  readonly longestTransactionMs: number;
+  readonly transactionsOver1s: number;
   /** The nodes' "a delivery job waited long for a connection" lines (dispatcher.ts), and the longest. */
   readonly longWaits: number;
   readonly longestWait: Record<string, unknown> | undefined;
@@ -226,6 +229,9 @@ export async function runCluster(options: ClusterRunOptions): Promise<ClusterRun
        WHERE r.state = 'delivered' ORDER BY r.updated_at - m.received_at DESC LIMIT 1`,
     );
     const sr = slowestRows.rows[0];
+    const longest = await admin.query(
+      "SELECT max(duration_ms)::int AS ms, count(*) FILTER (WHERE duration_ms > 1000)::int AS over FROM delivery_attempts",
+    );
     const slowest = sr
       ? {
           claimMs: Number(sr.at) - Number(sr.received_at),
@@ -258,6 +264,8 @@ export async function runCluster(options: ClusterRunOptions): Promise<ClusterRun
       late: rows.filter((r) => Number(r.attempts) === 1 && Number(r.done) - Number(r.received) > LATE_MS)
         .length,
       slowest,
+      longestTransactionMs: Number(longest.rows[0].ms ?? 0),
+      transactionsOver1s: Number(longest.rows[0].over ?? 0),
       longWaits: waits.length,
       longestWait: longestWait && {
         node: longestWait.node,

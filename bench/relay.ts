@@ -269,7 +269,7 @@ async function cluster(): Promise<void> {
         .filter((r) => r.longWaits > 0)
         .map(
           (r) =>
-            `  ${r.nodes} nodes: ${r.longWaits} jobs waited > 5 s in a node for a connection; the longest: ${JSON.stringify(r.longestWait)}\n`,
+            `  ${r.nodes} nodes: ${r.longWaits} jobs waited > 5 s in a node for a connection; the longest: ${JSON.stringify(r.longestWait)}; the longest SMTP transaction took ${r.longestTransactionMs} ms (${r.transactionsOver1s} over 1 s)\n`,
         )
         .join("") +
       failovers
