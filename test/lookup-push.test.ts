@@ -77,7 +77,16 @@ describe("PostgreSQL pushed lookup version", () => {
     try {
       // A watcher whose backend is alive but which never confirms (a hung node).
       await silent.query(
-        "INSERT INTO lookup_watchers (listener_pid, label, seen_version, registered_at) VALUES (pg_backend_pid(), 'hung', -1, 0)",
+        `INSERT INTO lookup_watchers (listener_pid, label, seen_version, registered_at)
+         VALUES (pg_backend_pid(), 'hung', -1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)`,
+      );
+      // A row left by a dead backend whose pid a later backend took (here: the writer's own
+      // connection, started after the row's time): not alive, so not waited for nor evicted.
+      await silent.query(
+        `INSERT INTO lookup_watchers (listener_pid, label, seen_version, registered_at)
+         SELECT pid, 'reused', -1, 0 FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND pid NOT IN (SELECT listener_pid FROM lookup_watchers) LIMIT 1`,
       );
       const account = (await writer.getAccount("default"))!;
       const start = performance.now();
@@ -85,8 +94,12 @@ describe("PostgreSQL pushed lookup version", () => {
       const waited = performance.now() - start;
       assert.ok(waited >= 600, `the write waited ${waited.toFixed(0)} ms for the silent watcher`);
       const { rows } = await writer.pool.query("SELECT label FROM lookup_watchers ORDER BY label");
-      assert.equal(rows.length, 1, "the live node's row stays");
-      assert.notEqual(rows[0].label, "hung", "the silent watcher's row is gone");
+      assert.deepEqual(
+        rows.map((r) => r.label).filter((l) => l === "hung" || l === "reused"),
+        ["reused"],
+        "the silent watcher's row is gone; the reused pid's row was neither waited for nor evicted",
+      );
+      assert.equal(rows.length, 2, "the live node's row stays");
       assert.equal(node.lookupPush?.current(), await databaseVersion(writer));
     } finally {
       await silent.end();

@@ -40,6 +40,15 @@ export const CONFIRM_TIMEOUT_MS = 3_000;
 /** A listener query unanswered this long means a dead connection: reconnect. */
 const QUERY_TIMEOUT_MS = 5_000;
 
+/**
+ * A watcher row whose backend still exists: the same pid in this database, started before the
+ * row was registered (so a pid reused by a later backend does not count; a second's margin for
+ * the millisecond rounding of registered_at).
+ */
+const LIVE = `EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w.listener_pid
+  AND a.datname = current_database()
+  AND a.backend_start <= to_timestamp(w.registered_at / 1000.0) + interval '1 second')`;
+
 export class LookupVersionPush {
   private readonly options: PostgresConnectionOptions;
   private client: pg.Client | undefined;
@@ -112,14 +121,14 @@ export class LookupVersionPush {
   /** A row with no version seen yet (writers wait for it), then the first read. */
   private async register(client: pg.Client): Promise<void> {
     // Rows of backends that are gone (killed nodes): writers skip them, this keeps the table small.
-    await client.query(
-      "DELETE FROM lookup_watchers w WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w.listener_pid)",
-    );
+    await client.query(`DELETE FROM lookup_watchers w WHERE NOT ${LIVE}`);
+    // registered_at on the database's clock: writers compare it with backend_start (see LIVE).
     await client.query(
       `INSERT INTO lookup_watchers (listener_pid, label, seen_version, registered_at)
-       VALUES (pg_backend_pid(), $1, -1, $2)
-       ON CONFLICT (listener_pid) DO UPDATE SET label = $1, seen_version = -1, registered_at = $2`,
-      [`${hostname()}:${process.pid}`, Date.now()],
+       VALUES (pg_backend_pid(), $1, -1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)
+       ON CONFLICT (listener_pid) DO UPDATE SET label = $1, seen_version = -1,
+         registered_at = EXCLUDED.registered_at`,
+      [`${hostname()}:${process.pid}`],
     );
     // A read begun before the row existed (a notification during the insert) must not be the
     // one that re-enables the version after an eviction: wait it out, then read afresh.
@@ -217,7 +226,7 @@ export async function awaitLookupPropagation(pool: Pool, timeoutMs = CONFIRM_TIM
       name: "lookup_watchers_lagging",
       text: `SELECT w.listener_pid, v.version FROM lookup_version v
              JOIN lookup_watchers w ON w.seen_version < v.version
-             WHERE v.id = 1 AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w.listener_pid)`,
+             WHERE v.id = 1 AND ${LIVE}`,
     });
     if (rows.length === 0) return;
     if (performance.now() - start >= timeoutMs) {
