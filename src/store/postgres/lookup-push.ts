@@ -98,7 +98,7 @@ export class LookupVersionPush {
     client.on("error", broken);
     client.on("end", broken);
     client.on("notification", (message) => {
-      if (message.channel !== LOOKUP_CHANNEL) return;
+      if (message.channel !== LOOKUP_CHANNEL || this.client !== client) return;
       // Synchronously, before any later answer on this connection is handled: from here until
       // the version is read again, lookups read it themselves.
       this.usable = false;
@@ -146,6 +146,8 @@ export class LookupVersionPush {
           const seen = this.notified;
           const sent = performance.now();
           const { rows } = await client.query("SELECT version FROM lookup_version WHERE id = 1");
+          // A connection given up meanwhile may have missed notifications: its read proves nothing.
+          if (this.client !== client) return;
           if (this.notified !== seen) continue;
           this.version = Number(rows[0]?.version ?? 0);
           this.confirmedAt = sent;
@@ -162,7 +164,7 @@ export class LookupVersionPush {
           if (this.notified === seen) return;
         }
       } catch {
-        this.usable = false;
+        if (this.client === client) this.usable = false;
         client.end().catch(() => {}); // 'end' → broken → reconnect
       } finally {
         this.refreshing = undefined;
@@ -178,11 +180,12 @@ export class LookupVersionPush {
       .query("SELECT 1 FROM lookup_watchers WHERE listener_pid = pg_backend_pid()")
       .then(
         (result) => {
+          if (this.client !== client) return;
           if (result.rowCount === 0) this.evicted(client);
           else if (this.usable) this.confirmedAt = Math.max(this.confirmedAt, sent);
         },
         () => {
-          this.usable = false;
+          if (this.client === client) this.usable = false;
           client.end().catch(() => {}); // a timed-out query leaves the connection unusable
         },
       )
@@ -193,8 +196,8 @@ export class LookupVersionPush {
 
   /** A writer gave up waiting for us and removed our row: read nothing stale, register again. */
   private evicted(client: pg.Client): void {
-    this.usable = false;
     if (this.client !== client) return;
+    this.usable = false;
     this.register(client).catch(() => {
       this.usable = false;
     });
