@@ -150,7 +150,8 @@ describe("a node without a slot gives its claimed mail back", () => {
             port: mx.port,
             maxConnectionsPerDestination: 1,
             pollIntervalMs: 10,
-            slotRetryMs: 20,
+            // Given back after 8 tries (800 ms), then skipped by claims for as long.
+            slotRetryMs: 100,
             retryJitter: 0,
             connectTimeoutMs: 5000,
           }),
@@ -183,6 +184,12 @@ describe("a node without a slot gives its claimed mail back", () => {
         what: "the claimed jobs given back for want of a slot",
         describe: () => JSON.stringify(dispatcher.stats),
       });
+      // Not claimed again at once (it would only wait for the same slot): claims skip it.
+      assert.deepEqual(
+        dispatcher.saturatedDomains(() => Number.POSITIVE_INFINITY),
+        ["a.test"],
+        "claims skip the destination after giving its jobs back",
+      );
       // Given back: nothing attempted, nothing counted, nothing sent.
       for (const id of ids) {
         const detail = (await store.getMessage(id))!;

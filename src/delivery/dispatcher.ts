@@ -402,7 +402,8 @@ export class Dispatcher {
           dest.idle.length === 0 &&
           dest.failures === 0 &&
           dest.shaping.forgettable &&
-          !dest.wakeTimer
+          !dest.wakeTimer &&
+          dest.slotSkipUntil <= this.clock()
         ) {
           this.destinations.delete(dest.key);
         }
@@ -448,10 +449,10 @@ export class Dispatcher {
 
   /**
    * The nodes that hold this destination's slots keep them while they have its mail (connection
-   * reuse), so jobs claimed here could wait for a slot until the load ends: the tail seen in
-   * bench:relay with two nodes (a recipient 8 s in queue, never attempted before). Give them
-   * back instead (due at once, the claim not counted as an attempt), and claim none for it for
-   * a while: the slot holders then take them in due order with everything else.
+   * reuse), so jobs claimed here could wait for a slot until their load ends. Give them back
+   * instead (due at once, the claim not counted as an attempt), and claim none for it for a
+   * while (the destination is remembered until then): the slot holders then take them in due
+   * order with everything else.
    */
   private giveBackForSlots(dest: Destination, now: number): void {
     dest.slotWaitSince = 0;
