@@ -36,6 +36,7 @@ import {
   startProbe,
 } from "./accept-load.js";
 import { RawHttpClient } from "./raw-http.js";
+import { median } from "./stats.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -236,12 +237,6 @@ for (let round = 1; round <= ROUNDS; round++) {
   if (ONLY.has("h")) runs.h.push(await loadHttp(smtp));
   if (ONLY.has("B")) runs.B.push(await loadBatch(smtp));
   if (ONLY.has("m")) runs.m.push(await loadMime(smtp));
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 if (ROUNDS > 1 || ONLY.size > 1) {

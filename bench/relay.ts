@@ -44,6 +44,7 @@ import {
   LATE_MS,
   runCluster,
 } from "./relay-cluster.js";
+import { median } from "./stats.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -218,9 +219,7 @@ async function cluster(): Promise<void> {
   }
   for (const nodes of counts) if (nodes >= 2) failovers.push(await failover(nodes));
   if (args.json) {
-    process.stdout.write(
-      `${JSON.stringify({ sqlite: sqliteRuns[0], sqliteRounds: sqliteRuns, postgres: runs, failover: failovers })}\n`,
-    );
+    process.stdout.write(`${JSON.stringify({ sqlite: sqliteRuns, postgres: runs, failover: failovers })}\n`);
     return;
   }
   const row = (name: string, accept: number, e2e: number, p99: number, petrel: number, pgCpu: string) =>
@@ -292,11 +291,10 @@ function oneNodeShare(
   const shares = sqliteRuns.map((sqlite, round) =>
     Math.round((100 * runs[round * counts.length + at]!.endToEndRate) / sqlite.endToEndRate),
   );
-  const sorted = [...shares].sort((a, b) => a - b);
-  const median = sorted[Math.floor(sorted.length / 2)]!;
+  const middle = Math.round(median(shares));
   return shares.length === 1
-    ? `  one node on PostgreSQL: ${median}% of the SQLite end-to-end rate (goal ≥ 70%)\n`
-    : `  one node on PostgreSQL: ${shares.join(" / ")}% of SQLite in alternated rounds, median ${median}% (goal ≥ 70%)\n`;
+    ? `  one node on PostgreSQL: ${middle}% of the SQLite end-to-end rate (goal ≥ 70%)\n`
+    : `  one node on PostgreSQL: ${shares.join(" / ")}% of SQLite in alternated rounds, median ${middle}% (goal ≥ 70%)\n`;
 }
 
 async function relayOnce(withWebhook: boolean) {

@@ -28,6 +28,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { petrelOk, startPetrel, tempDataDir } from "../test/support/petrel-process.js";
 import { startPostfix } from "./postfix-instance.js";
+import { median } from "./stats.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -169,11 +170,6 @@ async function petrel(mode: "petrel" | "auth" | "resume"): Promise<Figure> {
   } finally {
     await server.stop();
   }
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
 buildClient();

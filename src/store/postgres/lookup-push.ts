@@ -33,10 +33,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { connectionConfig, type Pool, type PostgresConnectionOptions } from "./connection.js";
 
-export const LOOKUP_CHANNEL = "petrel_lookups";
+const LOOKUP_CHANNEL = "petrel_lookups";
 const VALIDITY_MS = 2_000;
 const PING_INTERVAL_MS = 500;
-export const CONFIRM_TIMEOUT_MS = 3_000;
+const CONFIRM_TIMEOUT_MS = 3_000;
 /** A listener query unanswered this long means a dead connection: reconnect. */
 const QUERY_TIMEOUT_MS = 5_000;
 
@@ -221,7 +221,7 @@ export class LookupVersionPush {
  * a version at least as new (normally a millisecond or two), or after `timeoutMs`, having
  * removed the watchers that still lag (see the file comment for why that is safe).
  */
-export async function awaitLookupPropagation(pool: Pool, timeoutMs = CONFIRM_TIMEOUT_MS): Promise<void> {
+async function awaitLookupPropagation(pool: Pool, timeoutMs = CONFIRM_TIMEOUT_MS): Promise<void> {
   const start = performance.now();
   let pause = 1;
   for (;;) {
@@ -249,7 +249,7 @@ export async function awaitLookupPropagation(pool: Pool, timeoutMs = CONFIRM_TIM
  * returns only once the change has reached every serving node. A method added there that
  * writes those tables belongs here too.
  */
-export const LOOKUP_WRITERS = [
+const LOOKUP_WRITERS = [
   "createAccount",
   "insertApiKey",
   "revokeApiKey",
