@@ -1,18 +1,22 @@
 /**
  * Units of issue 5's events: sender metadata (parsing, limits, removal from the header section
  * byte for byte), webhook signatures, and event ids that increase in commit order across two
- * connections writing the same SQLite file (the property webhook cursors rely on).
+ * connections writing the same SQLite file (the property webhook cursors rely on), and the
+ * webhook dispatcher's lease writes (few: not one per POST and per poll).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import pino from "pino";
+import { eventsSchema } from "../src/config/events-schema.js";
 import { eventIdsAfter, incrementUlid, randomUlid, ulidTime } from "../src/events/event-id.js";
 import { readAttachedMetadata, removeFields } from "../src/events/metadata.js";
 import { generateWebhookSecret, signatureHeader, verifySignature } from "../src/events/signature.js";
+import { WebhookDispatcher } from "../src/events/webhook-dispatcher.js";
 import { readHeaderSection } from "../src/message/headers.js";
 import { openSqliteStore } from "../src/store/sqlite/sqlite-store.js";
 import { tempDataDir } from "./support/petrel-process.js";
-import { signatureValid } from "./support/webhook-receiver.js";
+import { signatureValid, startWebhookReceiver } from "./support/webhook-receiver.js";
 
 const LIMITS = { maxBytes: 10_240, maxCategories: 10 };
 const read = (text: string) => {
@@ -162,6 +166,111 @@ describe("event ids", () => {
     } finally {
       await two.close();
       await one.close();
+    }
+  });
+});
+
+describe("webhook leases", () => {
+  it("renews only when half is gone, keeps the lease while a batch is due soon, gives it back when caught up", async () => {
+    const dir = tempDataDir("petrel-webhook-lease-");
+    const store = openSqliteStore({ file: join(dir, "petrel.db") });
+    const receiver = await startWebhookReceiver();
+    const writes = { take: 0, release: 0 };
+    // The dispatcher's clock; a "slow POST" (below) moves it on by slowPostMs per recorded POST.
+    let offset = 0;
+    let slowPostMs = 0;
+    const counted = {
+      ...store,
+      recordWebhookAttempt: (...a: Parameters<typeof store.recordWebhookAttempt>) => {
+        offset += slowPostMs;
+        return store.recordWebhookAttempt(...a);
+      },
+      takeLease: (...a: Parameters<typeof store.takeLease>) => {
+        writes.take++;
+        return store.takeLease(...a);
+      },
+      releaseLease: (...a: Parameters<typeof store.releaseLease>) => {
+        writes.release++;
+        return store.releaseLease(...a);
+      },
+    };
+    // leaseMs 4 s (twice the POST timeout): renewed once less than 2 s are left.
+    const config = eventsSchema.parse({
+      webhooks: { maxBatchEvents: 5, batchWindowMs: 600, pollIntervalMs: 10, timeoutMs: 2000, leaseMs: 4000 },
+    }).webhooks;
+    const dispatcher = new WebhookDispatcher({
+      store: counted,
+      config,
+      logger: pino({ level: "silent" }),
+      now: () => Date.now() + offset,
+    });
+    try {
+      const account = (await store.getAccount("default"))!;
+      const hook = await store.addWebhook({
+        accountId: account.id,
+        url: receiver.url,
+        secret: "whsec_lease",
+        eventTypes: null,
+      });
+      const lease = `webhook:${hook.id}`;
+      let n = 0;
+      const enqueue = (count: number) =>
+        store.enqueueMessages(
+          Array.from({ length: count }, () => ({
+            id: `M${String(n++).padStart(4, "0")}`,
+            accountId: account.id,
+            apiKeyId: null,
+            mailFrom: "a@b.test",
+            recipients: ["r@x.test"],
+            content: Buffer.from("Subject: x\r\n\r\nx\r\n"),
+            clientIp: "127.0.0.1",
+            receivedAt: Date.now(),
+            expiresAt: Date.now() + 3_600_000,
+          })),
+        );
+      const events = async (count: number) =>
+        receiver.waitFor(() => receiver.distinct().size >= count, 10_000, `${count} events`);
+
+      // 40 events: eight full batches in one serve, under one take of the lease.
+      await enqueue(40);
+      dispatcher.start();
+      await events(40);
+      assert.equal(receiver.posts.length, 8);
+      assert.equal(writes.take, 1, "one take for eight POSTs");
+
+      // Caught up, it was given back. Two events: a batch due in 600 ms (< half the lease): the
+      // first poll takes the lease, the polls until the batch is due keep it without a write, so
+      // another node cannot take it.
+      assert.equal(writes.release, 1);
+      await enqueue(2);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const held = writes.take;
+      assert.equal(held, 2, "taken again for the waiting batch");
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      assert.equal(receiver.distinct().size, 40, "the batch waits for its window");
+      assert.equal(await store.takeLease(lease, "other-node", Date.now(), 4000), false, "still held");
+      assert.equal(writes.take, held, "no take by the polls while held");
+      assert.equal(writes.release, 1, "not given back while the batch is due soon");
+      await events(42);
+
+      // Caught up again: given back, another node may take it.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(writes.release, 2);
+      assert.equal(await store.takeLease(lease, "other-node", Date.now(), 10), true, "given back");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+
+      // A serve longer than half the lease renews it before a POST: with 900 ms per POST, six
+      // POSTs of one serve start 0, 0.9, 1.8, 2.7 (renewed: 1.3 s left), 3.6 and 4.5 s after the
+      // take.
+      const takes = writes.take;
+      slowPostMs = 900;
+      await enqueue(30);
+      await events(72);
+      assert.equal(writes.take, takes + 2, "one take and one renewal for six POSTs");
+    } finally {
+      await dispatcher.stop(1000);
+      await receiver.close();
+      await store.close();
     }
   });
 });

@@ -13,10 +13,17 @@
  *   an endpoint with no success for `disableAfterMs` (72 h) since its first failure is disabled,
  *   logged at warn and recorded in the store (webhooks.disabled_*, a `disabled` delivery record).
  * - One node at a time (issue 8 item 4): an endpoint is served under a lease in the store
- *   ("webhook:<id>", Store.takeLease), taken before its cursor is read and renewed before each
- *   POST; the lease outlasts a POST's timeout, so while this node lives no other node sends the
- *   same batch. Only after a lease expiry (this node died or stalled between a POST and its
- *   record) is a batch sent again, by the next holder, with the same event ids.
+ *   ("webhook:<id>", Store.takeLease), taken before its cursor is read and renewed before a POST
+ *   whenever less than half of it is left; leaseMs is at least twice the POST's timeout, so the
+ *   lease outlasts every POST, and while this node lives no other node sends the same batch. Only
+ *   after a lease expiry (this node died or stalled between a POST and its record) is a batch sent
+ *   again, by the next holder, with the same event ids.
+ * - Lease writes are few (issue 12): a renewal at every POST and a take and a give-back at every
+ *   poll were ~100 write transactions a second on the main thread under bench:relay, each waiting
+ *   on SQLite's write lock (1 ms sleeps) while the commit and delivery threads held it. So the
+ *   lease is renewed only when half of it is gone, and kept across polls while the endpoint has a
+ *   batch due within half the lease (the next poll serves it anyway); it is given back when the
+ *   endpoint is caught up, failing or waiting longer, and at stop().
  * - Endpoints are read from the store at every poll, so `petrel webhooks add|remove|enable`
  *   apply to a running server without a restart.
  * Security: secrets are used to sign only, never logged; URLs are logged without query or userinfo.
@@ -73,6 +80,8 @@ export class WebhookDispatcher {
   /** The lease owner: unique per process. */
   readonly owner: string;
   private readonly leaseMs: number;
+  /** Leases this process holds, with their expiry as written (this process's clock). */
+  private readonly held = new Map<string, number>();
 
   constructor(deps: WebhookDispatcherDeps) {
     this.deps = deps;
@@ -99,6 +108,28 @@ export class WebhookDispatcher {
     clearTimeout(timer);
     this.abort.abort();
     await all;
+    for (const lease of [...this.held.keys()]) await this.giveBack(lease);
+  }
+
+  /**
+   * Takes or renews `lease` unless this process holds it for at least half of leaseMs more (then
+   * no write is needed: no other node can take it before it expires). False: another node has it.
+   */
+  private async holdLease(lease: string): Promise<boolean> {
+    const now = this.now();
+    const until = this.held.get(lease);
+    if (until !== undefined && until - now >= this.leaseMs / 2) return true;
+    const taken = await this.deps.store.takeLease(lease, this.owner, now, this.leaseMs);
+    if (taken) this.held.set(lease, now + this.leaseMs);
+    else this.held.delete(lease);
+    return taken;
+  }
+
+  private async giveBack(lease: string): Promise<void> {
+    this.held.delete(lease);
+    await this.deps.store.releaseLease(lease, this.owner).catch((err: unknown) => {
+      this.deps.logger.warn({ err, lease }, "could not give back a webhook lease");
+    });
   }
 
   private schedule(ms: number): void {
@@ -169,15 +200,15 @@ export class WebhookDispatcher {
 
   /** Serves one endpoint under its lease, if no other node holds it. */
   private async serve(initial: WebhookWithSecret): Promise<void> {
-    const { store } = this.deps;
     const lease = `webhook:${initial.id}`;
-    if (!(await store.takeLease(lease, this.owner, this.now(), this.leaseMs))) return;
+    if (!(await this.holdLease(lease))) return;
     try {
       await this.sendPending(initial, lease);
     } finally {
-      await store.releaseLease(lease, this.owner).catch((err: unknown) => {
-        this.deps.logger.warn({ err, webhook: initial.id }, "could not give back a webhook lease");
-      });
+      // Kept while a batch of this endpoint is due soon: the next poll would take it again.
+      const wait = this.waiting.get(initial.id);
+      const soon = wait !== undefined && wait.dueAt - this.now() < this.leaseMs / 2;
+      if (this.held.has(lease) && (!this.running || !soon)) await this.giveBack(lease);
     }
   }
 
@@ -218,9 +249,10 @@ export class WebhookDispatcher {
         return;
       }
 
-      // Renewed before each POST: it now outlasts the POST's timeout. Lost (this node stalled past
-      // its expiry and another took over): stop; the other node sends from the stored cursor.
-      if (!(await store.takeLease(lease, this.owner, this.now(), this.leaseMs))) return;
+      // Renewed before a POST if half of it is gone: it then outlasts the POST's timeout. Lost (this
+      // node stalled past its expiry and another took over): stop; the other node sends from the
+      // stored cursor.
+      if (!(await this.holdLease(lease))) return;
       const body = JSON.stringify(batch.events);
       const at = this.now();
       const result = await postSigned(endpoint.url, endpoint.secret, body, {
