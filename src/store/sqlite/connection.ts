@@ -13,6 +13,27 @@ export function configureConnection(db: Database.Database, busyTimeoutMs: number
   db.pragma("foreign_keys = ON");
 }
 
+/**
+ * `fn` as a write without its own fsync (synchronous=NORMAL: in WAL mode the commit is durable
+ * at the next fsync of the log, the next spool commit's), then FULL again. For the writes whose
+ * loss to a power cut only repeats work (delivery outcomes, leases, webhook records; see each
+ * caller's Durability note). The two PRAGMAs are prepared once per connection: db.pragma()
+ * compiles its statement at every call (4.0 µs a pair here, 1.4 prepared).
+ */
+export function relaxedWrites(db: Database.Database) {
+  const normal = db.prepare("PRAGMA synchronous = NORMAL");
+  const full = db.prepare("PRAGMA synchronous = FULL");
+  return <A extends unknown[], R>(fn: (...args: A) => R): ((...args: A) => R) =>
+    (...args: A): R => {
+      normal.run();
+      try {
+        return fn(...args);
+      } finally {
+        full.run();
+      }
+    };
+}
+
 /** Applies the migrations not yet applied; the applied version is PRAGMA user_version. */
 export function migrate(db: Database.Database): void {
   const current = db.pragma("user_version", { simple: true }) as number;

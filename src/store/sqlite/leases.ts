@@ -12,6 +12,7 @@
  */
 import type Database from "better-sqlite3";
 import type { AuthFailureRule, AuthLockout, HeldSlot, LeaseStore, SlotLease, SlotRequest } from "../types.js";
+import { relaxedWrites } from "./connection.js";
 
 type Row = Record<string, unknown>;
 
@@ -80,17 +81,8 @@ export function createLeaseStore(db: Database.Database): LeaseStore {
     ),
   };
 
-  /** Runs a write without its own fsync (see Durability), then restores FULL. */
-  function relaxed<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
-    return (...args: A): R => {
-      db.pragma("synchronous = NORMAL");
-      try {
-        return fn(...args);
-      } finally {
-        db.pragma("synchronous = FULL");
-      }
-    };
-  }
+  /** Writes without their own fsync (see Durability). */
+  const relaxed = relaxedWrites(db);
 
   const acquire = relaxed(
     db.transaction((r: SlotRequest): number | null => {

@@ -44,6 +44,7 @@ import {
   type RecipientOutcome,
   type RecipientState,
 } from "../types.js";
+import { relaxedWrites } from "./connection.js";
 import { prepareEventWriter } from "./events.js";
 import { prepareEnqueue } from "./messages.js";
 import { createQueueCancel } from "./queue-cancel.js";
@@ -211,17 +212,8 @@ export function createQueueStore(db: Database.Database): QueueStore {
     ),
   };
 
-  /** Runs a write without its own fsync (see Durability above), then restores FULL. */
-  function relaxed<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
-    return (...args: A): R => {
-      db.pragma("synchronous = NORMAL");
-      try {
-        return fn(...args);
-      } finally {
-        db.pragma("synchronous = FULL");
-      }
-    };
-  }
+  /** Writes without their own fsync (see Durability above). */
+  const relaxed = relaxedWrites(db);
 
   const claim = db.transaction((request: ClaimRequest): ClaimedRecipient[] => {
     const rows = s.due.all({

@@ -25,6 +25,7 @@ import type {
   WebhookWithSecret,
 } from "../types.js";
 import { StoreConflictError } from "../types.js";
+import { relaxedWrites } from "./connection.js";
 import { createEventReader } from "./events.js";
 
 type Row = Record<string, unknown>;
@@ -78,20 +79,11 @@ export function createWebhookStore(db: Database.Database): WebhookStore {
   };
 
   /**
-   * Runs a write without its own fsync (synchronous=NORMAL; the next spool commit syncs it), as
+   * Writes without their own fsync (synchronous=NORMAL; the next spool commit syncs them), as
    * delivery outcomes do: these writes come from the server's main thread, many per second
    * under load, and losing the last of them to a power cut only means sending a batch again.
    */
-  function relaxed<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
-    return (...args: A): R => {
-      db.pragma("synchronous = NORMAL");
-      try {
-        return fn(...args);
-      } finally {
-        db.pragma("synchronous = FULL");
-      }
-    };
-  }
+  const relaxed = relaxedWrites(db);
 
   const add = db.transaction((webhook: NewWebhook): Webhook => {
     const cursor = (s.newest.get() as string | undefined) ?? "";
