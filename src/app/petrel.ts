@@ -124,7 +124,10 @@ async function startWithStore(
     trusted.push({ ...network, accountId: account.id });
   }
   const certificate = await loadCertificate(config, logger);
-  const spool = new Spool(store, { maxBatch: config.queue.maxBatch });
+  const spool = new Spool(store, {
+    maxBatch: config.queue.maxBatch,
+    delayMs: config.queue.groupCommitDelayMs,
+  });
   const authRule = {
     maxFailures: config.auth.maxFailures,
     windowMs: config.auth.failureWindowMs,

@@ -180,6 +180,12 @@ export const configSchema = z
         /** Most messages committed in one group commit. */
         maxBatch: z.number().int().positive().default(512),
         /**
+         * Under concurrent submissions, how long a group commit of fewer than 8 messages waits
+         * for more to join it (one fsync and one commit round trip for more messages; a lone
+         * client never waits). 0: commit at once.
+         */
+        groupCommitDelayMs: z.number().min(0).max(50).default(1),
+        /**
          * Scheduled send (send_at, X-Petrel-Send-At): how far ahead a message may be scheduled.
          * Its lifetime (maxLifetimeMs) counts from its send time.
          */

@@ -20,7 +20,18 @@ interface Pending {
 export interface SpoolOptions {
   /** Most messages in one commit; bounds the commit's latency and memory. */
   readonly maxBatch: number;
+  /**
+   * Under concurrent submissions (the last commit held more than one message), how long a small
+   * next batch waits for more messages to join it (queue.groupCommitDelayMs; 0: never waits).
+   */
+  readonly delayMs?: number;
 }
+
+/**
+ * A batch this size or larger commits at once: the wait is for sharing an fsync and a thread
+ * round trip, and eight messages already share them well.
+ */
+const SMALL_BATCH = 8;
 
 export interface SpoolStats {
   commits: number;
@@ -31,6 +42,7 @@ export interface SpoolStats {
 export class Spool {
   private readonly store: Store;
   private readonly maxBatch: number;
+  private readonly delayMs: number;
   private pending: Pending[] = [];
   private committing = false;
   private scheduled = false;
@@ -40,6 +52,7 @@ export class Spool {
   constructor(store: Store, options: SpoolOptions) {
     this.store = store;
     this.maxBatch = options.maxBatch;
+    this.delayMs = options.delayMs ?? 0;
   }
 
   enqueue(message: NewMessage): Promise<void> {
@@ -70,8 +83,17 @@ export class Spool {
     if (this.committing) return;
     this.committing = true;
     try {
+      let last = 0;
       while (this.pending.length > 0) {
+        // Commit delay (PostgreSQL's commit_delay, with "siblings" = the last batch's company):
+        // a lone submitter (batches of one) never waits; under concurrency a small batch waits
+        // delayMs for others to join. Measured (bench:seed auth, 5 alternating runs, 1 ms): server
+        // CPU 1.76 -> 1.67 ms/msg (fewer fsyncs and commit-thread round trips), session p50 29.5 ->
+        // 28.5 ms; bench:accept (a) 0.55 -> 0.51 ms/msg, its probe's p50 within 0.2 ms.
+        if (this.delayMs > 0 && last > 1 && this.pending.length < SMALL_BATCH)
+          await new Promise((resolve) => setTimeout(resolve, this.delayMs));
         const batch = this.pending.splice(0, this.maxBatch);
+        last = batch.length;
         try {
           await this.store.enqueueMessages(batch.map((p) => p.message));
         } catch (err) {
