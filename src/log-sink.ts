@@ -24,6 +24,8 @@ export interface LogStats {
   written: number;
   dropped: number;
   failures: number;
+  /** Writes made (each carries every line waiting): fewer than lines under load. */
+  writes: number;
 }
 
 const MAX_BUFFERED = 8 * 1024 * 1024;
@@ -36,7 +38,7 @@ const FLUSH_SYNC_BUDGET_MS = 1000;
 const COALESCE_MS = 10;
 
 export class LogSink {
-  readonly stats: LogStats = { written: 0, dropped: 0, failures: 0 };
+  readonly stats: LogStats = { written: 0, dropped: 0, failures: 0, writes: 0 };
   private pending: string[] = [];
   private pendingBytes = 0;
   private writing = false;
@@ -132,6 +134,7 @@ export class LogSink {
   }
 
   private writeBuffer(buf: Buffer, lines: number): void {
+    this.stats.writes++;
     write(this.fd, buf, 0, buf.length, null, (err, n) => {
       if (err) {
         if (err.code === "EAGAIN") {

@@ -5,13 +5,15 @@
  * rules, and the log sink against a real /dev/full.
  */
 import assert from "node:assert/strict";
-import { closeSync, openSync } from "node:fs";
+import { closeSync, openSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { createMessageSigning, SigningUnavailableError } from "../src/domains/signer.js";
 import { LogSink } from "../src/log-sink.js";
 import { AuthThrottle } from "../src/policy/auth-throttle.js";
 import { type BudgetHolder, BufferBudget } from "../src/smtp/buffer-budget.js";
 import { parseProxyHeader } from "../src/smtp/proxy-protocol.js";
+import { tempDataDir } from "./support/petrel-process.js";
 
 describe("AUTH throttle: the window does not restart while the address keeps failing", () => {
   it("locks again at the first failure after a lockout, and at attempts during one", () => {
@@ -224,6 +226,51 @@ describe("memory budget", () => {
 });
 
 describe("log sink", () => {
+  it("coalesces the lines of several turns into one write, in order, and flush() writes what waits", async (t) => {
+    // The coalescing window is a timer: faked, so the test does not depend on how fast turns go.
+    t.mock.timers.enable({ apis: ["setTimeout"] });
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+    /** Turns until `done` (the writes are real I/O), for 5 s of real time at most. */
+    const until = async (done: () => boolean, each = () => {}) => {
+      const deadline = performance.now() + 5000;
+      while (!done() && performance.now() < deadline) {
+        await turn();
+        each();
+      }
+    };
+    const file = join(tempDataDir("petrel-log-sink-"), "log");
+    const fd = openSync(file, "w");
+    try {
+      const sink = new LogSink(fd, fd);
+      for (let i = 0; i < 3; i++) {
+        sink.write(`{"msg":"turn ${i}"}\n`);
+        await turn();
+      }
+      assert.equal(sink.stats.writes, 0, "the lines wait for the window");
+      t.mock.timers.tick(10);
+      await until(() => sink.stats.written >= 3);
+      assert.equal(sink.stats.writes, 1, "three lines, one write");
+      // flush() writes what waits without waiting for the window: the write starts in the call.
+      sink.write(`{"msg":"last"}\n`);
+      let flushed = false;
+      sink.flush(() => {
+        flushed = true;
+      });
+      assert.equal(sink.stats.writes, 2, "flush() started the write");
+      await until(
+        () => flushed,
+        () => t.mock.timers.tick(5), // flush() polls every 5 ms
+      );
+      assert.equal(sink.stats.written, 4);
+      assert.equal(
+        readFileSync(file, "utf8"),
+        '{"msg":"turn 0"}\n{"msg":"turn 1"}\n{"msg":"turn 2"}\n{"msg":"last"}\n',
+      );
+    } finally {
+      closeSync(fd);
+    }
+  });
+
   it("drops and counts lines on /dev/full, reports once, and flushSync returns", async () => {
     const full = openSync("/dev/full", "w");
     const report = openSync("/dev/null", "w");
