@@ -15,6 +15,7 @@ import { generateWebhookSecret, signatureHeader, verifySignature } from "../src/
 import { WebhookDispatcher } from "../src/events/webhook-dispatcher.js";
 import { readHeaderSection } from "../src/message/headers.js";
 import { openSqliteStore } from "../src/store/sqlite/sqlite-store.js";
+import { messageMaker } from "./support/new-messages.js";
 import { tempDataDir } from "./support/petrel-process.js";
 import { signatureValid, startWebhookReceiver } from "./support/webhook-receiver.js";
 
@@ -213,21 +214,8 @@ describe("webhook leases", () => {
         eventTypes: null,
       });
       const lease = `webhook:${hook.id}`;
-      let n = 0;
-      const enqueue = (count: number) =>
-        store.enqueueMessages(
-          Array.from({ length: count }, () => ({
-            id: `M${String(n++).padStart(4, "0")}`,
-            accountId: account.id,
-            apiKeyId: null,
-            mailFrom: "a@b.test",
-            recipients: ["r@x.test"],
-            content: Buffer.from("Subject: x\r\n\r\nx\r\n"),
-            clientIp: "127.0.0.1",
-            receivedAt: Date.now(),
-            expiresAt: Date.now() + 3_600_000,
-          })),
-        );
+      const message = messageMaker(account.id, Date.now);
+      const enqueue = (count: number) => store.enqueueMessages(Array.from({ length: count }, message));
       const events = async (count: number) =>
         receiver.waitFor(() => receiver.distinct().size >= count, 10_000, `${count} events`);
 

@@ -10,6 +10,7 @@ import { describe, it } from "node:test";
 import { Spool } from "../src/queue/spool.js";
 import { openSqliteStore } from "../src/store/sqlite/sqlite-store.js";
 import type { NewMessage } from "../src/store/types.js";
+import { messageMaker } from "./support/new-messages.js";
 import { tempDataDir } from "./support/petrel-process.js";
 
 const turns = async (n: number) => {
@@ -29,18 +30,7 @@ async function rig(delayMs: number) {
       return store.enqueueMessages(messages);
     },
   };
-  let n = 0;
-  const message = (): NewMessage => ({
-    id: `M${String(n++).padStart(4, "0")}`,
-    accountId: account.id,
-    apiKeyId: null,
-    mailFrom: "a@b.test",
-    recipients: ["r@x.test"],
-    content: Buffer.from("Subject: x\r\n\r\nx\r\n"),
-    clientIp: "127.0.0.1",
-    receivedAt: 1,
-    expiresAt: 2,
-  });
+  const message = messageMaker(account.id);
   const hold = () => {
     let open = () => {};
     gate = new Promise<void>((resolve) => (open = resolve));
