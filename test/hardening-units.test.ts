@@ -230,7 +230,10 @@ describe("log sink", () => {
     // The coalescing window is a timer: faked, so the test does not depend on how fast turns go.
     t.mock.timers.enable({ apis: ["setTimeout"] });
     const turn = () => new Promise((resolve) => setImmediate(resolve));
-    /** Turns until `done` (the writes are real I/O), for 5 s of real time at most. */
+    /**
+     * Turns until `done` (the writes are real I/O), for 5 s of real time at most; not
+     * support/wait.ts's waitFor, which sleeps with the setTimeout faked here.
+     */
     const until = async (done: () => boolean, each = () => {}) => {
       const deadline = performance.now() + 5000;
       while (!done() && performance.now() < deadline) {
