@@ -137,7 +137,8 @@ export function createEventReader(db: Database.Database) {
         params.types = JSON.stringify(filter.types);
       }
       const order = filter.newest ? "DESC" : "ASC";
-      const sql = `${EVENT_SELECT}${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY e.id ${order} LIMIT @limit`;
+      // `+@limit`: compiled once, not at every call (connection.ts, "A bound LIMIT").
+      const sql = `${EVENT_SELECT}${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY e.id ${order} LIMIT +@limit`;
       const rows = prepared(sql).all(params) as Row[];
       if (filter.newest) rows.reverse();
       return toEvents(rows);
@@ -183,7 +184,9 @@ export function createEventReader(db: Database.Database) {
       chunk: number,
       take: (event: PetrelEvent) => "take" | "skip" | "stop",
     ): string {
-      const statement = prepared(`${EVENT_SELECT} WHERE e.id > ? ORDER BY e.id LIMIT ?`);
+      // `+?`, like list()'s `+@limit`: a bound LIMIT that does not make SQLite compile the
+      // statement again at each run (connection.ts, "A bound LIMIT").
+      const statement = prepared(`${EVENT_SELECT} WHERE e.id > ? ORDER BY e.id LIMIT +?`);
       const cache: MetadataCache = new Map();
       let last = after;
       let read = 0;

@@ -58,7 +58,8 @@ const FINAL = "('delivered', 'bounced', 'expired', 'dropped')";
 export function createQueueStore(db: Database.Database): QueueStore {
   const s = {
     // The state condition repeats the partial index's WHERE verbatim, so SQLite uses that index
-    // and reads rows in due order without a sort; LIMIT then stops the scan early.
+    // and reads rows in due order without a sort; LIMIT then stops the scan early. `+@limit`:
+    // not re-compiled at every claim (connection.ts, "A bound LIMIT"; 26 µs a claim).
     due: db.prepare(
       `SELECT r.id, r.message_id, r.address, r.domain, r.attempts, r.unfinished, m.mail_from, m.size,
               m.received_at, m.expires_at, m.account_id,
@@ -68,7 +69,7 @@ export function createQueueStore(db: Database.Database): QueueStore {
        WHERE ${PENDING} AND r.next_attempt_at <= @now
          AND NOT EXISTS (SELECT 1 FROM destination_backoff b WHERE b.domain = r.domain AND b.until > @now)
          AND r.domain NOT IN (SELECT value FROM json_each(@skip))
-       ORDER BY r.next_attempt_at LIMIT @limit`,
+       ORDER BY r.next_attempt_at LIMIT +@limit`,
     ),
     // Issue 5: a recipient suppressed after its message was accepted is dropped when it comes due.
     dropSuppressed: db.prepare(
