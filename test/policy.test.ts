@@ -36,6 +36,23 @@ describe("sender policy", () => {
     const twice = check("From: a@your-app.com\r\nFrom: a@your-app.com");
     assert.ok(twice.kind === "reject" && twice.enhancedCode === "5.6.0");
   });
+
+  it("reads each From value afresh past the memo's bound, and the same value the same way", () => {
+    const from = (value: string) =>
+      headerSenders(readHeaderSection(Buffer.from(`From: ${value}\r\n\r\nbody\r\n`))).from;
+    assert.deepEqual(from('"App" <noreply@your-app.com>'), ["noreply@your-app.com"]);
+    // 600 distinct values push the first out of the memo (512 entries): it is parsed again.
+    for (let i = 0; i < 600; i++) assert.deepEqual(from(`"U${i}" <u${i}@x.example>`), [`u${i}@x.example`]);
+    assert.deepEqual(from('"App" <noreply@your-app.com>'), ["noreply@your-app.com"]);
+    assert.deepEqual(from('"App" <noreply@your-app.com>'), ["noreply@your-app.com"]);
+    // Past the key bound (256 characters) nothing is kept, and the result is the same.
+    const long = `${"x".repeat(300)} <long@x.example>, other@y.example`;
+    assert.deepEqual(from(long), ["long@x.example", "other@y.example"]);
+    assert.deepEqual(from(long), ["long@x.example", "other@y.example"]);
+    // What a caller gets is its own: changing it does not change the next message's result.
+    (from('"App" <noreply@your-app.com>') as string[]).push("evil@x.example");
+    assert.deepEqual(from('"App" <noreply@your-app.com>'), ["noreply@your-app.com"]);
+  });
 });
 
 describe("trace fields", () => {
