@@ -305,19 +305,32 @@ describe("submission rejections, end to end", () => {
   });
 
   it("lets a trusted network submit without AUTH, still only as verified senders", async () => {
-    await dialogue(
-      [
-        ["C", "EHLO printer.lan"],
-        ["S", /^250 /m],
-        ["C", "MAIL FROM:<anyone@unverified.example>"],
-        ["S", "550 5.7.1 Sender address not verified"],
-        ["C", "MAIL FROM:<noreply@your-app.com>"],
-        ["S", "250 2.1.0 Ok"],
-        ["C", "RCPT TO:<user@example.com>"],
-        ["S", "250 2.1.5 Ok"],
-      ],
-      { localAddress: "127.0.0.6" },
-    );
+    // Twice from each address: the second connection gets the remembered answer, which must be
+    // the same (the trusted address trusted, its neighbour not).
+    for (let round = 0; round < 2; round++) {
+      await dialogue(
+        [
+          ["C", "EHLO printer.lan"],
+          ["S", /^250 /m],
+          ["C", "MAIL FROM:<anyone@unverified.example>"],
+          ["S", "550 5.7.1 Sender address not verified"],
+          ["C", "MAIL FROM:<noreply@your-app.com>"],
+          ["S", "250 2.1.0 Ok"],
+          ["C", "RCPT TO:<user@example.com>"],
+          ["S", "250 2.1.5 Ok"],
+        ],
+        { localAddress: "127.0.0.6" },
+      );
+      await dialogue(
+        [
+          ["C", "EHLO printer.lan"],
+          ["S", /^250 /m],
+          ["C", "MAIL FROM:<noreply@your-app.com>"],
+          ["S", "530 5.7.0 Authentication required"],
+        ],
+        { localAddress: "127.0.0.16" },
+      );
+    }
   });
 
   it("serves the alternate STARTTLS listener like the submission port", async () => {
