@@ -195,6 +195,16 @@ describe("ARF samples and prose bounces", () => {
     ];
     const dsn = buildDsn("petrel.test", "01KB0000000000000000000001", original, failed, new Date(0));
     assert.doesNotMatch(dsn.toString(), /^Injected:/m, "a reply cannot add a line");
+    // The returned header section is 7bit here, and 8bit once it holds a byte over 0x7f.
+    assert.doesNotMatch(dsn.toString(), /^Content-Transfer-Encoding: 8bit/m);
+    const eightBit = buildDsn(
+      "petrel.test",
+      "01KB0000000000000000000002",
+      { ...original, content: Buffer.from("From: app@app.example\r\nSubject: Grüße\r\n\r\nbody\r\n") },
+      failed,
+      new Date(0),
+    );
+    assert.match(eightBit.toString(), /^Content-Transfer-Encoding: 8bit/m);
     const parsed = await parseReport(dsn);
     assert.equal(parsed.kind === "dsn" && parsed.recipients[0]?.status, "5.1.1");
     let enqueued = 0;

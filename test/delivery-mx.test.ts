@@ -182,11 +182,17 @@ describe("delivery: MX resolution and outcomes", () => {
       content: Buffer.from(`Subject: big\r\n\r\n${"x".repeat(500)}\r\n`),
     });
     const utf8 = await rig.enqueue(["jörg@small.test"]);
+    // An ASCII envelope with UTF-8 in the header section needs SMTPUTF8 too (RFC 6532).
+    const utf8Header = await rig.enqueue(["kim@small.test"], {
+      content: Buffer.from("From: app@pref.test\r\nSubject: Grüße\r\n\r\nbody\r\n"),
+    });
     const bigDetail = await rig.settled(big);
     assert.match(bigDetail.recipientDetails[0]!.lastReply!, /^552 5\.3\.4 /);
     const utf8Detail = await rig.settled(utf8);
     assert.equal(utf8Detail.recipientDetails[0]!.state, "bounced");
     assert.match(utf8Detail.recipientDetails[0]!.lastReply!, /^553 5\.6\.7 SMTPUTF8 is required/);
+    const utf8HeaderDetail = await rig.settled(utf8Header);
+    assert.match(utf8HeaderDetail.recipientDetails[0]!.lastReply!, /^553 5\.6\.7 SMTPUTF8 is required/);
     assert.equal(small.messages.length, 0);
   });
 

@@ -13,6 +13,7 @@
  * Security: remote replies are untrusted: control characters and non-ASCII are replaced, lengths
  * capped, so a reply can never add a header field or a MIME part to the notification.
  */
+import { isAscii } from "node:buffer";
 import { randomBytes } from "node:crypto";
 import { rfc5322Date } from "../message/headers.js";
 import { newQueueId } from "../queue/spool.js";
@@ -91,7 +92,7 @@ export function buildDsn(
   const boundary = `${id}.${randomBytes(6).toString("hex")}/${hostname}`;
   const headerEnd = original.content.indexOf("\r\n\r\n");
   const headers = original.content.subarray(0, headerEnd < 0 ? original.content.length : headerEnd + 2);
-  const eightBit = headers.some((b) => b > 0x7f);
+  const eightBit = !isAscii(headers);
   const lines = [
     `From: Mail Delivery System <MAILER-DAEMON@${hostname}>`,
     `To: <${clean(original.mailFrom, 320)}>`,

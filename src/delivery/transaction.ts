@@ -2,6 +2,7 @@
  * Helpers for one delivery job's transactions: recipients grouped by envelope sender (VERP), the
  * same reply for every recipient, and the checks made before MAIL FROM. Plain functions.
  */
+import { isAscii } from "node:buffer";
 import type { DispatchJob, JobResult } from "./jobs.js";
 import { local, type Reply, type SmtpSession } from "./smtp-client.js";
 
@@ -56,5 +57,7 @@ export function needsSmtpUtf8(job: Pick<DispatchJob, "mailFrom" | "recipients" |
   if (nonAscii.test(job.mailFrom) || job.recipients.some((r) => nonAscii.test(r))) return true;
   const end = job.content.indexOf("\r\n\r\n");
   const header = job.content.subarray(0, end < 0 ? job.content.length : end);
-  return header.some((byte) => byte > 0x7f);
+  // buffer.isAscii, not header.some(byte => byte > 0x7f): 0.05-0.1 µs for a 792-byte header
+  // instead of 4.6-4.9 (a callback per byte), 0.9% of the delivery thread in bench:relay.
+  return !isAscii(header);
 }
