@@ -8,9 +8,10 @@
  * statement, and its next run compiles it anew (sqlite3Reprepare). The delivery claim paid 26 µs
  * a call for that (0.9 µs without). `LIMIT +?` hides the parameter from the planner (a unary
  * plus is not looked through with a Parse), so the statement is compiled once; the hot
- * statements that do this (the claim, the event reads of webhooks) were checked to keep the
- * same EXPLAIN QUERY PLAN for limits 1, 100 and 1000. API listings keep `LIMIT ?`: one compile
- * per request is nothing there, and the planner may use the limit.
+ * statements that do this (the claim, the event reads: scanAfter and every filter of list())
+ * were checked to keep the same EXPLAIN QUERY PLAN for limits 1, 100 and 1000. The other
+ * listings (messages, suppressions, webhook deliveries) keep `LIMIT ?`: one compile per API
+ * request is nothing there, and their planner may use the limit.
  */
 import type Database from "better-sqlite3";
 import { MIGRATIONS } from "./migrations.js";
