@@ -5,7 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { freeContent, HEADROOM, ownsBuffer, prepend, withHeadroom } from "../src/message/headroom.js";
+import {
+  freeContent,
+  GrowingContent,
+  HEADROOM,
+  ownsBuffer,
+  prepend,
+  withHeadroom,
+} from "../src/message/headroom.js";
 
 describe("message headroom", () => {
   it("prepends in place while there is room, and copies otherwise, with the same bytes", () => {
@@ -41,5 +48,37 @@ describe("message headroom", () => {
     const plain = Buffer.from("kept");
     freeContent(plain);
     assert.equal(plain.toString(), "kept");
+  });
+
+  it("keeps every byte while growing by doubling, then by steps, and past its reservation", () => {
+    // 20 MiB into a 64 MiB reservation: doubling to 8 MiB, then 8 MiB steps; and the same bytes
+    // into a 1 MiB reservation, which moves to a larger buffer once.
+    const chunk = Buffer.alloc(65_536 + 7);
+    for (const expectedMax of [64 * 1024 * 1024, 1024 * 1024]) {
+      const growing = new GrowingContent(expectedMax);
+      let n = 0;
+      while (n < 20 * 1024 * 1024) {
+        for (let i = 0; i < chunk.length; i++) chunk[i] = (n + i) & 0xff;
+        growing.append(chunk, 3, chunk.length);
+        n += chunk.length - 3;
+      }
+      const content = growing.finish();
+      assert.equal(content.length, n);
+      // Shrunk to the content: nothing committed beyond it stays with the message.
+      assert.equal(content.buffer.byteLength, HEADROOM + n);
+      let bad = -1;
+      for (let at = 0, k = 0; at < n; k++) {
+        const run = chunk.length - 3;
+        for (let i = 0; i < run; i++) {
+          if (content[at + i] !== ((k * run + i + 3) & 0xff)) {
+            bad = at + i;
+            break;
+          }
+        }
+        if (bad >= 0) break;
+        at += run;
+      }
+      assert.equal(bad, -1, `byte ${bad} differs (expectedMax ${expectedMax})`);
+    }
   });
 });
