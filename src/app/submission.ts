@@ -14,6 +14,7 @@
 
 import { hashApiKey } from "../auth/api-keys.js";
 import { hasScope } from "../auth/scopes.js";
+import { setBounded } from "../bounded-map.js";
 import type { PetrelConfig, TrustedNetwork } from "../config/schema.js";
 import type { MessageSigning } from "../domains/signer.js";
 import type { Logger } from "../log.js";
@@ -92,9 +93,7 @@ export function createSubmissionHooks(deps: SubmissionDeps): SessionHooks<Submit
     if (network === undefined) {
       const family = address.includes(":") ? "ipv6" : "ipv4";
       network = trusted.find((t) => t.list.check(address, family)) ?? null;
-      if (trustedByAddress.size >= TRUSTED_MEMO_ENTRIES)
-        trustedByAddress.delete(trustedByAddress.keys().next().value as string);
-      trustedByAddress.set(address, network);
+      setBounded(trustedByAddress, address, network, TRUSTED_MEMO_ENTRIES);
     }
     return network;
   };

@@ -10,6 +10,7 @@
  * are capped before the costly steps, and every pass is linear in the section.
  */
 import addressparser from "nodemailer/lib/addressparser";
+import { setBounded } from "../bounded-map.js";
 import type { HeaderSenders } from "../policy/sender.js";
 import { prepend } from "./headroom.js";
 
@@ -209,10 +210,7 @@ function addressesIn(value: string): readonly string[] {
       .map((a) => a.address)
       .filter((a): a is string => typeof a === "string" && a.length > 0),
   );
-  if (value.length <= MEMO_KEY_CHARS) {
-    if (addressMemo.size >= MEMO_ENTRIES) addressMemo.delete(addressMemo.keys().next().value as string);
-    addressMemo.set(value, addresses);
-  }
+  if (value.length <= MEMO_KEY_CHARS) setBounded(addressMemo, value, addresses, MEMO_ENTRIES);
   return addresses;
 }
 
