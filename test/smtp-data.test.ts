@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { ownsBuffer } from "../src/message/headroom.js";
 import { DataReader } from "../src/smtp/data-reader.js";
+import { READ_BYTES_PER_COLLECTION, readChunkCollections } from "../src/smtp/read-chunks.js";
 import { type Fixture, startFixture } from "./smtp-fixture.js";
 import { type DialogueStep, runDialogue, SmtpTestClient } from "./support/dialogue.js";
 
@@ -243,6 +244,17 @@ describe("DATA over a socket", () => {
       small,
     );
     assert.equal(small.rec.messages.length, before);
+  });
+
+  it("collects the young generation as a large DATA is read, so read chunks do not pile up", async () => {
+    // Each socket read is a fresh buffer; read-chunks.ts has V8 collect them every 8 MiB read.
+    // Read to its end and refused (552) here, so the count is of bytes read, not kept.
+    const before = readChunkCollections();
+    const line = `${"x".repeat(80)}\r\n`;
+    const lines = Math.ceil((2.5 * READ_BYTES_PER_COLLECTION) / line.length);
+    await trusted([...TXN, ["RAW", line.repeat(lines)], ["RAW", ".\r\n"], ["S", /^552 5\.3\.4 /]], small);
+    const made = readChunkCollections() - before;
+    assert.ok(made >= 2 && made <= 3, `collections during 2.5 × 8 MiB of DATA: ${made}`);
   });
 
   it("reads a message with an overlong line to its end, then answers 550", async () => {

@@ -97,7 +97,8 @@ export class GrowingContent {
     // 34.2 MiB message grew its buffer to 64 MiB and half of the bench:memory runs showed all
     // 64 MiB resident (2.8× the message above idle RSS instead of 1.9×; median of eight runs
     // 2.5×). With the steps the overshoot is at most GROWTH_STEP_MAX: ten runs 1.8–2.5×, median
-    // 2.2×; what still varies is the socket's read chunks waiting for a garbage collection.
+    // 2.2×; what still varied was the socket's read chunks waiting for a garbage collection
+    // (now collected as they are read: smtp/read-chunks.ts).
     if (need <= this.buffer.maxByteLength) {
       const step = Math.min(this.buffer.byteLength, GROWTH_STEP_MAX);
       this.buffer.resize(Math.min(this.buffer.maxByteLength, Math.max(need, this.buffer.byteLength + step)));

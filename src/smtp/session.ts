@@ -20,6 +20,7 @@ import type { BudgetHolder, BufferBudget } from "./buffer-budget.js";
 import { dispatch, finishData } from "./commands.js";
 import { DataReader } from "./data-reader.js";
 import { BAD_UTF8, InputQueue, TOO_LONG } from "./input-queue.js";
+import { noteBytesRead } from "./read-chunks.js";
 import { REPLY, renderHookReply } from "./replies.js";
 import type { Envelope, ListenerSpec, SessionHooks, SessionInfo, SmtpLimits } from "./types.js";
 
@@ -361,6 +362,7 @@ export class Session<User> {
     if (this.ended) return;
     this.lastInput = Date.now();
     this.input.push(chunk);
+    noteBytesRead(chunk.length);
     if (!this.busy) this.run();
     if (!this.paused && this.input.size > READ_HIGH_WATER && !this.ended) {
       this.paused = true;
