@@ -9,7 +9,10 @@
  * For every load it prints messages/s, p50/p99 from end of DATA to 250 (measured by a probe
  * session that submits alongside the load, or by the clients themselves in (c)), the server's
  * CPU ms per message (from /proc) and its peak RSS; beside (a) and (b), smtp-sink's ceiling for the
- * same smtp-source load measured just before, and Petrel's share of it. (For the seed pattern with
+ * same smtp-source load measured just before, and Petrel's share of it; and the Node.js floor: a
+ * bare Node.js server answering the same load with fixed replies (bench/bare-dialogue-server.ts
+ * --plain: no parsing beyond the verb, no store), its share of the ceiling and its CPU per message,
+ * which bound what any Node.js server reaches on that load. (For the seed pattern with
  * a client cheap enough to be fair, and Postfix beside it, see bench:seed.) Then 1,000 idle authenticated TLS sessions
  * and the server's RSS with them open.
  *
@@ -27,7 +30,9 @@
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { type AddressInfo, connect, createServer } from "node:net";
+import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Worker } from "node:worker_threads";
 import type { PetrelProcess } from "../test/support/petrel-process.js";
@@ -140,8 +145,32 @@ async function sinkCeiling(extra: string[]): Promise<number> {
   }
 }
 
+/**
+ * The Node.js floor of a smtp-source load: a bare Node.js server with fixed replies and no store
+ * (bench/bare-dialogue-server.ts --plain), its rate and CPU per message.
+ */
+async function nodeFloor(extra: string[]): Promise<Result> {
+  const script = join(dirname(fileURLToPath(import.meta.url)), "bare-dialogue-server.js");
+  const child = spawn(process.execPath, [script, "--plain"], { stdio: ["ignore", "pipe", "inherit"] });
+  try {
+    const port = await new Promise<number>((resolve) =>
+      child.stdout!.once("data", (d: Buffer) => resolve(Number(String(d).trim()))),
+    );
+    const before = procStats(child.pid!);
+    const t0 = performance.now();
+    await smtpSource(port, extra);
+    const seconds = (performance.now() - t0) / 1000;
+    const after = procStats(child.pid!);
+    return { rate: MESSAGES / seconds, cpuMsPerMessage: (after.cpuMs - before.cpuMs) / MESSAGES };
+  } finally {
+    child.kill();
+    await new Promise((r) => child.once("exit", r));
+  }
+}
+
 async function loadSmtpSource(label: string, extra: string[], dkim?: DkimMode): Promise<Result> {
   const ceiling = await sinkCeiling(extra);
+  const floor = await nodeFloor(extra);
   const { petrel } = await startServer(label.slice(0, 1), dkim);
   const pid = petrel.child.pid!;
   const port = petrel.ports.submission!;
@@ -155,6 +184,10 @@ async function loadSmtpSource(label: string, extra: string[], dkim?: DkimMode): 
   const result = report(label, MESSAGES, seconds, before, after, latencies);
   console.log(
     `${"  smtp-sink ceiling, same load".padEnd(44)} ${ceiling.toFixed(0).padStart(6)} msg/s  → Petrel at ${((100 * result.rate) / ceiling).toFixed(0)}% of it   (goal ≥ 40%)`,
+  );
+  console.log(
+    `${"  Node.js floor (bare server, fixed replies)".padEnd(44)} ${floor.rate.toFixed(0).padStart(6)} msg/s  = ${((100 * floor.rate) / ceiling).toFixed(0)}% of the ceiling, ` +
+      `cpu ${floor.cpuMsPerMessage.toFixed(3)} ms/msg (Petrel's own work above it: ${(result.cpuMsPerMessage - floor.cpuMsPerMessage).toFixed(3)})`,
   );
   await petrel.stop();
   return result;

@@ -6,17 +6,25 @@
  * dialogue cost Node.js here (each is an SSL_write and a loopback send); Petrel's CPU minus this is
  * Petrel's own work. Prints its port on stdout.
  *
+ * With --plain (no certificate) it answers smtp-source's plaintext dialogue (HELO, MAIL, RCPT,
+ * DATA, QUIT, and RSET between messages of one connection) the same way: bench:accept's Node.js
+ * floor, what Node.js itself spends per message under loads (a) and (b).
+ *
  * Usage: node dist/bench/bare-dialogue-server.js CERT.pem KEY.pem
+ *        node dist/bench/bare-dialogue-server.js --plain
  */
 import { readFileSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
 import { createSecureContext, TLSSocket } from "node:tls";
 
-const secureContext = createSecureContext({
-  cert: readFileSync(process.argv[2]!),
-  key: readFileSync(process.argv[3]!),
-  minVersion: "TLSv1.2",
-});
+const plain = process.argv[2] === "--plain";
+const secureContext = plain
+  ? undefined
+  : createSecureContext({
+      cert: readFileSync(process.argv[2]!),
+      key: readFileSync(process.argv[3]!),
+      minVersion: "TLSv1.2",
+    });
 
 /** Calls onLine per CRLF line; while onLine's last answer was "data", lines up to "." are skipped. */
 function readLines(socket: Socket, onLine: (line: string) => "data" | undefined): void {
@@ -37,13 +45,15 @@ function readLines(socket: Socket, onLine: (line: string) => "data" | undefined)
   });
 }
 
-function secureDialogue(secure: TLSSocket): void {
+/** The dialogue after the greeting (plaintext) or after STARTTLS. */
+function dialogue(secure: Socket): void {
   readLines(secure, (line) => {
     const verb = line.slice(0, 4).toUpperCase();
     if (line === ".") secure.write("250 2.0.0 queued\r\n");
     else if (verb === "EHLO") secure.write("250-bare\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n");
+    else if (verb === "HELO") secure.write("250 bare\r\n");
     else if (verb === "AUTH") secure.write("235 2.7.0 ok\r\n");
-    else if (verb === "MAIL" || verb === "RCPT") secure.write("250 2.1.0 ok\r\n");
+    else if (verb === "MAIL" || verb === "RCPT" || verb === "RSET") secure.write("250 2.1.0 ok\r\n");
     else if (verb === "DATA") {
       secure.write("354 go ahead\r\n");
       return "data";
@@ -56,6 +66,11 @@ function secureDialogue(secure: TLSSocket): void {
 const server = createServer((raw) => {
   raw.setNoDelay(true);
   raw.write("220 bare ESMTP\r\n");
+  raw.on("error", () => raw.destroy());
+  if (secureContext === undefined) {
+    dialogue(raw);
+    return;
+  }
   let upgraded = false;
   readLines(raw, (line) => {
     if (upgraded) return undefined;
@@ -67,11 +82,10 @@ const server = createServer((raw) => {
       raw.write("220 2.0.0 go ahead\r\n");
       const secure = new TLSSocket(raw, { isServer: true, secureContext });
       secure.on("error", () => secure.destroy());
-      secureDialogue(secure);
+      dialogue(secure);
     } else raw.write("500 5.5.2 what\r\n");
     return undefined;
   });
-  raw.on("error", () => raw.destroy());
 });
 server.listen(0, "127.0.0.1", () => {
   const address = server.address();
