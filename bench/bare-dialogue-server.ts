@@ -46,19 +46,19 @@ function readLines(socket: Socket, onLine: (line: string) => "data" | undefined)
 }
 
 /** The dialogue after the greeting (plaintext) or after STARTTLS. */
-function dialogue(secure: Socket): void {
-  readLines(secure, (line) => {
+function dialogue(socket: Socket): void {
+  readLines(socket, (line) => {
     const verb = line.slice(0, 4).toUpperCase();
-    if (line === ".") secure.write("250 2.0.0 queued\r\n");
-    else if (verb === "EHLO") secure.write("250-bare\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n");
-    else if (verb === "HELO") secure.write("250 bare\r\n");
-    else if (verb === "AUTH") secure.write("235 2.7.0 ok\r\n");
-    else if (verb === "MAIL" || verb === "RCPT" || verb === "RSET") secure.write("250 2.1.0 ok\r\n");
+    if (line === ".") socket.write("250 2.0.0 queued\r\n");
+    else if (verb === "EHLO") socket.write("250-bare\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n");
+    else if (verb === "HELO") socket.write("250 bare\r\n");
+    else if (verb === "AUTH") socket.write("235 2.7.0 ok\r\n");
+    else if (verb === "MAIL" || verb === "RCPT" || verb === "RSET") socket.write("250 2.1.0 ok\r\n");
     else if (verb === "DATA") {
-      secure.write("354 go ahead\r\n");
+      socket.write("354 go ahead\r\n");
       return "data";
-    } else if (verb === "QUIT") secure.end("221 2.0.0 bye\r\n");
-    else secure.write("500 5.5.2 what\r\n");
+    } else if (verb === "QUIT") socket.end("221 2.0.0 bye\r\n");
+    else socket.write("500 5.5.2 what\r\n");
     return undefined;
   });
 }

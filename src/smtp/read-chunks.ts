@@ -12,7 +12,8 @@
  *
  * What: after every READ_BYTES_PER_COLLECTION bytes read by all sessions of this process (a
  * process-wide count, so many slow sessions are covered as one fast one), one young-generation
- * collection (a scavenge: about a millisecond, it does not touch the old generation). Small-message
+ * collection (a scavenge, which does not touch the old generation: 0.06 ms median here, 3 ms at
+ * most in 50 with a populated heap; a 34 MiB message makes four). Small-message
  * traffic reads that much rarely: 4,000 messages/s of 2 KB is one collection every second.
  *
  * How: V8's `gc()` exists only with --expose-gc; the flag is set for the moment of building one new
