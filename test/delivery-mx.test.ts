@@ -68,6 +68,25 @@ describe("delivery: MX resolution and outcomes", () => {
     assert.ok(mx2.messages.some((m) => m.to.includes("ann@pref.test")));
   });
 
+  it("delivers lines that begin with a dot byte for byte, message after message", async () => {
+    // The content leaves corked with its end mark (smtp-client.ts corkedContent): dot-stuffing
+    // and the end of DATA must come out the same as from a plain Buffer.
+    const contents = [
+      "Subject: dots\r\n\r\n.leading\r\n..\r\n.\r\n...\r\nend\r\n",
+      "Subject: dots 2\r\n\r\n.\r\n",
+    ];
+    const ids = await Promise.all(
+      contents.map((c, i) => rig.enqueue([`dots${i}@pref.test`], { content: Buffer.from(c) })),
+    );
+    for (const id of ids) assert.equal((await rig.settled(id)).recipientDetails[0]!.state, "delivered");
+    contents.forEach((c, i) => {
+      const got = mx2.messages.find((m) => m.to.includes(`dots${i}@pref.test`));
+      assert.ok(got, `dots${i} received`);
+      const text = got.content.toString("latin1");
+      assert.ok(text.endsWith(c.slice(c.indexOf("\r\n\r\n"))), JSON.stringify(text));
+    });
+  });
+
   it("falls back to the next MX when the first refuses the connection", async () => {
     const id = await rig.enqueue(["bob@fallback.test"]);
     await rig.settled(id);

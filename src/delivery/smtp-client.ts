@@ -16,6 +16,7 @@
  * unless the route's policy is `none`.
  */
 import { isIP } from "node:net";
+import type { Readable } from "node:stream";
 import tls from "node:tls";
 import SMTPConnection from "nodemailer/lib/smtp-connection";
 import type { TlsPolicy } from "../config/delivery-schema.js";
@@ -200,7 +201,7 @@ export class SmtpSession {
     return new Promise<TransactionResult>((resolve) => {
       this.connection.send(
         { from: envelope.from, to: [...envelope.to], size: content.length },
-        content,
+        this.corkedContent(content),
         (err, info) => {
           this.messagesSent++;
           if (!err) {
@@ -252,6 +253,31 @@ export class SmtpSession {
         },
       );
     });
+  }
+
+  /**
+   * The content as a source Nodemailer pipes into its dot-stuffing stream once DATA is answered
+   * 354, with the socket corked meanwhile. Given a Buffer, Nodemailer writes the stuffed content
+   * and the final "<CRLF>.<CRLF>" as two writes, and with Nagle off (setNoDelay) as two TCP
+   * segments, the second of 3–5 bytes, for every message. Corked they leave as one: strace of
+   * one connection to smtp-sink, 2,500 messages of 2 KB: 5,035 writes + 2,500 writevs → 5,000
+   * writevs (two per message: the MAIL/RCPT/DATA batch and the content). The socket is read when
+   * the content is piped, so after STARTTLS it is the TLS socket. Without one (a Nodemailer that
+   * no longer has `_socket`) it is piped uncorked, as before. Typed as a Readable because send()
+   * asks for one; Nodemailer only calls its pipe() (it tells streams by `typeof pipe`/`on`).
+   */
+  private corkedContent(content: Buffer): Readable {
+    const connection = this.connection as unknown as { _socket?: { cork(): void; uncork(): void } };
+    const source = {
+      pipe(dest: NodeJS.WritableStream): NodeJS.WritableStream {
+        const socket = connection._socket;
+        socket?.cork();
+        dest.end(content);
+        socket?.uncork();
+        return dest;
+      },
+    };
+    return source as unknown as Readable;
   }
 
   /** RSET (RFC 5321 §4.1.1.5) so a reused session starts clean; a failure closes the session. */
