@@ -20,11 +20,11 @@
  *          [--sessions 200] [--session-mb 30] [--budget-mb 256] [--only one|parallel|burst]
  */
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { petrelOk, startPetrel, tempDataDir } from "../test/support/petrel-process.js";
 import { RawSmtpSession } from "../test/support/raw-smtp.js";
-import { descendants } from "./accept-load.js";
+import { procStats } from "./accept-load.js";
+import { median } from "./stats.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -51,23 +51,6 @@ function bigMessage(attachmentBytes: number): Buffer {
   );
 }
 
-function rss(pid: number): { rssMb: number; hwmMb: number } {
-  let rssMb = 0;
-  let hwmMb = 0;
-  // The session processes of smtp.workers are children of the server; with 1 worker there are none.
-  for (const p of [pid, ...descendants(pid)]) {
-    try {
-      const status = readFileSync(`/proc/${p}/status`, "utf8");
-      const kb = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
-      rssMb += kb("VmRSS") / 1024;
-      hwmMb += kb("VmHWM") / 1024;
-    } catch {
-      // gone between the listing and the read
-    }
-  }
-  return { rssMb, hwmMb };
-}
-
 async function run(content: Buffer, parallel: number): Promise<{ idleMb: number; peakMb: number }> {
   const dataDir = tempDataDir("petrel-bench-memory-");
   await petrelOk(dataDir, ["domains", "add", "bench.example"]);
@@ -88,14 +71,14 @@ async function run(content: Buffer, parallel: number): Promise<{ idleMb: number;
     });
     await warm.quit();
     await new Promise((r) => setTimeout(r, 500));
-    const idleMb = rss(petrel.child.pid!).rssMb;
+    const idleMb = procStats(petrel.child.pid!).rssMb;
     const sessions = await Promise.all(Array.from({ length: parallel }, () => RawSmtpSession.open({ port })));
     const replies = await Promise.all(
       sessions.map((s) => s.send({ from: FROM, to: ["sink@example.com"], content })),
     );
     for (const r of replies) if (r.code !== 250) throw new Error(`${r.code} ${r.text}`);
     await Promise.all(sessions.map((s) => s.quit()));
-    return { idleMb, peakMb: rss(petrel.child.pid!).hwmMb };
+    return { idleMb, peakMb: procStats(petrel.child.pid!).peakRssMb };
   } finally {
     await petrel.stop();
   }
@@ -119,11 +102,9 @@ if (only === undefined || only === "one") {
         `${above.toFixed(0)} MB above idle = ${(above / sizeMb).toFixed(1)}× its size`,
     );
   }
-  const sorted = [...ratios].sort((a, b) => a - b);
-  const median = sorted[Math.floor(sorted.length / 2)]!;
   console.log(
-    `one message:   median ${median.toFixed(1)}× its size above idle over ${ratios.length} runs ` +
-      `(${sorted[0]!.toFixed(1)}–${sorted.at(-1)!.toFixed(1)}×)   (goal ≤ 2×)`,
+    `one message:   median ${median(ratios).toFixed(1)}× its size above idle over ${ratios.length} runs ` +
+      `(${Math.min(...ratios).toFixed(1)}–${Math.max(...ratios).toFixed(1)}×)   (goal ≤ 2×)`,
   );
 }
 if (only === undefined || only === "parallel") {
@@ -151,7 +132,7 @@ async function burst(sessions: number, messageMb: number, budgetMb: number) {
   try {
     const port = petrel.ports.submission!;
     await new Promise((r) => setTimeout(r, 500));
-    const idleMb = rss(petrel.child.pid!).rssMb;
+    const idleMb = procStats(petrel.child.pid!).rssMb;
     const line = `${"m".repeat(998)}\r\n`;
     // Just under the 30 MB default maxMessageSize (over it would be 552 5.3.4).
     const body = line.repeat(Math.floor((messageMb * MB - 64 * 1024) / line.length));
@@ -168,7 +149,7 @@ async function burst(sessions: number, messageMb: number, budgetMb: number) {
         }
       }),
     );
-    return { idleMb, peakMb: rss(petrel.child.pid!).hwmMb, replies };
+    return { idleMb, peakMb: procStats(petrel.child.pid!).peakRssMb, replies };
   } finally {
     await petrel.stop();
   }
