@@ -4,8 +4,10 @@
  */
 
 import assert from "node:assert/strict";
-import { connect } from "node:net";
+import { execFile } from "node:child_process";
+import { connect, type Socket } from "node:net";
 import { describe, it } from "node:test";
+import { promisify } from "node:util";
 import { pino } from "pino";
 import { BindError, SmtpServer } from "../src/smtp/index.js";
 import type { SessionHooks } from "../src/smtp/types.js";
@@ -369,6 +371,85 @@ describe("misbehaving hooks", () => {
         ["S", "250 2.0.0 Ok"],
       ]);
       assert.ok(fx.rec.logs.some((l) => l.includes("smtp session failed")));
+    } finally {
+      await fx.server.close(100);
+    }
+  });
+});
+
+describe("QUIT", () => {
+  /** Greeting and EHLO read, then `afterQuit` with the socket once QUIT is written. */
+  async function quitSession(port: number, afterQuit: (socket: Socket) => void): Promise<Socket> {
+    // Half-open allowed: the server's FIN does not end this side (a client decides that itself).
+    const socket = connect({ host: "127.0.0.1", port, allowHalfOpen: true });
+    let seen = "";
+    socket.on("data", (chunk: Buffer) => {
+      seen += chunk.toString("latin1");
+    });
+    socket.on("error", () => {}); // the server may reset what this client left unread
+    await until(() => seen.includes("220 "));
+    socket.write("EHLO client.test\r\n");
+    await until(() => seen.includes("250 "));
+    socket.write("QUIT\r\n", () => afterQuit(socket));
+    return socket;
+  }
+
+  it("a client that closes without waiting for the 221 costs the server no socket error", async () => {
+    // Postfix's smtp client does this by default (smtp_skip_quit_response = yes), and so does its
+    // smtp-source: the 221 meets a closed socket and the client's kernel resets the connection.
+    const fx = await startFixture({ trustedIps: ["127.0.0.1"] });
+    try {
+      const args = [
+        "-s",
+        "1",
+        "-m",
+        "5",
+        "-f",
+        "a@example.com",
+        "-t",
+        "b@example.com",
+        `127.0.0.1:${fx.port}`,
+      ];
+      await promisify(execFile)("smtp-source", args, { timeout: 20_000 });
+      await until(() => fx.rec.closes.length === 5);
+      assert.deepEqual(
+        fx.rec.closes.map((c) => c.reason),
+        ["quit", "quit", "quit", "quit", "quit"],
+      );
+      assert.equal(fx.rec.messages.length, 5);
+      assert.deepEqual(
+        fx.rec.logs.filter((l) => l.includes("smtp socket error")),
+        [],
+        "the reset after the 221 was read as a socket error",
+      );
+    } finally {
+      await fx.server.close(100);
+    }
+  });
+
+  it("closes the connection after the 221: a client that keeps its side open does not hold its slot", async () => {
+    const fx = await startFixture({ limits: { maxConnectionsPerIp: 1 } });
+    try {
+      let ended = false;
+      let got = "";
+      const first = await quitSession(fx.port, (socket) => {
+        socket.on("data", (chunk: Buffer) => {
+          got += chunk.toString("latin1");
+        });
+        socket.on("end", () => {
+          ended = true;
+        });
+      });
+      // The server's FIN after the 221, while this client has not closed its side: the session
+      // is over then (read on and waiting for this side, it kept the slot for LINGER_MS).
+      await until(() => ended);
+      assert.match(got, /^221 2\.0\.0 /m);
+      const second = await SmtpTestClient.connect(fx.port);
+      assert.equal((await second.readReply()).code, 220, "the one slot of this address is free again");
+      second.send("QUIT");
+      assert.equal((await second.readReply()).code, 221);
+      assert.equal(fx.rec.closes[0]!.reason, "quit");
+      first.destroy();
     } finally {
       await fx.server.close(100);
     }

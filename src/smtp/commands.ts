@@ -54,7 +54,7 @@ export function dispatch<User>(s: Session<User>, line: string): Promise<void> | 
     case "NOOP":
       return s.ok(REPLY.ok);
     case "QUIT":
-      return s.close(REPLY.bye, "quit");
+      return s.quit(REPLY.bye);
     case "VRFY":
       return arg === "" ? s.reject(REPLY.vrfySyntax) : s.ok(REPLY.vrfy);
     case "HELP":

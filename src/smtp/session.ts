@@ -180,6 +180,33 @@ export class Session<User> {
    */
   close(reply: string | null, reason: string): undefined {
     if (this.ended) return;
+    this.endWith(reply, reason);
+    // Keep reading (and discarding) so the peer's FIN is seen and the socket can finish.
+    if (this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+    this.socket.end();
+  }
+
+  /**
+   * The reply to QUIT, then a full close once it is written, as Postfix's smtpd does: RFC 5321
+   * §4.1.1.10 lets the server close once it has replied. Nothing more is read. Many clients
+   * close right after sending QUIT without waiting for the 221 (Postfix's own smtp client by
+   * default, smtp_skip_quit_response = yes; smtp-source), so the 221 meets a closed socket and
+   * the client's kernel answers it with a reset: read on, that reset came back as an ECONNRESET
+   * error (an Error with its stack, an 'error' event, the socket torn down on the error path)
+   * for every such connection.
+   */
+  quit(reply: string): undefined {
+    if (this.ended) return;
+    this.endWith(reply, "quit");
+    const socket = this.socket;
+    socket.pause();
+    socket.end(() => socket.destroy());
+  }
+
+  private endWith(reply: string | null, reason: string): void {
     if (reply !== null) this.out.push(reply);
     this.flush();
     this.ended = true;
@@ -188,12 +215,6 @@ export class Session<User> {
     this.endedAt = Date.now();
     this.input.clear();
     this.auth = null;
-    // Keep reading (and discarding) so the peer's FIN is seen and the socket can finish.
-    if (this.paused) {
-      this.paused = false;
-      this.socket.resume();
-    }
-    this.socket.end();
   }
 
   destroy(reason: string): void {
