@@ -67,6 +67,25 @@ describe("mailbox syntax (RFC 5321 §4.1.2)", () => {
     assert.equal(isValidMailbox("jörg@bücher.example", true), true);
     assert.equal(isValidMailbox('"jö rg"@example.com', true), true);
   });
+
+  it("counts the limits in octets, also for UTF-8 (§4.5.3.1)", () => {
+    const label63 = "d".repeat(63);
+    // A domain of 255 octets is the most; 256 is one too many.
+    assert.equal(isValidMailbox(`a@${[label63, label63, label63, label63].join(".")}`, false), true);
+    assert.equal(isValidMailbox(`a@${[label63, label63, label63, `${label63}d`].join(".")}`, false), false);
+    assert.equal(isValidMailbox(`a@${[label63, label63, label63, "d".repeat(62), "d"].join(".")}`, false), false);
+    // A label of 63 octets: 31 two-octet letters and one ASCII letter; 32 such letters are 64.
+    assert.equal(isValidMailbox(`a@${"ü".repeat(31)}a.example`, true), true);
+    assert.equal(isValidMailbox(`a@${"ü".repeat(32)}.example`, true), false);
+    assert.equal(isValidMailbox(`a@x.${"ü".repeat(32)}`, true), false);
+    // A local part of 64 octets, and of 66.
+    assert.equal(isValidMailbox(`${"ö".repeat(32)}@example.com`, true), true);
+    assert.equal(isValidMailbox(`${"ö".repeat(33)}@example.com`, true), false);
+    // A hyphen may not begin or end a label, whatever comes before or after it.
+    assert.equal(isValidMailbox("a@bü-.example", true), false);
+    assert.equal(isValidMailbox("a@x.-ü", true), false);
+    assert.equal(isValidMailbox("a@x-ü.y-z", true), true);
+  });
 });
 
 describe("MAIL/RCPT argument split", () => {
