@@ -73,7 +73,10 @@ describe("mailbox syntax (RFC 5321 §4.1.2)", () => {
     // A domain of 255 octets is the most; 256 is one too many.
     assert.equal(isValidMailbox(`a@${[label63, label63, label63, label63].join(".")}`, false), true);
     assert.equal(isValidMailbox(`a@${[label63, label63, label63, `${label63}d`].join(".")}`, false), false);
-    assert.equal(isValidMailbox(`a@${[label63, label63, label63, "d".repeat(62), "d"].join(".")}`, false), false);
+    assert.equal(
+      isValidMailbox(`a@${[label63, label63, label63, "d".repeat(62), "d"].join(".")}`, false),
+      false,
+    );
     // A label of 63 octets: 31 two-octet letters and one ASCII letter; 32 such letters are 64.
     assert.equal(isValidMailbox(`a@${"ü".repeat(31)}a.example`, true), true);
     assert.equal(isValidMailbox(`a@${"ü".repeat(32)}.example`, true), false);
