@@ -5,7 +5,9 @@
  *  (a) Postfix's smtp-source, 20 sessions, one connection per message, 2 KB, plaintext from a
  *      trusted network — comparable with Postfix's own published figure on this machine;
  *  (b) the same with -d (many messages per connection);
- *  (c) our own 20 concurrent clients, each message on a new connection with STARTTLS and AUTH.
+ *  (c) our own 20 concurrent clients, each message on a new connection with STARTTLS and AUTH;
+ *  (s) one session alone sending back to back (--lone-ms, 3 s): its rate, and p99 against the
+ *      40 ms delayed-ACK timer that Nagle's algorithm would make every message wait for.
  * For every load it prints messages/s, p50/p99 from end of DATA to 250 (measured by a probe
  * session that submits alongside the load, or by the clients themselves in (c)), the server's
  * CPU ms per message (from /proc) and its peak RSS; beside (a) and (b), smtp-sink's ceiling for the
@@ -24,7 +26,7 @@
  * set the server (its main process, workers and threads) is pinned to with taskset: issue 12's
  * scaling figures. CPU per message counts the worker processes too.
  *
- * Usage: npm run bench:accept -- [--messages 20000] [--tls-messages 5000] [--only a,b,c,idle] [--profile]
+ * Usage: npm run bench:accept -- [--messages 20000] [--tls-messages 5000] [--only a,b,c,s,idle] [--profile]
  *        [--dkim off,rsa,ed25519,both] [--client-threads 2] [--workers 1,2] [--cpus 0,0-1]
  */
 import { spawn } from "node:child_process";
@@ -55,7 +57,9 @@ const { values: args } = parseArgs({
     messages: { type: "string", default: "20000" },
     "tls-messages": { type: "string", default: "5000" },
     sessions: { type: "string", default: "20" },
-    only: { type: "string", default: "a,b,c,idle" },
+    only: { type: "string", default: "a,b,c,s,idle" },
+    /** How long (s) runs, ms. */
+    "lone-ms": { type: "string", default: "3000" },
     profile: { type: "boolean", default: false },
     idle: { type: "string", default: "1000" },
     "client-threads": { type: "string", default: "2" },
@@ -70,6 +74,7 @@ const MESSAGES = Number(args.messages);
 const TLS_MESSAGES = Number(args["tls-messages"]);
 const SESSIONS = Number(args.sessions);
 const ONLY = new Set(args.only.split(","));
+const LONE_MS = Number(args["lone-ms"]);
 const WORKERS = args.workers.split(",").map(Number);
 /** undefined: not pinned. */
 const CPU_SETS: ReadonlyArray<string | undefined> = args.cpus ? args.cpus.split(",") : [undefined];
@@ -236,6 +241,33 @@ async function loadTlsAuth(label: string, dkim?: DkimMode): Promise<Result> {
   return result;
 }
 
+/**
+ * One session alone, messages back to back with nothing else running: a lone client must stay
+ * fast. Were Nagle's algorithm and the client's delayed ACK to meet (a reply written in two
+ * segments), every message would wait for Linux's 40 ms delayed-ACK timer; p99 shows it.
+ */
+async function loneSession(label: string): Promise<Result> {
+  const { petrel } = await startServer("s");
+  const pid = petrel.child.pid!;
+  // A second of the same first, so the figure is not the JIT's warm-up.
+  const warmup = startProbe(petrel.ports.submission!);
+  await new Promise((r) => setTimeout(r, 1000));
+  await warmup.stop();
+  const before = procStats(pid);
+  const t0 = performance.now();
+  const probe = startProbe(petrel.ports.submission!);
+  await new Promise((r) => setTimeout(r, LONE_MS));
+  const latencies = await probe.stop();
+  const seconds = (performance.now() - t0) / 1000;
+  const after = procStats(pid);
+  const result = report(label, latencies.length, seconds, before, after, latencies);
+  console.log(
+    `${"  a stall of the delayed-ACK timer (40 ms)".padEnd(44)} p99 ${percentile(latencies, 99).toFixed(2)} ms   (goal < 40 ms: no message waits for it)`,
+  );
+  await petrel.stop();
+  return result;
+}
+
 async function idleSessions(count: number): Promise<void> {
   const { petrel, key } = await startServer("idle");
   const pid = petrel.child.pid!;
@@ -275,6 +307,7 @@ const LOADS: ReadonlyArray<{
     run: (l, d) => loadSmtpSource(l, ["-d"], d),
   },
   { key: "c", label: "(c) own clients, STARTTLS+AUTH per message", run: loadTlsAuth },
+  { key: "s", label: "(s) one session alone, back to back", run: (l) => loneSession(l) },
 ];
 const shapes = WORKERS.flatMap((workers) => CPU_SETS.map((cpus) => ({ workers, cpus })));
 for (const load of LOADS.filter((l) => ONLY.has(l.key))) {
