@@ -246,8 +246,8 @@ async function loadTlsAuth(label: string, dkim?: DkimMode): Promise<Result> {
  * fast. Were Nagle's algorithm and the client's delayed ACK to meet (a reply written in two
  * segments), every message would wait for Linux's 40 ms delayed-ACK timer; p99 shows it.
  */
-async function loneSession(label: string): Promise<Result> {
-  const { petrel } = await startServer("s");
+async function loneSession(label: string, dkim?: DkimMode): Promise<Result> {
+  const { petrel } = await startServer("s", dkim);
   const pid = petrel.child.pid!;
   // A second of the same first, so the figure is not the JIT's warm-up.
   const warmup = startProbe(petrel.ports.submission!);
@@ -307,7 +307,7 @@ const LOADS: ReadonlyArray<{
     run: (l, d) => loadSmtpSource(l, ["-d"], d),
   },
   { key: "c", label: "(c) own clients, STARTTLS+AUTH per message", run: loadTlsAuth },
-  { key: "s", label: "(s) one session alone, back to back", run: (l) => loneSession(l) },
+  { key: "s", label: "(s) one session alone, back to back", run: loneSession },
 ];
 const shapes = WORKERS.flatMap((workers) => CPU_SETS.map((cpus) => ({ workers, cpus })));
 for (const load of LOADS.filter((l) => ONLY.has(l.key))) {
