@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { connect, type Socket } from "node:net";
+import { connect } from "node:net";
 import { describe, it } from "node:test";
 import { promisify } from "node:util";
 import { pino } from "pino";
@@ -378,22 +378,6 @@ describe("misbehaving hooks", () => {
 });
 
 describe("QUIT", () => {
-  /** Greeting and EHLO read, then `afterQuit` with the socket once QUIT is written. */
-  async function quitSession(port: number, afterQuit: (socket: Socket) => void): Promise<Socket> {
-    // Half-open allowed: the server's FIN does not end this side (a client decides that itself).
-    const socket = connect({ host: "127.0.0.1", port, allowHalfOpen: true });
-    let seen = "";
-    socket.on("data", (chunk: Buffer) => {
-      seen += chunk.toString("latin1");
-    });
-    socket.on("error", () => {}); // the server may reset what this client left unread
-    await until(() => seen.includes("220 "));
-    socket.write("EHLO client.test\r\n");
-    await until(() => seen.includes("250 "));
-    socket.write("QUIT\r\n", () => afterQuit(socket));
-    return socket;
-  }
-
   it("a client that closes without waiting for the 221 costs the server no socket error", async () => {
     // Postfix's smtp client does this by default (smtp_skip_quit_response = yes), and so does its
     // smtp-source: the 221 meets a closed socket and the client's kernel resets the connection.
@@ -430,16 +414,20 @@ describe("QUIT", () => {
   it("closes the connection after the 221: a client that keeps its side open does not hold its slot", async () => {
     const fx = await startFixture({ limits: { maxConnectionsPerIp: 1 } });
     try {
-      let ended = false;
+      // Half-open allowed: the server's FIN does not end this side (a client decides that itself).
+      const first = connect({ host: "127.0.0.1", port: fx.port, allowHalfOpen: true });
       let got = "";
-      const first = await quitSession(fx.port, (socket) => {
-        socket.on("data", (chunk: Buffer) => {
-          got += chunk.toString("latin1");
-        });
-        socket.on("end", () => {
-          ended = true;
-        });
+      let ended = false;
+      first.on("data", (chunk: Buffer) => {
+        got += chunk.toString("latin1");
       });
+      first.on("end", () => {
+        ended = true;
+      });
+      await until(() => got.includes("220 "));
+      first.write("EHLO client.test\r\n");
+      await until(() => got.includes("250 "));
+      first.write("QUIT\r\n");
       // The server's FIN after the 221, while this client has not closed its side: the session
       // is over then (read on and waiting for this side, it kept the slot for LINGER_MS).
       await until(() => ended);

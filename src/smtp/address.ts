@@ -125,7 +125,7 @@ function isDotString(s: string, utf8: boolean): boolean {
 
 /**
  * Domain = sub-domain *("." sub-domain); sub-domain = Let-dig [Ldh-str], or a U-label under SMTPUTF8.
- * One pass over the characters (no split, and octets counted only where a label is not ASCII:
+ * One pass over the labels (no split, and octets counted only where a string is not ASCII:
  * this ran for every MAIL and RCPT, 1.6% of the SMTP thread under bench:accept (b) as split and
  * Buffer.byteLength per label).
  */
